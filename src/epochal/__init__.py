@@ -1,0 +1,64 @@
+"""epochal: train PyTorch networks in a few lines, the way Poutyne does.
+
+The public names below load lazily, so ``import epochal.core`` stays free of the adapters'
+dependencies (fsspec, structlog, tqdm, torchvision).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # shell
+    "Model": "epochal.model",
+    "set_seeds": "epochal.seeding",
+    # exceptions
+    "EpochalError": "epochal.exceptions",
+    "ConfigurationError": "epochal.exceptions",
+    "MonitorKeyError": "epochal.exceptions",
+    "EmptyLoaderError": "epochal.exceptions",
+    "ShapeMismatchError": "epochal.exceptions",
+    "CheckpointError": "epochal.exceptions",
+    "ResumeError": "epochal.exceptions",
+    # core values users meet
+    "Phase": "epochal.core.records",
+    "StepRecord": "epochal.core.records",
+    "EpochRecord": "epochal.core.records",
+    "StopTraining": "epochal.core.directives",
+    "RecordBus": "epochal.bus",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def _register(module: str, names: list[str]) -> None:
+    for name in names:
+        _EXPORTS[name] = module
+        if name not in __all__:
+            __all__.append(name)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'epochal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from epochal.bus import RecordBus as RecordBus
+    from epochal.core.directives import StopTraining as StopTraining
+    from epochal.core.records import EpochRecord as EpochRecord
+    from epochal.core.records import Phase as Phase
+    from epochal.core.records import StepRecord as StepRecord
+    from epochal.model import Model as Model
+    from epochal.seeding import set_seeds as set_seeds

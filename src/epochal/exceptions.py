@@ -1,0 +1,47 @@
+"""Exceptions raised by epochal. Each subclasses the built-in a caller would catch anyway.
+
+Messages say what was wrong, what was expected, and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigurationError",
+    "EmptyLoaderError",
+    "EpochalError",
+    "MonitorKeyError",
+    "ResumeError",
+    "ShapeMismatchError",
+]
+
+
+class EpochalError(Exception):
+    """Base class of every epochal-specific error."""
+
+
+class ConfigurationError(EpochalError, ValueError):
+    """An argument has a wrong value (unknown name, bad mode, negative patience...)."""
+
+
+class MonitorKeyError(EpochalError, KeyError):
+    """A callback monitors, or formats a filename with, a key the training will never log."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly.
+        return str(self.args[0]) if self.args else ""
+
+
+class EmptyLoaderError(EpochalError, ValueError):
+    """A loader yielded no batch where at least one was needed."""
+
+
+class ShapeMismatchError(EpochalError, ValueError):
+    """The network's output and the target have shapes the loss or a metric rejects."""
+
+
+class CheckpointError(EpochalError, ValueError):
+    """A checkpoint or manifest is corrupt, truncated, unsafe, or belongs to another network."""
+
+
+class ResumeError(EpochalError, RuntimeError):
+    """A working directory's state cannot be resumed as asked."""

@@ -1,0 +1,67 @@
+"""Ports: the capabilities the core and the shell need from the outside world.
+
+Each port is a ``typing.Protocol`` (or, for a one-function port, a named ``Callable`` alias).
+Adapters in ``epochal_adapters`` implement them; fakes in ``epochal.testing`` implement them
+for tests. A port's contract is in its docstring; ``tests/contract/`` holds one suite per port
+to run against every adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from epochal.bus import RecordBus
+
+__all__ = ["Attachable", "CheckpointStore", "Clock", "RecordHandler"]
+
+#: Seconds from an arbitrary origin, monotonic (``time.perf_counter`` in production, a
+#: fake that advances by a fixed amount in tests).
+Clock = Callable[[], float]
+
+#: A bus subscriber: takes one record, may return a directive (e.g. ``StopTraining``).
+RecordHandler = Callable[[Any], Any]
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Named blobs under one base location (a local directory, ``memory://``, ``s3://...``).
+
+    Names are ``/``-separated relative paths (``"checkpoints/epoch_3.ckpt"``); they never start
+    with ``/`` nor contain ``..``.
+
+    Contract:
+        * ``write`` is atomic per name: a reader sees the old bytes or the new bytes, never a
+          mix or a truncated file; a failed ``write`` leaves the old bytes (or no object) in
+          place and raises.
+        * ``read`` of a missing name raises ``FileNotFoundError`` naming the URL.
+        * ``names(prefix)`` lists every name under ``prefix`` that a completed ``write`` of this
+          process created and no ``delete`` removed, sorted; it refreshes any listing cache
+          first. Temporary files of in-flight writes are never listed.
+        * ``delete`` of a missing name is not an error.
+        * ``url(name)`` is the full URL of a name, for messages and for other libraries.
+
+    Run ``tests/contract/test_checkpoint_store.py`` against a new adapter.
+    """
+
+    def write(self, name: str, data: bytes) -> None: ...
+
+    def read(self, name: str) -> bytes: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def names(self, prefix: str = "") -> list[str]: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def url(self, name: str) -> str: ...
+
+
+@runtime_checkable
+class Attachable(Protocol):
+    """Something that subscribes its handlers to a bus and can take them off again (a progress
+    display, a log sink, an adapted callback list)."""
+
+    def attach(self, bus: RecordBus) -> None: ...
+
+    def detach(self) -> None: ...

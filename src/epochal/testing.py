@@ -1,0 +1,99 @@
+"""Fakes for tests, yours and ours: same contracts as the real adapters, state you can assert on.
+
+Example:
+    >>> from epochal.testing import MemoryCheckpointStore
+    >>> store = MemoryCheckpointStore()
+    >>> store.write("a/b.ckpt", b"x")
+    >>> store.blobs
+    {'a/b.ckpt': b'x'}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from epochal.bus import RecordBus, Subscription
+
+__all__ = ["FakeClock", "MemoryCheckpointStore", "RecordingSink"]
+
+
+class MemoryCheckpointStore:
+    """A ``CheckpointStore`` in a dict. Same contract as the real adapters.
+
+    Args:
+        fail_writes: Names whose ``write`` raises ``OSError`` (to test that a failed write
+            keeps the old bytes).
+    """
+
+    def __init__(self, *, fail_writes: set[str] | None = None) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.fail_writes: set[str] = set(fail_writes or ())
+
+    def url(self, name: str) -> str:
+        return f"fake-memory://{name}"
+
+    def write(self, name: str, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"write() takes bytes, got {type(data).__name__}")
+        if name in self.fail_writes:
+            raise OSError(f"simulated write failure for {self.url(name)}")
+        self.blobs[name] = bytes(data)
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self.blobs[name]
+        except KeyError:
+            raise FileNotFoundError(f"no blob named {self.url(name)}") from None
+
+    def exists(self, name: str) -> bool:
+        return name in self.blobs
+
+    def names(self, prefix: str = "") -> list[str]:
+        return sorted(n for n in self.blobs if n.startswith(prefix))
+
+    def delete(self, name: str) -> None:
+        self.blobs.pop(name, None)
+
+
+class FakeClock:
+    """A clock that advances by ``tick_s`` seconds each time it is read.
+
+    Args:
+        start_s: First value returned.
+        tick_s: Increment per call, seconds.
+    """
+
+    def __init__(self, start_s: float = 0.0, tick_s: float = 0.5) -> None:
+        self.now_s = start_s
+        self.tick_s = tick_s
+
+    def __call__(self) -> float:
+        value = self.now_s
+        self.now_s += self.tick_s
+        return value
+
+
+class RecordingSink:
+    """Subscribes to record types on a bus and keeps every record it receives, in order.
+
+    Args:
+        *record_types: The record classes to listen to.
+    """
+
+    def __init__(self, *record_types: type) -> None:
+        self.record_types = record_types
+        self.records: list[Any] = []
+        self._subscriptions: list[Subscription] = []
+
+    def attach(self, bus: RecordBus) -> None:
+        for record_type in self.record_types:
+            self._subscriptions.append(bus.subscribe(record_type, self.records.append))
+
+    def detach(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.cancel()
+        self._subscriptions.clear()
+
+    def of_type(self, record_type: type) -> list[Any]:
+        """The received records of exactly ``record_type``, in order."""
+        return [r for r in self.records if type(r) is record_type]
