@@ -15,6 +15,8 @@ _EXPORTS: dict[str, str] = {
     # shell
     "Model": "epochal.model",
     "set_seeds": "epochal.seeding",
+    "Callback": "epochal.callbacks.base",
+    "CallbackList": "epochal.callbacks.base",
     # exceptions
     "EpochalError": "epochal.exceptions",
     "ConfigurationError": "epochal.exceptions",

@@ -17,6 +17,7 @@ import attrs
 import torch
 
 __all__ = [
+    "BackwardEnd",
     "EpochBegin",
     "EpochEnd",
     "EpochRecord",
@@ -226,5 +227,18 @@ class StepBegin:
     """
 
     phase: Phase
+    epoch: int
+    step: int
+
+
+@attrs.frozen(kw_only=True)
+class BackwardEnd:
+    """The gradients of an optimizer step are final (accumulated and normalised) and the
+    optimizer is about to step (Poutyne's ``on_backward_end``; gradient clipping acts here).
+
+    ``step`` is the 1-based index, within the training pass, of the batch that closes the
+    accumulation group.
+    """
+
     epoch: int
     step: int

@@ -1,0 +1,100 @@
+"""Saving and loading torch objects at paths, fsspec URLs or file objects, crash-safely.
+
+Paths and URLs go through the storage adapter (``FsspecCheckpointStore``): a local file is
+written to a temporary file beside it, fsynced and renamed; a remote object is one upload.
+Loading always uses ``torch.load(weights_only=True)`` mapped to the CPU: a checkpoint cannot
+run code.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+
+import torch
+
+from epochal.exceptions import CheckpointError
+
+__all__ = ["load_torch", "read_bytes", "save_torch", "torch_bytes", "torch_from_bytes", "write_bytes"]
+
+
+def _store_and_name(path: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    from epochal_adapters.storage import FsspecCheckpointStore, split_url
+
+    parent, name = split_url(path)
+    return FsspecCheckpointStore(parent, storage_options=dict(storage_options or {})), name
+
+
+def write_bytes(
+    path: str, data: bytes, *, storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``data`` at a path or fsspec URL, atomically (old bytes survive a failure)."""
+    store, name = _store_and_name(str(path), storage_options)
+    store.write(name, data)
+
+
+def read_bytes(path: str, *, storage_options: Mapping[str, Any] | None = None) -> bytes:
+    """Read the bytes at a path or fsspec URL.
+
+    Raises:
+        FileNotFoundError: Nothing is there (the message names the URL).
+    """
+    store, name = _store_and_name(str(path), storage_options)
+    data: bytes = store.read(name)
+    return data
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """``torch.save(obj)`` into bytes."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def torch_from_bytes(data: bytes, *, source: str = "<bytes>") -> Any:
+    """``torch.load(weights_only=True, map_location='cpu')`` from bytes.
+
+    Raises:
+        CheckpointError: The bytes are not a torch checkpoint (truncated, corrupt), or the
+            checkpoint holds a pickled object that would run code; the message names
+            ``source``.
+    """
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"Refused to load {source}: it holds a pickled object outside the weights-only "
+            f"allow-list (loading it could run code). Expected tensors, numbers, strings and "
+            f"containers of them. Detail: {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError) as exc:
+        raise CheckpointError(
+            f"{source} is not a readable torch checkpoint ({len(data)} bytes; truncated or "
+            f"corrupt?). Expected a file written by torch.save. Detail: {exc}"
+        ) from exc
+
+
+def save_torch(
+    obj: Any, f: str | BinaryIO, *, storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Save ``obj`` with ``torch.save`` to a path/URL (crash-safe) or a binary file object."""
+    if isinstance(f, (str, bytes)) or hasattr(f, "__fspath__"):
+        write_bytes(str(f if not isinstance(f, bytes) else f.decode()), torch_bytes(obj),
+                    storage_options=storage_options)
+    else:
+        torch.save(obj, f)
+
+
+def load_torch(f: str | BinaryIO, *, storage_options: Mapping[str, Any] | None = None) -> Any:
+    """Load what :func:`save_torch` saved (weights only, to the CPU).
+
+    Raises:
+        FileNotFoundError: No file at the path/URL.
+        CheckpointError: See :func:`torch_from_bytes`.
+    """
+    if isinstance(f, (str, bytes)) or hasattr(f, "__fspath__"):
+        path = str(f if not isinstance(f, bytes) else f.decode())
+        return torch_from_bytes(read_bytes(path, storage_options=storage_options), source=path)
+    return torch_from_bytes(f.read(), source=getattr(f, "name", "<file object>"))

@@ -1,0 +1,332 @@
+"""Pure step and epoch functions.
+
+Their only side effect is PyTorch's in-place update of the network's parameters and
+gradients and of the optimizer's state (and the draws they make from PyTorch's random number
+generators, e.g. for dropout, in the same order as a hand-written loop). No I/O, no printing,
+no clock except the injected one.
+
+Accumulation follows the hand-written loop: the epoch loss is
+``sum(loss_b * n_b) / sum(n_b)`` over batches ``b`` of ``n_b`` examples, accumulated in
+float64 (as Python floats are), so a last batch of 10 among batches of 256 weighs ``10/N``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from epochal.core.batches import forward, infer_batch_size, split_batch, to_device
+from epochal.core.metrics import BatchMetric, EpochMetricState, RunningMean
+from epochal.core.records import EpochRecord, Phase, StepRecord
+from epochal.exceptions import ShapeMismatchError
+
+__all__ = ["EpochSetup", "compute_loss", "eval_step", "run_epoch", "train_step"]
+
+_NO_LOSS = float("nan")
+
+
+def _shape_of(obj: Any) -> str:
+    if isinstance(obj, torch.Tensor):
+        return str(tuple(obj.shape))
+    if isinstance(obj, (tuple, list)):
+        return "(" + ", ".join(_shape_of(o) for o in obj) + ")"
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{k!r}: {_shape_of(v)}" for k, v in obj.items()) + "}"
+    return type(obj).__name__
+
+
+def compute_loss(loss_function: Callable[..., Any], y_pred: Any, y_true: Any) -> torch.Tensor:
+    """``loss_function(y_pred, y_true)``, with a shape error turned into a clear message.
+
+    Raises:
+        ShapeMismatchError: The loss rejected the shapes; the message gives both.
+    """
+    try:
+        loss = loss_function(y_pred, y_true)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise ShapeMismatchError(
+            f"The loss function {getattr(loss_function, '__name__', type(loss_function).__name__)}"
+            f" rejected the network output of shape {_shape_of(y_pred)} against the target of "
+            f"shape {_shape_of(y_true)}: {exc}. Check the network's last layer and the targets."
+        ) from exc
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        shape = _shape_of(loss)
+        raise ShapeMismatchError(
+            f"The loss function must return a 0-dim tensor (use reduction='mean'); it returned "
+            f"{shape}."
+        )
+    return loss
+
+
+@attrs.frozen(kw_only=True)
+class EpochSetup:
+    """What one pass needs besides its batches.
+
+    Attributes:
+        network: The network (its mode is set by the pass: train or eval).
+        loss_function: ``(y_pred, y_true) -> 0-dim tensor``; None for prediction.
+        batch_metrics: Resolved batch metrics.
+        epoch_metrics: Resolved epoch metrics (reset at the start of every pass).
+        device: Where batches are moved, or None to leave them where they are.
+        optimizer: Needed for training passes.
+        batches_per_step: Batches whose gradients are accumulated per optimizer step.
+    """
+
+    network: torch.nn.Module
+    loss_function: Callable[..., Any] | None
+    batch_metrics: Sequence[BatchMetric] = ()
+    epoch_metrics: Sequence[EpochMetricState] = ()
+    device: torch.device | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    batches_per_step: int = 1
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Log names of the batch metrics, in order."""
+        return tuple(name for metric in self.batch_metrics for name in metric.names)
+
+
+def _batch_metric_values(setup: EpochSetup, y_pred: Any, y_true: Any) -> tuple[torch.Tensor, ...]:
+    values: list[torch.Tensor] = []
+    for metric in setup.batch_metrics:
+        values.extend(metric(y_pred, y_true))
+    return tuple(values)
+
+
+def train_step(
+    setup: EpochSetup, x: Any, y: Any, *, loss_scale: float | None = None
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], Any]:
+    """Forward and backward pass of one batch (no ``zero_grad``, no optimizer step: the
+    caller groups batches into optimizer steps, see :func:`run_epoch`).
+
+    Args:
+        setup: The pass's setup; the network must be in train mode.
+        x: Inputs, already on the device.
+        y: Targets, already on the device.
+        loss_scale: When given, ``(loss * loss_scale).backward()`` (gradient accumulation
+            weights each batch by its size); else ``loss.backward()``.
+
+    Returns:
+        ``(loss, metric_values, y_pred)``: the detached 0-dim loss, the batch metric values
+        (detached 0-dim tensors, no host sync) and the detached network output.
+    """
+    assert setup.loss_function is not None
+    y_pred = forward(setup.network, x)
+    loss = compute_loss(setup.loss_function, y_pred, y)
+    if loss_scale is None:
+        loss.backward()
+    else:
+        (loss * loss_scale).backward()
+    with torch.no_grad():
+        y_pred = _detach(y_pred)
+        values = _batch_metric_values(setup, y_pred, y)
+        for metric in setup.epoch_metrics:
+            metric.update(y_pred, y)
+    return loss.detach(), values, y_pred
+
+
+def eval_step(
+    setup: EpochSetup, x: Any, y: Any
+) -> tuple[torch.Tensor | float, tuple[torch.Tensor, ...], Any]:
+    """Forward pass of one batch without gradients (the caller sets eval mode).
+
+    Returns:
+        ``(loss, metric_values, y_pred)``; ``loss`` is ``nan`` and no metric is computed when
+        ``y`` is None (prediction).
+    """
+    with torch.no_grad():
+        y_pred = forward(setup.network, x)
+        if y is None or setup.loss_function is None:
+            return _NO_LOSS, (), y_pred
+        loss = compute_loss(setup.loss_function, y_pred, y)
+        values = _batch_metric_values(setup, y_pred, y)
+        for metric in setup.epoch_metrics:
+            metric.update(y_pred, y)
+    return loss, values, y_pred
+
+
+def _detach(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_detach(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _detach(v) for k, v in obj.items()}
+    return obj
+
+
+def _scale_gradients(parameters: Iterable[torch.nn.Parameter], factor: float) -> None:
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if grads:
+        torch._foreach_mul_(grads, factor)
+
+
+def run_epoch(
+    setup: EpochSetup,
+    batches: Iterable[Any],
+    *,
+    phase: Phase,
+    epoch: int,
+    clock: Callable[[], float],
+    global_step: int = 0,
+    has_ground_truth: bool = True,
+    before_step: Callable[[int], None] | None = None,
+    before_optimizer_step: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_outputs: Callable[[Any, Any], None] | None = None,
+) -> Iterator[StepRecord | EpochRecord]:
+    """Run one pass of ``phase`` over ``batches``; yield a :class:`StepRecord` per batch, then
+    one :class:`EpochRecord`.
+
+    Training (``Phase.TRAIN``) groups ``setup.batches_per_step`` consecutive batches into one
+    optimizer step: gradients are zeroed at the start of a group; with more than one batch
+    per step each batch's loss is back-propagated weighted by its size and the summed
+    gradients are divided by the group's sample count before the step, so the step equals one
+    on the concatenated batch (for mean-reduced losses). A trailing partial group is stepped at
+    the end of the pass; nothing carries over to the next pass. Other phases run without
+    gradients in eval mode.
+
+    Args:
+        setup: Network, loss, metrics, optimizer, device.
+        batches: The batches of this pass (``(x, y)`` pairs, or ``x`` alone without ground
+            truth). Iterated once.
+        phase: Which pass this is.
+        epoch: 1-based epoch number (0 outside training).
+        clock: Seconds, monotonic; read twice per step and twice per pass.
+        global_step: Training batches already run before this pass.
+        has_ground_truth: False for prediction on inputs alone.
+        before_step: Called with the 1-based step index before each batch.
+        before_optimizer_step: Called with the step index after the gradients of a group are
+            final (normalised) and before ``optimizer.step()`` (gradient clipping goes here).
+        should_stop: Polled after each step record is consumed; True ends the pass early
+            (the epoch record then has ``complete=False``).
+        on_outputs: Called with ``(y_pred, y_true)`` (detached, on the device) per batch, to
+            collect predictions.
+
+    Yields:
+        One ``StepRecord`` per batch, then one ``EpochRecord``.
+
+    Raises:
+        ShapeMismatchError: The loss or a metric rejects the shapes.
+        ValueError: Training without an optimizer or a loss function.
+    """
+    training = phase is Phase.TRAIN
+    network = setup.network
+    optimizer = setup.optimizer
+    if training and (optimizer is None or setup.loss_function is None):
+        raise ValueError(
+            "Training needs an optimizer and a loss function; this Model has "
+            f"optimizer={optimizer!r}, loss_function={setup.loss_function!r}. Pass both to Model."
+        )
+    group = max(1, int(setup.batches_per_step))
+    accumulate = training and group > 1
+    params = [p for g in optimizer.param_groups for p in g["params"]] if optimizer else []
+
+    for metric in setup.epoch_metrics:
+        metric.reset()
+    names = setup.metric_names
+    running = RunningMean(("loss", *names))
+    network.train(training)
+    device = setup.device
+
+    pass_start = clock()
+    step = 0
+    samples = 0
+    group_batches: list[int] = []
+    complete = True
+    try:
+        grad_context = torch.enable_grad() if training else torch.no_grad()
+        with grad_context:
+            for batch in batches:
+                step += 1
+                if before_step is not None:
+                    before_step(step)
+                step_start = clock()
+                x, y = split_batch(batch, has_ground_truth=has_ground_truth)
+                x = to_device(x, device)
+                y = to_device(y, device)
+                size = infer_batch_size(x, y)
+                if training:
+                    assert optimizer is not None
+                    if not group_batches:
+                        optimizer.zero_grad()
+                    loss, values, y_pred = train_step(
+                        setup, x, y, loss_scale=float(size) if accumulate else None
+                    )
+                    group_batches.append(size)
+                    if len(group_batches) == group:
+                        _optimizer_step(
+                            optimizer, params, group_batches, accumulate, before_optimizer_step,
+                            step,
+                        )
+                        group_batches = []
+                    global_step += 1
+                    step_global = global_step
+                else:
+                    loss, values, y_pred = eval_step(setup, x, y)
+                    step_global = step
+                if on_outputs is not None:
+                    on_outputs(y_pred, y)
+                samples += size
+                if isinstance(loss, torch.Tensor):
+                    running.add((loss, *values), size)
+                record = StepRecord(
+                    phase=phase,
+                    epoch=epoch,
+                    step=step,
+                    global_step=step_global,
+                    batch_size=size,
+                    loss=loss,
+                    metrics=dict(zip(names, values)),
+                    duration_s=clock() - step_start,
+                )
+                yield record
+                if should_stop is not None and should_stop():
+                    complete = False
+                    break
+    finally:
+        if training and group_batches and optimizer is not None:
+            # The trailing partial group is stepped (also when a stop request ended the pass).
+            _optimizer_step(
+                optimizer, params, group_batches, accumulate, before_optimizer_step, step
+            )
+    has_values = running.samples > 0
+    means = running.means() if has_values else {}
+    epoch_values = _epoch_metric_values(setup) if has_values else {}
+    metrics: dict[str, float] = {name: means[name] for name in names if name in means}
+    metrics.update(epoch_values)
+    yield EpochRecord(
+        phase=phase,
+        epoch=epoch,
+        steps=step,
+        samples=samples,
+        loss=means.get("loss", _NO_LOSS),
+        metrics=metrics,
+        duration_s=clock() - pass_start,
+        complete=complete,
+    )
+
+
+def _optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    group_batches: list[int],
+    accumulate: bool,
+    before_optimizer_step: Callable[[int], None] | None,
+    step: int,
+) -> None:
+    if accumulate:
+        _scale_gradients(params, 1.0 / float(sum(group_batches)))
+    if before_optimizer_step is not None:
+        before_optimizer_step(step)
+    optimizer.step()
+
+
+def _epoch_metric_values(setup: EpochSetup) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for metric in setup.epoch_metrics:
+        out.update(zip(metric.names, metric.compute()))
+    return out
