@@ -23,6 +23,7 @@ from epochal.core.loop import EpochSetup, run_epoch
 from epochal.core.metrics import (
     BatchMetric,
     EpochMetricState,
+    check_unique_names,
     resolve_batch_metrics,
     resolve_epoch_metrics,
     resolve_loss,
@@ -182,12 +183,7 @@ class Model:
         names = [n for m in self.batch_metrics for n in m.names] + [
             n for m in self.epoch_metrics for n in m.names
         ]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ConfigurationError(
-                f"Metric log names must be unique; {duplicates} appear more than once among "
-                "batch and epoch metrics. Rename one with a (name, metric) tuple."
-            )
+        check_unique_names(names, reserved=("loss", "epoch", "time", "lr"))
         self.batch_metrics_names = [n for m in self.batch_metrics for n in m.names]
         self.epoch_metrics_names = [n for m in self.epoch_metrics for n in m.names]
         self.metrics_names = names
@@ -196,6 +192,11 @@ class Model:
         self.clock: Callable[[], float] = time.perf_counter
         self.device: torch.device | None = None
         self._global_step = 0
+        #: Keys of the epoch logs the current (or last) ``fit`` writes; set when ``fit``
+        #: starts, before ``on_train_begin``, so callbacks can check their monitor keys.
+        self.epoch_log_keys: tuple[str, ...] = ()
+        #: False while handling the ``on_epoch_end`` of an epoch a stop request cut short.
+        self.epoch_complete = True
         if device is not None:
             self.to(device)
 
@@ -288,6 +289,16 @@ class Model:
         self._publish(epoch_record)
         return epoch_record
 
+    def log_keys(self, *, with_validation: bool) -> tuple[str, ...]:
+        """The keys of the epoch logs ``fit`` writes, in order: ``epoch``, ``time``,
+        ``loss``, the metrics, then ``val_loss`` and ``val_<metric>`` when validating, then
+        ``lr`` (or ``lr_group_<i>``)."""
+        keys = ["epoch", "time", "loss", *self.metrics_names]
+        if with_validation:
+            keys += ["val_loss", *(f"val_{n}" for n in self.metrics_names)]
+        keys += list(self._lr_logs())
+        return tuple(keys)
+
     def _lr_logs(self) -> dict[str, float]:
         if self.optimizer is None:
             return {}
@@ -367,6 +378,8 @@ class Model:
                 validation_steps if validation_steps is not None else _loader_len(valid_generator)
             )
         params = {"epochs": epochs, "steps": steps, "valid_steps": valid_steps}
+        self.epoch_log_keys = self.log_keys(with_validation=valid_generator is not None)
+        self.epoch_complete = True
         if initial_epoch > 1 and steps is not None and self._global_step == 0:
             self._global_step = (initial_epoch - 1) * steps
         attachments = self._attachments(list(callbacks or []), params, verbose, progress_options)
@@ -403,6 +416,7 @@ class Model:
                 logs["time"] = self.clock() - epoch_start
                 last_epoch = epoch
                 history.append(dict(logs))
+                self.epoch_complete = train_record.complete
                 self._publish(EpochEnd(epoch=epoch, logs=logs, complete=train_record.complete))
                 if not train_record.complete:
                     self.stop_training = True

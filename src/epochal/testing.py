@@ -32,7 +32,22 @@ class MemoryCheckpointStore:
     def url(self, name: str) -> str:
         return f"fake-memory://{name}"
 
+    @staticmethod
+    def _check_name(name: str) -> None:
+        parts = name.split("/") if isinstance(name, str) else []
+        if (
+            not parts
+            or name.startswith("/")
+            or "\\" in name
+            or any(part in ("", ".", "..") for part in parts)
+        ):
+            raise ValueError(
+                f"Invalid blob name {name!r}: expected a relative '/'-separated path without "
+                "empty, '.' or '..' parts, e.g. 'checkpoints/epoch_3.ckpt'."
+            )
+
     def write(self, name: str, data: bytes) -> None:
+        self._check_name(name)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"write() takes bytes, got {type(data).__name__}")
         if name in self.fail_writes:
@@ -40,18 +55,21 @@ class MemoryCheckpointStore:
         self.blobs[name] = bytes(data)
 
     def read(self, name: str) -> bytes:
+        self._check_name(name)
         try:
             return self.blobs[name]
         except KeyError:
             raise FileNotFoundError(f"no blob named {self.url(name)}") from None
 
     def exists(self, name: str) -> bool:
+        self._check_name(name)
         return name in self.blobs
 
     def names(self, prefix: str = "") -> list[str]:
         return sorted(n for n in self.blobs if n.startswith(prefix))
 
     def delete(self, name: str) -> None:
+        self._check_name(name)
         self.blobs.pop(name, None)
 
 

@@ -1,0 +1,509 @@
+"""Checkpoint storage on any fsspec URL: local paths, ``file://``, ``memory://``, ``s3://``.
+
+``FsspecCheckpointStore`` implements the ``epochal.ports.CheckpointStore`` port. Writes are
+crash-safe: on the local filesystem a write goes to a hidden temporary file in the target
+directory, is flushed and ``fsync``-ed, then renamed onto the final name with ``os.replace``;
+on remote filesystems (S3 and others) a write is a single upload, so no partial object ever
+appears under the final key.
+
+Example:
+    >>> store = FsspecCheckpointStore("memory://epochal-doc")
+    >>> store.write("checkpoints/epoch_1.ckpt", b"weights")
+    >>> store.names()
+    ['checkpoints/epoch_1.ckpt']
+    >>> store.url("checkpoints/epoch_1.ckpt")
+    'memory://epochal-doc/checkpoints/epoch_1.ckpt'
+    >>> store.delete("checkpoints/epoch_1.ckpt")
+
+S3 needs the ``s3`` extra (``pip install epochal[s3]``). Credentials, endpoint and retry policy
+go in ``storage_options``; they are handed to ``s3fs.S3FileSystem``. To fail fast when the
+endpoint may be down (tests, health checks), shorten botocore's timeouts and retries::
+
+    FsspecCheckpointStore(
+        "s3://bucket/run-1",
+        storage_options={
+            "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"},
+            "config_kwargs": {"connect_timeout": 1, "read_timeout": 5,
+                              "retries": {"max_attempts": 1}},
+        },
+    )
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+import fsspec.core
+from fsspec.implementations.local import LocalFileSystem
+
+from epochal.ports import CheckpointStore
+
+__all__ = ["FsspecCheckpointStore", "open_store", "split_url"]
+
+#: Protocols of object stores: directories are implicit, so no ``makedirs`` before a write
+#: (on S3, ``makedirs`` of a bare bucket path would try to create the bucket).
+_OBJECT_STORE_PROTOCOLS = frozenset(
+    {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"}
+)
+
+#: Built-in ``OSError`` subclasses kept when an error is re-raised with the URL in its message.
+_KEPT_OS_ERRORS: tuple[type[OSError], ...] = (
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
+    TimeoutError,
+    ConnectionError,
+)
+
+_TEMP_PREFIX = "."
+_TEMP_SUFFIX = ".tmp"
+
+
+def _is_temp_file(basename: str) -> bool:
+    """Whether ``basename`` has the form of this module's temporary files (``.*.tmp``)."""
+    return basename.startswith(_TEMP_PREFIX) and basename.endswith(_TEMP_SUFFIX)
+
+
+def _validate_name(name: str) -> None:
+    """Check that ``name`` is a store name: relative, ``/``-separated, no ``..``.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: ``name`` is empty, absolute, has an empty, ``.`` or ``..`` part, contains a
+            backslash, or has the form of a temporary file (``.*.tmp``); the message names it.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a checkpoint name must be a str, got {type(name).__name__}: {name!r}")
+    expected = (
+        "expected a relative, '/'-separated name such as 'checkpoints/epoch_3.ckpt' "
+        "(no leading '/', no empty, '.' or '..' parts, no backslash)"
+    )
+    if not name:
+        raise ValueError(f"invalid checkpoint name {name!r}: it is empty; {expected}")
+    if "\\" in name:
+        raise ValueError(f"invalid checkpoint name {name!r}: it contains a backslash; {expected}")
+    if name.startswith("/"):
+        raise ValueError(f"invalid checkpoint name {name!r}: it starts with '/'; {expected}")
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(
+            f"invalid checkpoint name {name!r}: it has an empty, '.' or '..' part; {expected}"
+        )
+    if _is_temp_file(parts[-1]):
+        raise ValueError(
+            f"invalid checkpoint name {name!r}: names of the form '.*.tmp' are reserved for "
+            f"temporary files of in-flight writes; choose another file name"
+        )
+
+
+def _validate_prefix(prefix: str) -> None:
+    """Check a ``names()`` prefix: a string prefix of names, so it may end in a partial part.
+
+    Raises:
+        TypeError: ``prefix`` is not a string.
+        ValueError: ``prefix`` starts with ``/``, contains a backslash or a ``..`` part.
+    """
+    if not isinstance(prefix, str):
+        raise TypeError(f"a names() prefix must be a str, got {type(prefix).__name__}")
+    if prefix.startswith("/") or "\\" in prefix or ".." in prefix.split("/"):
+        raise ValueError(
+            f"invalid names() prefix {prefix!r}: expected the start of a relative, "
+            "'/'-separated name such as 'checkpoints/' or 'checkpoints/epoch_' "
+            "(no leading '/', no '..' part, no backslash)"
+        )
+
+
+def _with_url(exc: BaseException, action: str, url: str) -> OSError:
+    """An ``OSError`` saying that ``action`` on ``url`` failed because of ``exc``.
+
+    Keeps the built-in ``OSError`` subclass of ``exc`` where there is one (``FileNotFoundError``,
+    ``PermissionError``, ...); anything else (e.g. a botocore connection error) becomes a plain
+    ``OSError``.
+    """
+    message = f"could not {action} {url}: {type(exc).__name__}: {exc}"
+    for error_type in _KEPT_OS_ERRORS:
+        if isinstance(exc, error_type):
+            wrapped: OSError = error_type(message)
+            break
+    else:
+        wrapped = OSError(message)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        wrapped.errno = exc.errno
+    return wrapped
+
+
+def _fsync_directory(directory: str) -> None:
+    """Flush a directory entry to disk so that a rename in it survives a power loss.
+
+    A no-op on platforms that cannot open a directory (Windows).
+    """
+    if os.name == "nt":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _strip_trailing_slashes(url: str) -> str:
+    """``url`` without trailing ``/``, keeping a bare ``protocol://``."""
+    while url.endswith("/") and not url.endswith("://") and url != "/":
+        url = url[:-1]
+    return url
+
+
+class FsspecCheckpointStore:
+    """A ``CheckpointStore`` under one fsspec URL: a local directory, ``memory://``, ``s3://``.
+
+    Names are ``/``-separated paths relative to ``url`` (``"checkpoints/epoch_3.ckpt"``).
+    Writes are atomic per name: local writes go through a temporary file (``.<name>.<id>.tmp``
+    in the same directory), ``fsync`` and ``os.replace``; remote writes are one upload.
+
+    Args:
+        url: Base location: a local path (``"saves/conv"``), ``file:///abs/dir``,
+            ``memory://root``, ``s3://bucket/prefix`` or any URL fsspec understands. It need not
+            exist yet; directories are made on the first write.
+        storage_options: Keyword arguments for the fsspec filesystem (for S3: ``key``,
+            ``secret``, ``client_kwargs={"endpoint_url": ...}``, ``config_kwargs``; see the
+            module docstring for short timeouts). ``None`` means none.
+
+    Raises:
+        ValueError: fsspec does not know the URL's protocol.
+        ImportError: The protocol's implementation is not installed (``s3://`` needs the
+            ``s3`` extra).
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        url = os.fspath(url)
+        if not isinstance(url, str) or not url:
+            raise ValueError(f"a store URL must be a non-empty str, got {url!r}")
+        self.storage_options: dict[str, Any] = dict(storage_options or {})
+        fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+        self._fs: Any = fs
+        self._local = isinstance(fs, LocalFileSystem)
+        self._root: str = _strip_trailing_slashes(root) if root != "/" else ""
+        protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        self._object_store = bool(_OBJECT_STORE_PROTOCOLS.intersection(protocols))
+        if self._local:
+            # fsspec made the path absolute; keep the user's choice of plain path or file://.
+            given_protocol = fsspec.core.split_protocol(url)[0]
+            self._base_url = f"file://{self._root}" if given_protocol else (self._root or "/")
+        else:
+            self._base_url = _strip_trailing_slashes(url)
+
+    @property
+    def base_url(self) -> str:
+        """The URL of the store's base location (absolute for local paths)."""
+        return self._base_url
+
+    @property
+    def fs(self) -> Any:
+        """The ``fsspec`` filesystem behind the store, for advanced use and for tests."""
+        return self._fs
+
+    def __repr__(self) -> str:
+        return f"FsspecCheckpointStore({self._base_url!r})"
+
+    def url(self, name: str) -> str:
+        """The full URL of ``name``, for messages and for other libraries.
+
+        Args:
+            name: A store name such as ``"checkpoints/epoch_3.ckpt"``.
+
+        Returns:
+            The base URL and ``name`` joined with ``/`` (an absolute path for a store made
+            from a plain local path).
+
+        Raises:
+            ValueError: ``name`` is not a valid store name.
+        """
+        _validate_name(name)
+        return self._join(self._base_url, name)
+
+    @staticmethod
+    def _join(base: str, name: str) -> str:
+        return f"{base}{name}" if base.endswith("/") else f"{base}/{name}"
+
+    def _path(self, name: str) -> str:
+        """The filesystem path of ``name`` (protocol stripped), joined with ``/``."""
+        return f"{self._root}/{name}"
+
+    def write(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name``, atomically, replacing any previous bytes.
+
+        Args:
+            name: A store name such as ``"checkpoints/epoch_3.ckpt"``; missing parent
+                directories are made.
+            data: The bytes to store (``bytes``, ``bytearray`` or ``memoryview``).
+
+        Raises:
+            ValueError: ``name`` is not a valid store name.
+            TypeError: ``data`` is not bytes-like.
+            OSError: The write failed (disk full, permission, endpoint unreachable); the
+                message contains the URL. The previous bytes, if any, are still in place.
+        """
+        _validate_name(name)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"write() takes bytes, got {type(data).__name__} for {self.url(name)}; "
+                "serialize first (e.g. torch.save into an io.BytesIO and pass .getvalue())"
+            )
+        url = self.url(name)
+        try:
+            if self._local:
+                self._write_local(self._path(name), data)
+            else:
+                self._write_remote(self._path(name), bytes(data))
+        except Exception as exc:
+            raise _with_url(exc, "write", url) from exc
+
+    def _write_local(self, path: str, data: bytes | bytearray | memoryview) -> None:
+        """Temp file in the same directory, flush, fsync, ``os.replace``, fsync the directory."""
+        directory, basename = os.path.split(path)
+        os.makedirs(directory, exist_ok=True)
+        temp_path = os.path.join(
+            directory, f"{_TEMP_PREFIX}{basename}.{uuid.uuid4().hex}{_TEMP_SUFFIX}"
+        )
+        # O_EXCL: never reuse a file; 0o666 lets the umask decide the final permissions.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        fd = os.open(temp_path, flags, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp_path, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temp_path)
+            raise
+        _fsync_directory(directory)
+
+    def _write_remote(self, path: str, data: bytes) -> None:
+        """One upload (``pipe_file``): the object appears whole or not at all."""
+        if not self._object_store:
+            parent = path.rsplit("/", 1)[0]
+            if parent:
+                self._fs.makedirs(parent, exist_ok=True)
+        self._fs.pipe_file(path, data)
+        self._fs.invalidate_cache(path)
+
+    def read(self, name: str) -> bytes:
+        """The bytes stored under ``name``.
+
+        Args:
+            name: A store name.
+
+        Returns:
+            The bytes of the last completed write of ``name``.
+
+        Raises:
+            ValueError: ``name`` is not a valid store name.
+            FileNotFoundError: No object named ``name``; the message gives its URL.
+            OSError: Reading failed otherwise; the message contains the URL.
+        """
+        _validate_name(name)
+        url = self.url(name)
+        path = self._path(name)
+        try:
+            if self._local:
+                with open(path, "rb") as file:
+                    return file.read()
+            data = self._fs.cat_file(path)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"no checkpoint named {name!r} at {url}; names() lists what this store holds"
+            ) from exc
+        except Exception as exc:
+            raise _with_url(exc, "read", url) from exc
+        return bytes(data)
+
+    def exists(self, name: str) -> bool:
+        """Whether an object named ``name`` exists (a directory of that name does not count).
+
+        Args:
+            name: A store name.
+
+        Returns:
+            ``True`` when ``read(name)`` would find bytes.
+
+        Raises:
+            ValueError: ``name`` is not a valid store name.
+            OSError: The check failed (e.g. endpoint unreachable); the message contains the URL.
+        """
+        _validate_name(name)
+        path = self._path(name)
+        if self._local:
+            return os.path.isfile(path)
+        try:
+            self._fs.invalidate_cache(path)
+            # info(), not isfile(): isfile() answers False when the endpoint is unreachable.
+            info = self._fs.info(path)
+        except FileNotFoundError:
+            return False
+        except Exception as exc:
+            raise _with_url(exc, "check", self.url(name)) from exc
+        return bool(info.get("type") == "file")
+
+    def names(self, prefix: str = "") -> list[str]:
+        """Every stored name that starts with ``prefix``, sorted, listed recursively.
+
+        Listing caches are refreshed first; temporary files of in-flight writes are skipped.
+
+        Args:
+            prefix: A string prefix of names (``"checkpoints/"``, ``"checkpoints/epoch_"``);
+                ``""`` lists everything.
+
+        Returns:
+            Sorted names relative to the base URL, ``/``-separated.
+
+        Raises:
+            ValueError: ``prefix`` starts with ``/``, contains a backslash or a ``..`` part.
+            OSError: Listing failed (e.g. endpoint unreachable); the message contains the URL.
+        """
+        _validate_prefix(prefix)
+        directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        top = f"{self._root}/{directory}" if directory else self._root
+        try:
+            if self._local:
+                found = self._list_local(top)
+            else:
+                found = self._list_remote(top)
+        except Exception as exc:
+            raise _with_url(exc, "list", self._base_url) from exc
+        start = f"{self._root}/"
+        names = (path[len(start) :] for path in found if path.startswith(start))
+        return sorted(
+            name
+            for name in names
+            if name.startswith(prefix) and not _is_temp_file(name.rsplit("/", 1)[-1])
+        )
+
+    @staticmethod
+    def _list_local(top: str) -> list[str]:
+        found: list[str] = []
+        for directory, _subdirectories, files in os.walk(top or "/"):
+            base = directory.replace(os.sep, "/")
+            found.extend(f"{base.rstrip('/')}/{file}" for file in files)
+        return found
+
+    def _list_remote(self, top: str) -> list[str]:
+        self._fs.invalidate_cache()
+        try:
+            found = self._fs.find(top, withdirs=False, detail=False)
+        except FileNotFoundError:
+            return []
+        return [str(path) for path in found]
+
+    def delete(self, name: str) -> None:
+        """Remove ``name``; a missing name is not an error.
+
+        Args:
+            name: A store name.
+
+        Raises:
+            ValueError: ``name`` is not a valid store name.
+            OSError: Removing failed (permission, endpoint unreachable); the message contains
+                the URL.
+        """
+        _validate_name(name)
+        path = self._path(name)
+        try:
+            if self._local:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                return
+            with contextlib.suppress(FileNotFoundError):
+                self._fs.rm_file(path)
+            self._fs.invalidate_cache(path)
+        except Exception as exc:
+            raise _with_url(exc, "delete", self.url(name)) from exc
+
+
+def open_store(
+    url_or_store: str | os.PathLike[str] | CheckpointStore,
+    storage_options: Mapping[str, Any] | None = None,
+) -> CheckpointStore:
+    """A ``CheckpointStore`` for a URL, or the store itself when given one.
+
+    Args:
+        url_or_store: A URL or local path (made into an ``FsspecCheckpointStore``), or an
+            object that already implements ``CheckpointStore`` (returned as is).
+        storage_options: fsspec options for a URL (see ``FsspecCheckpointStore``).
+
+    Returns:
+        The store.
+
+    Raises:
+        ValueError: ``storage_options`` were given with a ready-made store (they would be
+            ignored).
+        TypeError: ``url_or_store`` is neither a URL/path nor a ``CheckpointStore``.
+    """
+    if isinstance(url_or_store, (str, os.PathLike)):
+        return FsspecCheckpointStore(os.fspath(url_or_store), storage_options)
+    if isinstance(url_or_store, CheckpointStore):
+        if storage_options:
+            raise ValueError(
+                f"storage_options apply to a URL, but a ready-made store was given "
+                f"({url_or_store!r}); configure that store instead or pass its URL"
+            )
+        return url_or_store
+    raise TypeError(
+        f"expected a URL, a local path or a CheckpointStore (write, read, exists, names, "
+        f"delete, url), got {type(url_or_store).__name__}: {url_or_store!r}"
+    )
+
+
+def split_url(path: str) -> tuple[str, str]:
+    """Split a file URL or path into its parent directory URL and its file name.
+
+    Remote URLs are split on their last ``/`` (never through ``pathlib``); plain local paths
+    with ``os.path``.
+
+    Examples:
+        >>> split_url("s3://bucket/run/last.ckpt")
+        ('s3://bucket/run', 'last.ckpt')
+        >>> split_url("file:///tmp/run/last.ckpt")
+        ('file:///tmp/run', 'last.ckpt')
+        >>> split_url("last.ckpt")
+        ('.', 'last.ckpt')
+
+    Args:
+        path: A file URL (``s3://bucket/x/last.ckpt``, ``file:///a/b.ckpt``) or local path.
+
+    Returns:
+        ``(parent, name)``: ``parent`` is a URL or path for ``FsspecCheckpointStore`` (``"."``
+        for a bare local file name); ``name`` is the file name, valid as a store name.
+
+    Raises:
+        ValueError: ``path`` has no file name (empty, ends with ``/``, or is only a bucket or
+            protocol).
+    """
+    path = os.fspath(path)
+    if not isinstance(path, str) or not path:
+        raise ValueError(
+            f"expected a file URL or path such as 's3://bucket/x/last.ckpt', got {path!r}"
+        )
+    protocol, rest = fsspec.core.split_protocol(path)
+    if protocol is None:
+        parent, name = os.path.split(path)
+        if not name:
+            raise ValueError(f"expected a file path, got a directory {path!r}; add a file name")
+        return (parent or "."), name
+    if "/" not in rest or rest.endswith("/"):
+        raise ValueError(
+            f"expected a file URL such as '{protocol}://bucket/dir/last.ckpt', got {path!r}; "
+            "add a file name after the last '/'"
+        )
+    parent, name = path.rsplit("/", 1)
+    if parent.endswith("://"):
+        parent += "/"  # "file:///last.ckpt": the parent is the root, "file:///"
+    return parent, name

@@ -1,0 +1,267 @@
+"""``epochal_adapters.storage`` beyond the port contract: local crash safety, URLs, errors.
+
+The behaviour every ``CheckpointStore`` shares is pinned in
+``tests/contract/test_checkpoint_store.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from epochal.testing import MemoryCheckpointStore
+from epochal_adapters.storage import FsspecCheckpointStore, open_store, split_url
+
+
+def _files_under(root: Path) -> list[str]:
+    """Every file under ``root``, hidden ones included, as sorted '/'-joined relative paths."""
+    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+
+
+def state_of(store: FsspecCheckpointStore) -> dict[str, bytes]:
+    """Everything a store holds, as a dict from name to bytes."""
+    return {name: store.read(name) for name in store.names()}
+
+
+class TestFsspecCheckpointStoreLocal:
+    """``FsspecCheckpointStore`` on the local filesystem."""
+
+    def test_write_leaves_no_temp_file(self, tmp_path: Path) -> None:
+        """After a write, the directory holds the final file and nothing else."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        store.write("last.ckpt", b"weights")
+        store.write("last.ckpt", b"weights, again")
+        assert _files_under(tmp_path) == ["last.ckpt"]
+        assert (tmp_path / "last.ckpt").read_bytes() == b"weights, again"
+
+    def test_write_makes_missing_directories(self, tmp_path: Path) -> None:
+        """Writing a nested name into a base directory that does not exist creates both."""
+        store = FsspecCheckpointStore(str(tmp_path / "saves" / "conv"))
+        store.write("checkpoints/epoch_1/weights.ckpt", b"w")
+        assert (tmp_path / "saves/conv/checkpoints/epoch_1/weights.ckpt").read_bytes() == b"w"
+
+    def test_crash_at_rename_keeps_old_file_and_removes_temp(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If os.replace fails, the old file is intact, the temp file is gone, and the error has the path."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        store.write("d/last.ckpt", b"old bytes")
+
+        def crash(source: str, destination: str) -> None:
+            raise OSError("simulated crash during rename")
+
+        monkeypatch.setattr(os, "replace", crash)
+        with pytest.raises(OSError, match="simulated crash") as raised:
+            store.write("d/last.ckpt", b"new bytes")
+        assert store.url("d/last.ckpt") in str(raised.value)
+        monkeypatch.undo()
+        assert _files_under(tmp_path) == ["d/last.ckpt"]
+        assert (tmp_path / "d/last.ckpt").read_bytes() == b"old bytes"
+
+    def test_crash_at_fsync_keeps_old_file_and_removes_temp(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If flushing to disk fails (disk full), the old file is intact and no temp file remains."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        store.write("last.ckpt", b"old bytes")
+
+        def disk_full(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", disk_full)
+        with pytest.raises(OSError, match="No space left") as raised:
+            store.write("last.ckpt", b"new bytes")
+        assert raised.value.errno == 28
+        monkeypatch.undo()
+        assert _files_under(tmp_path) == ["last.ckpt"]
+        assert store.read("last.ckpt") == b"old bytes"
+
+    def test_permission_error_keeps_its_type_and_names_the_url(self, tmp_path: Path) -> None:
+        """A write into a read-only directory raises PermissionError whose message has the URL."""
+        if os.name == "nt" or os.geteuid() == 0:
+            pytest.skip("root (or Windows) ignores directory write permission")
+        readonly = tmp_path / "readonly"
+        readonly.mkdir()
+        readonly.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        store = FsspecCheckpointStore(str(readonly))
+        try:
+            with pytest.raises(PermissionError) as raised:
+                store.write("x.ckpt", b"x")
+        finally:
+            readonly.chmod(stat.S_IRWXU)
+        assert store.url("x.ckpt") in str(raised.value)
+
+    def test_name_below_a_file_raises_os_error_with_the_url(self, tmp_path: Path) -> None:
+        """Writing 'a/b.ckpt' where 'a' is a file raises an OSError naming the URL; 'a' stays."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        store.write("a", b"a file")
+        with pytest.raises(OSError) as raised:
+            store.write("a/b.ckpt", b"x")
+        assert isinstance(raised.value, (FileExistsError, NotADirectoryError))
+        assert store.url("a/b.ckpt") in str(raised.value)
+        assert state_of(store) == {"a": b"a file"}
+
+    def test_written_file_permissions_follow_the_umask(self, tmp_path: Path) -> None:
+        """A written file gets the usual permissions (0o666 less the umask), not a temp file's 0o600."""
+        if os.name == "nt":
+            pytest.skip("no POSIX permissions")
+        umask = os.umask(0o022)
+        try:
+            FsspecCheckpointStore(str(tmp_path)).write("x.ckpt", b"x")
+        finally:
+            os.umask(umask)
+        assert stat.S_IMODE((tmp_path / "x.ckpt").stat().st_mode) == 0o644
+
+    def test_names_skips_stale_temp_files(self, tmp_path: Path) -> None:
+        """A temp file left by a crashed process is never listed."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        store.write("ckpt/last.ckpt", b"x")
+        (tmp_path / "ckpt" / ".last.ckpt.0123abcd.tmp").write_bytes(b"partial")
+        assert store.names() == ["ckpt/last.ckpt"]
+
+    def test_temp_file_names_are_refused(self, tmp_path: Path) -> None:
+        """A name shaped like a temp file ('.*.tmp') is refused with ValueError."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        with pytest.raises(ValueError, match="temporary"):
+            store.write("ckpt/.last.ckpt.tmp", b"x")
+
+    def test_url_of_plain_path_is_absolute(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A store made from a relative path reports absolute paths, without a protocol."""
+        monkeypatch.chdir(tmp_path)
+        store = FsspecCheckpointStore("saves/conv")
+        assert store.url("last.ckpt") == f"{tmp_path.as_posix()}/saves/conv/last.ckpt"
+
+    def test_url_of_file_url_keeps_the_protocol(self, tmp_path: Path) -> None:
+        """A store made from a file:// URL reports file:// URLs."""
+        store = FsspecCheckpointStore(tmp_path.as_uri() + "/")
+        assert store.url("a/b.ckpt") == f"{tmp_path.as_uri()}/a/b.ckpt"
+
+    def test_plain_path_and_file_url_share_files(self, tmp_path: Path) -> None:
+        """A plain path and the file:// URL of the same directory see the same objects."""
+        FsspecCheckpointStore(str(tmp_path)).write("a/b.ckpt", b"shared")
+        assert FsspecCheckpointStore(tmp_path.as_uri()).read("a/b.ckpt") == b"shared"
+
+
+class TestFsspecCheckpointStoreMemory:
+    """``FsspecCheckpointStore`` on ``memory://``."""
+
+    def test_url_keeps_the_given_url(self) -> None:
+        """url(name) joins the given memory:// URL and the name with '/'."""
+        assert FsspecCheckpointStore("memory://run-1/").url("a.ckpt") == "memory://run-1/a.ckpt"
+
+
+class TestSplitUrl:
+    """``split_url``: a file URL or path into (parent URL, file name)."""
+
+    @pytest.mark.parametrize(
+        ("path", "expected"),
+        [
+            ("saves/conv/last_epoch.ckpt", ("saves/conv", "last_epoch.ckpt")),
+            ("/abs/dir/last.ckpt", ("/abs/dir", "last.ckpt")),
+            ("last.ckpt", (".", "last.ckpt")),
+            ("file:///tmp/run/last.ckpt", ("file:///tmp/run", "last.ckpt")),
+            ("file:///last.ckpt", ("file:///", "last.ckpt")),
+            ("s3://b/a/b.ckpt", ("s3://b/a", "b.ckpt")),
+            ("s3://bucket/best_epoch_{epoch}.ckpt", ("s3://bucket", "best_epoch_{epoch}.ckpt")),
+            ("memory://root/x/log.tsv", ("memory://root/x", "log.tsv")),
+        ],
+    )
+    def test_splits_parent_and_name(self, path: str, expected: tuple[str, str]) -> None:
+        """The parent is everything before the last separator, the name everything after."""
+        assert split_url(path) == expected
+
+    @pytest.mark.parametrize("path", ["", "saves/conv/", "s3://bucket", "s3://bucket/x/"])
+    def test_refuses_paths_without_file_name(self, path: str) -> None:
+        """A path with no file name after its last '/' is refused with ValueError."""
+        with pytest.raises(ValueError, match="file"):
+            split_url(path)
+
+    def test_parent_and_name_make_a_store_for_the_file(self, tmp_path: Path) -> None:
+        """A store for the parent, written under the name, produces the file at the path."""
+        parent, name = split_url(f"{tmp_path.as_uri()}/saves/last.ckpt")
+        FsspecCheckpointStore(parent).write(name, b"x")
+        assert (tmp_path / "saves/last.ckpt").read_bytes() == b"x"
+
+
+class TestOpenStore:
+    """``open_store``: a store from a URL, or the store itself."""
+
+    def test_passes_a_store_through(self) -> None:
+        """An object that implements CheckpointStore is returned as is."""
+        store = MemoryCheckpointStore()
+        assert open_store(store) is store
+
+    def test_builds_an_fsspec_store_from_a_url_or_path(self, tmp_path: Path) -> None:
+        """A str URL or an os.PathLike becomes an FsspecCheckpointStore at that location."""
+        from_str = open_store(str(tmp_path))
+        from_path = open_store(tmp_path)
+        assert isinstance(from_str, FsspecCheckpointStore)
+        assert isinstance(from_path, FsspecCheckpointStore)
+        from_str.write("a.ckpt", b"x")
+        assert from_path.read("a.ckpt") == b"x"
+
+    def test_refuses_storage_options_with_a_store(self) -> None:
+        """storage_options given with a ready-made store are refused, not silently ignored."""
+        with pytest.raises(ValueError, match="storage_options"):
+            open_store(MemoryCheckpointStore(), {"key": "k"})
+
+    def test_refuses_other_objects(self) -> None:
+        """Something that is neither a URL nor a store raises TypeError."""
+        with pytest.raises(TypeError, match="CheckpointStore"):
+            open_store(42)  # type: ignore[arg-type]
+
+
+class TestUnreachableS3:
+    """``FsspecCheckpointStore`` on S3 when the endpoint does not answer."""
+
+    @pytest.fixture
+    def dead_store(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FsspecCheckpointStore:
+        """A store whose S3 endpoint is a closed port on 127.0.0.1, with 1-attempt timeouts."""
+        pytest.importorskip("s3fs")
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.chdir(tmp_path)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        # The port is closed once the probe socket is; connections to it are refused.
+        options: dict[str, Any] = {
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {
+                "endpoint_url": f"http://127.0.0.1:{port}",
+                "region_name": "us-east-1",
+            },
+            "config_kwargs": {
+                "connect_timeout": 1,
+                "read_timeout": 1,
+                "retries": {"max_attempts": 1},
+            },
+            "skip_instance_cache": True,
+        }
+        return FsspecCheckpointStore("s3://unreachable-bucket/run", options)
+
+    def test_every_operation_raises_os_error_with_the_url(
+        self, dead_store: FsspecCheckpointStore, tmp_path: Path
+    ) -> None:
+        """write, read, exists, names and delete raise OSError naming the URL, and leave nothing."""
+        url = dead_store.url("last.ckpt")
+        operations = {
+            "write": lambda: dead_store.write("last.ckpt", b"x"),
+            "read": lambda: dead_store.read("last.ckpt"),
+            "exists": lambda: dead_store.exists("last.ckpt"),
+            "delete": lambda: dead_store.delete("last.ckpt"),
+        }
+        for operation, call in operations.items():
+            with pytest.raises(OSError) as raised:
+                call()
+            assert url in str(raised.value), operation
+        with pytest.raises(OSError, match="s3://unreachable-bucket/run"):
+            dead_store.names()
+        assert _files_under(tmp_path) == []

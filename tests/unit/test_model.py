@@ -1,0 +1,414 @@
+"""The Model: Poutyne's API on the core, with fakes and small synthetic data."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import attrs
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from epochal import Callback, Model, StopTraining
+from epochal.core.records import EpochRecord, Phase, StepRecord
+from epochal.exceptions import ConfigurationError, EmptyLoaderError, ShapeMismatchError
+from epochal.testing import FakeClock, RecordingSink
+
+
+def _data(n: int = 40, features: int = 4, classes: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return x, y
+
+
+def _batches(x, y, size):
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
+
+
+def _model(seed: int = 0, **kwargs):
+    torch.manual_seed(seed)
+    network = nn.Linear(4, 3)
+    kwargs.setdefault("batch_metrics", ["accuracy"])
+    return Model(network, torch.optim.SGD(network.parameters(), lr=0.1),
+                 nn.CrossEntropyLoss(), **kwargs)
+
+
+class TestConstruction:
+    def test_optimizer_by_name_uses_pytorch_defaults_and_sgd_lr(self):
+        """'sgd' gets lr 0.01 (Poutyne's convention) and 'adam' PyTorch's defaults."""
+        model = Model(nn.Linear(2, 2), "sgd", "mse")
+        assert isinstance(model.optimizer, torch.optim.SGD)
+        assert model.optimizer.param_groups[0]["lr"] == 0.01
+        model = Model(nn.Linear(2, 2), "adam", "mse")
+        assert model.optimizer.param_groups[0]["lr"] == 1e-3
+
+    def test_optimizer_by_dict(self):
+        """{'optim': 'adam', 'lr': 0.5} builds Adam with lr 0.5."""
+        model = Model(nn.Linear(2, 2), {"optim": "adam", "lr": 0.5}, "mse")
+        assert isinstance(model.optimizer, torch.optim.Adam)
+        assert model.optimizer.param_groups[0]["lr"] == 0.5
+
+    def test_unknown_optimizer_name_lists_valid_names(self):
+        """An unknown optimizer name is a ConfigurationError listing the valid names."""
+        with pytest.raises(ConfigurationError, match="sgd") as info:
+            Model(nn.Linear(2, 2), "sdg", "mse")
+        assert "adam" in str(info.value)
+
+    def test_foreign_optimizer_parameters_are_refused(self):
+        """An optimizer over another network's parameters is refused with a clear error."""
+        other = nn.Linear(2, 2)
+        with pytest.raises(ConfigurationError, match="do not belong to the network"):
+            Model(nn.Linear(2, 2), torch.optim.SGD(other.parameters(), lr=0.1), "mse")
+
+    def test_unknown_metric_name_lists_valid_names(self):
+        """An unknown metric name is a ConfigurationError naming valid ones."""
+        with pytest.raises(ConfigurationError, match="accuracy"):
+            Model(nn.Linear(2, 2), "sgd", "mse", batch_metrics=["acuracy"])
+
+    def test_loss_by_name(self):
+        """'cross_entropy' resolves to PyTorch's cross-entropy."""
+        model = Model(nn.Linear(4, 3), "sgd", "cross_entropy")
+        x, y = _data(8)
+        expected = nn.functional.cross_entropy(model.network(x), y)
+        assert torch.allclose(model.loss_function(model.network(x), y), expected)
+
+    def test_network_must_be_a_module(self):
+        """A network that is not an nn.Module is a TypeError."""
+        with pytest.raises(TypeError, match="nn.Module"):
+            Model(lambda x: x, "sgd", "mse")  # type: ignore[arg-type]
+
+    def test_fit_without_optimizer_is_refused(self):
+        """fit on a Model built without optimizer raises a clear ValueError."""
+        model = Model(nn.Linear(4, 3), None, "cross_entropy")
+        x, y = _data(8)
+        with pytest.raises(ValueError, match="optimizer"):
+            model.fit(x, y, epochs=1, verbose=False)
+
+
+class TestFit:
+    def test_history_has_poutyne_keys(self):
+        """fit_generator returns one dict per epoch with epoch, time, loss, acc, val_*, lr."""
+        x, y = _data()
+        history = _model().fit_generator(_batches(x, y, 8), _batches(x, y, 16), epochs=2,
+                                         verbose=False)
+        assert [h["epoch"] for h in history] == [1, 2]
+        assert list(history[0]) == ["epoch", "time", "loss", "acc", "val_loss", "val_acc", "lr"]
+        assert all(h["time"] >= 0 for h in history)
+
+    def test_last_batch_weighs_by_its_size(self):
+        """The epoch loss is the sample-weighted mean: a batch of 1 among batches of 8 weighs 1/N."""
+        x, y = _data(17)
+        model = _model()
+        batches = _batches(x, y, 8)
+        losses = [float(model.loss_function(model.network(bx), by)) * len(bx) for bx, by in batches]
+        loss, _acc = model.evaluate_generator(batches, verbose=False)
+        assert loss == pytest.approx(sum(losses) / 17, rel=1e-12)
+
+    def test_steps_per_epoch_larger_than_loader_cycles_it(self):
+        """steps_per_epoch=5 on a 2-batch loader runs 5 training steps per epoch."""
+        x, y = _data(16)
+        model = _model()
+        sink = RecordingSink(StepRecord)
+        sink.attach(model.bus)
+        model.fit_generator(_batches(x, y, 8), epochs=2, steps_per_epoch=5, verbose=False)
+        steps = [r for r in sink.of_type(StepRecord) if r.phase is Phase.TRAIN]
+        assert [r.step for r in steps] == [1, 2, 3, 4, 5] * 2
+        assert [r.global_step for r in steps] == list(range(1, 11))
+
+    def test_fit_on_arrays_and_numpy(self):
+        """fit accepts NumPy arrays and validation_data, and predict returns NumPy arrays."""
+        x, y = _data(30)
+        model = _model()
+        history = model.fit(x.numpy(), y.numpy(), validation_data=(x.numpy(), y.numpy()),
+                            batch_size=8, epochs=2, verbose=False)
+        assert "val_acc" in history[-1]
+        pred = model.predict(x.numpy(), batch_size=7, verbose=False)
+        assert isinstance(pred, np.ndarray) and pred.shape == (30, 3)
+
+    def test_empty_loader_is_a_clear_error(self):
+        """An empty training loader raises EmptyLoaderError before any step."""
+        with pytest.raises(EmptyLoaderError, match="training loader yielded no batch"):
+            _model().fit_generator([], epochs=1, verbose=False)
+
+    def test_output_shape_the_loss_rejects_names_both_shapes(self):
+        """A network output the loss rejects gives both shapes in the message."""
+        model = Model(nn.Linear(4, 2), "sgd", "mse")
+        x, y = torch.randn(8, 4), torch.randn(8, 5)
+        with pytest.raises(ShapeMismatchError, match=r"\(8, 2\).*\(8, 5\)"):
+            model.fit(x, y, epochs=1, verbose=False)
+
+    def test_stop_request_is_honoured_at_end_of_step(self):
+        """model.stop_training set in on_train_batch_end at step 3 ends training after step 3."""
+
+        class StopAt3(Callback):
+            def on_train_batch_end(self, batch_number, logs):
+                if batch_number == 3:
+                    self.model.stop_training = True
+
+        x, y = _data(80)
+        model = _model()
+        sink = RecordingSink(StepRecord, EpochRecord)
+        sink.attach(model.bus)
+        history = model.fit_generator(_batches(x, y, 8), _batches(x, y, 8), epochs=3,
+                                      callbacks=[StopAt3()], verbose=False)
+        train_steps = [r for r in sink.of_type(StepRecord) if r.phase is Phase.TRAIN]
+        assert len(train_steps) == 3
+        assert len(history) == 1 and "val_loss" not in history[0]
+        assert sink.of_type(EpochRecord)[0].complete is False
+
+    def test_returned_directive_stops_and_next_fit_clears_the_flag(self):
+        """A hook returning StopTraining stops; the next fit starts with the flag cleared."""
+
+        class StopAfterEpoch(Callback):
+            def on_epoch_end(self, epoch_number, logs):
+                return StopTraining(reason="test")
+
+        x, y = _data(16)
+        model = _model()
+        assert len(model.fit_generator(_batches(x, y, 8), epochs=5, verbose=False,
+                                       callbacks=[StopAfterEpoch()])) == 1
+        assert len(model.fit_generator(_batches(x, y, 8), epochs=2, verbose=False)) == 2
+
+    def test_callbacks_get_their_own_copy_of_logs(self):
+        """A callback that mutates its logs does not change what the next callback sees."""
+        seen = []
+
+        class Vandal(Callback):
+            def on_epoch_end(self, epoch_number, logs):
+                logs["loss"] = -1.0
+                logs.clear()
+
+        class Reader(Callback):
+            def on_epoch_end(self, epoch_number, logs):
+                seen.append(dict(logs))
+
+        x, y = _data(16)
+        history = _model().fit_generator(_batches(x, y, 8), epochs=1, verbose=False,
+                                         callbacks=[Vandal(), Reader()])
+        assert seen[0]["loss"] == history[0]["loss"] > 0
+
+    def test_hook_order_and_params(self):
+        """Hooks run in Poutyne's order and params carry epochs, steps and valid_steps."""
+        calls = []
+
+        class Spy(Callback):
+            def on_train_begin(self, logs):
+                calls.append(("train_begin", dict(self.params)))
+
+            def on_epoch_begin(self, e, logs):
+                calls.append(("epoch_begin", e))
+
+            def on_train_batch_begin(self, b, logs):
+                calls.append(("batch_begin", b))
+
+            def on_backward_end(self, b):
+                calls.append(("backward_end", b))
+
+            def on_train_batch_end(self, b, logs):
+                calls.append(("batch_end", b, sorted(logs)))
+
+            def on_valid_begin(self, logs):
+                calls.append(("valid_begin",))
+
+            def on_valid_end(self, logs):
+                calls.append(("valid_end", sorted(logs)))
+
+            def on_epoch_end(self, e, logs):
+                calls.append(("epoch_end", e))
+
+            def on_train_end(self, logs):
+                calls.append(("train_end",))
+
+        x, y = _data(16)
+        _model().fit_generator(_batches(x, y, 8), _batches(x, y, 16), epochs=1,
+                               callbacks=[Spy()], verbose=False)
+        assert calls[0] == ("train_begin", {"epochs": 1, "steps": 2, "valid_steps": 1})
+        assert [c[0] for c in calls[1:]] == [
+            "epoch_begin", "batch_begin", "backward_end", "batch_end", "batch_begin",
+            "backward_end", "batch_end", "valid_begin", "valid_end", "epoch_end", "train_end",
+        ]
+        assert calls[4][2] == ["acc", "batch", "loss", "size", "time"]
+        assert calls[9][1] == ["val_acc", "val_loss"]
+
+
+class TestAccumulation:
+    @given(
+        sizes=st.lists(st.integers(1, 6), min_size=2, max_size=6),
+        seed=st.integers(0, 1000),
+    )
+    def test_property_accumulated_step_equals_big_batch(self, sizes, seed):
+        """batches_per_step=N over N batches of any sizes equals one step on their concatenation."""
+        n = sum(sizes)
+        x, y = _data(n, seed=seed)
+        batches, start = [], 0
+        for s in sizes:
+            batches.append((x[start : start + s], y[start : start + s]))
+            start += s
+        a = _model(seed)
+        b = copy.deepcopy(a)
+        b.optimizer = torch.optim.SGD(b.network.parameters(), lr=0.1)
+        a.fit_generator(batches, epochs=1, batches_per_step=len(sizes), verbose=False)
+        b.fit_generator([(x, y)], epochs=1, verbose=False)
+        for p, q in zip(a.network.parameters(), b.network.parameters()):
+            assert torch.allclose(p, q, atol=1e-6, rtol=1e-5)
+
+    def test_trailing_partial_group_is_stepped_and_does_not_leak(self):
+        """With 3 batches and batches_per_step=2, the epoch makes 2 optimizer steps, and the next
+        epoch starts from zeroed gradients."""
+        x, y = _data(24)
+        batches = _batches(x, y, 8)
+        a = _model()
+        ref = copy.deepcopy(a)
+        ref.optimizer = torch.optim.SGD(ref.network.parameters(), lr=0.1)
+        a.fit_generator(batches, epochs=2, batches_per_step=2, verbose=False)
+        groups = [(torch.cat([x[:8], x[8:16]]), torch.cat([y[:8], y[8:16]])), (x[16:], y[16:])]
+        ref.fit_generator(groups, epochs=2, verbose=False)
+        for p, q in zip(a.network.parameters(), ref.network.parameters()):
+            assert torch.allclose(p, q, atol=1e-6)
+
+
+class TestEvaluateAndPredict:
+    def test_two_identical_evaluations_give_identical_values(self):
+        """Epoch metrics are reset: evaluating twice gives the same loss and metrics."""
+        x, y = _data(30)
+        model = _model(epoch_metrics=["f1"])
+        first = model.evaluate(x, y, batch_size=7, verbose=False)
+        second = model.evaluate(x, y, batch_size=7, verbose=False)
+        assert first[0] == second[0]
+        np.testing.assert_array_equal(first[1], second[1])
+
+    def test_return_forms(self):
+        """evaluate returns the loss alone without metrics, a float for one metric, an array for
+        several, a dict with return_dict_format, and predictions/targets on request."""
+        x, y = _data(20)
+        plain = Model(nn.Linear(4, 3), None, "cross_entropy")
+        assert isinstance(plain.evaluate(x, y, verbose=False), float)
+        one = _model()
+        loss, acc = one.evaluate(x, y, verbose=False)
+        assert isinstance(acc, float)
+        two = _model(epoch_metrics=["f1"])
+        loss, metrics = two.evaluate(x, y, verbose=False)
+        assert metrics.shape == (2,)
+        logs = two.evaluate(x, y, verbose=False, return_dict_format=True)
+        assert set(logs) == {"test_loss", "test_acc", f"test_{two.epoch_metrics_names[0]}"}
+        loss, acc, pred, true = one.evaluate(x, y, batch_size=6, verbose=False,
+                                             return_pred=True, return_ground_truth=True)
+        assert pred.shape == (20, 3) and np.array_equal(true, y.numpy())
+
+    def test_multi_input_and_multi_output(self):
+        """Tuple inputs are spread as arguments; tuple outputs are concatenated per element."""
+
+        class TwoHeads(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear(4, 3)
+                self.b = nn.Linear(2, 1)
+
+            def forward(self, x1, x2):
+                return self.a(x1), self.b(x2)
+
+        model = Model(TwoHeads(), "sgd", None)
+        x1, x2 = torch.randn(10, 4), torch.randn(10, 2)
+        out = model.predict((x1, x2), batch_size=4, verbose=False)
+        assert isinstance(out, tuple) and out[0].shape == (10, 3) and out[1].shape == (10, 1)
+
+    def test_predict_generator_with_ground_truth(self):
+        """has_ground_truth and return_ground_truth return outputs and concatenated targets."""
+        x, y = _data(12)
+        pred, true = _model().predict_generator(_batches(x, y, 5), has_ground_truth=True,
+                                                return_ground_truth=True, verbose=False)
+        assert pred.shape == (12, 3) and np.array_equal(true, y.numpy())
+
+    def test_on_batch_methods(self):
+        """train_on_batch updates the weights; evaluate_on_batch and predict_on_batch don't."""
+        x, y = _data(8)
+        model = _model()
+        before = model.get_weight_copies()
+        loss, acc = model.evaluate_on_batch(x, y)
+        assert all(torch.equal(v, model.get_weight_copies()[k]) for k, v in before.items())
+        assert model.predict_on_batch(x).shape == (8, 3)
+        model.train_on_batch(x, y)
+        assert not torch.equal(before["weight"], model.get_weight_copies()["weight"])
+        assert math.isfinite(loss) and 0 <= acc <= 100
+
+
+class TestRecords:
+    def test_records_are_immutable_and_hold_no_graph(self):
+        """Step and epoch records cannot be mutated and their tensors need no grad."""
+        x, y = _data(16)
+        model = _model()
+        sink = RecordingSink(StepRecord, EpochRecord)
+        sink.attach(model.bus)
+        model.fit_generator(_batches(x, y, 8), epochs=1, verbose=False)
+        step = sink.of_type(StepRecord)[0]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            step.loss = 0.0  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            step.metrics["acc"] = 1  # type: ignore[index]
+        assert not step.loss.requires_grad and step.loss.grad_fn is None
+        assert all(v.grad_fn is None for v in step.metrics.values())
+
+    def test_injected_clock_times_the_epoch(self):
+        """Durations come from the injected clock."""
+        x, y = _data(16)
+        model = _model()
+        model.clock = FakeClock(tick_s=1.0)
+        sink = RecordingSink(EpochRecord)
+        sink.attach(model.bus)
+        model.fit_generator(_batches(x, y, 8), epochs=1, verbose=False)
+        # pass start, 2 reads per step for 2 steps, pass end: 5 ticks.
+        assert sink.records[0].duration_s == 5.0
+
+
+class TestWeights:
+    def test_save_and_load_weights_round_trip(self, tmp_path):
+        """save_weights then load_weights restores identical weights (path and file object)."""
+        model = _model()
+        path = str(tmp_path / "w.ckpt")
+        model.save_weights(path)
+        other = _model(seed=1)
+        result = other.load_weights(path)
+        assert result.missing_keys == [] and result.unexpected_keys == []
+        assert torch.equal(other.network.weight, model.network.weight)
+        buffer = io.BytesIO()
+        model.save_optimizer_state(buffer)
+        buffer.seek(0)
+        other.load_optimizer_state(buffer)
+
+    def test_load_weights_non_strict_reports_keys(self, tmp_path):
+        """load_weights(strict=False) returns missing and unexpected keys."""
+        model = _model()
+        path = str(tmp_path / "w.ckpt")
+        torch.save({"weight": model.network.weight.detach(), "extra": torch.zeros(1)}, path)
+        result = model.load_weights(path, strict=False)
+        assert result.missing_keys == ["bias"] and result.unexpected_keys == ["extra"]
+
+    def test_pickled_code_is_refused(self, tmp_path):
+        """A checkpoint holding an arbitrary pickled object is refused with CheckpointError."""
+        from epochal.exceptions import CheckpointError
+
+        path = str(tmp_path / "evil.ckpt")
+        torch.save({"weight": Exploit()}, path)
+        with pytest.raises(CheckpointError, match="Refused"):
+            _model().load_weights(path)
+
+    def test_moving_to_cpu_keeps_optimizer_state(self):
+        """to('cpu') keeps the optimizer's state tensors on the parameters' device."""
+        x, y = _data(8)
+        network = nn.Linear(4, 3)
+        model = Model(network, "adam", "cross_entropy")
+        model.train_on_batch(x, y)
+        model.to("cpu")
+        state = model.optimizer.state[network.weight]
+        assert state["exp_avg"].device.type == "cpu"
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("pwned",))
