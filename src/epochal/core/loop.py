@@ -19,7 +19,7 @@ import attrs
 import torch
 
 from epochal.core.batches import forward, infer_batch_size, split_batch, to_device
-from epochal.core.metrics import BatchMetric, EpochMetricState, RunningMean
+from epochal.core.metrics import BatchMetric, EpochMetricState
 from epochal.core.records import EpochRecord, Phase, StepRecord
 from epochal.exceptions import ShapeMismatchError
 
@@ -228,7 +228,8 @@ def run_epoch(
     for metric in setup.epoch_metrics:
         metric.reset()
     names = setup.metric_names
-    running = RunningMean(("loss", *names))
+    sums: list[torch.Tensor] | None = None
+    value_samples = 0
     network.train(training)
     device = setup.device
 
@@ -272,7 +273,15 @@ def run_epoch(
                     on_outputs(y_pred, y)
                 samples += size
                 if isinstance(loss, torch.Tensor):
-                    running.add((loss, *values), size)
+                    if sums is None:
+                        sums = [torch.zeros((), dtype=torch.float64, device=loss.device)
+                                for _ in range(1 + len(values))]
+                    # float64 += float32 * n: the product is exact in float64 (24-bit mantissa
+                    # times n < 2**29), so this equals Python's float(v) * n summation.
+                    sums[0].add_(loss, alpha=size)
+                    for total, value in zip(sums[1:], values):
+                        total.add_(value, alpha=size)
+                    value_samples += size
                 record = StepRecord(
                     phase=phase,
                     epoch=epoch,
@@ -293,8 +302,11 @@ def run_epoch(
             _optimizer_step(
                 optimizer, params, group_batches, accumulate, before_optimizer_step, step
             )
-    has_values = running.samples > 0
-    means = running.means() if has_values else {}
+    has_values = sums is not None and value_samples > 0
+    means: dict[str, float] = {}
+    if sums is not None and has_values:
+        values_list = torch.stack(sums).div_(value_samples).tolist()  # one host sync per pass
+        means = dict(zip(("loss", *names), values_list))
     epoch_values = _epoch_metric_values(setup) if has_values else {}
     metrics: dict[str, float] = {name: means[name] for name in names if name in means}
     metrics.update(epoch_values)
