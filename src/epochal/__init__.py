@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # shell
     "Model": "epochal.model",
+    "ModelBundle": "epochal.bundle",
     "set_seeds": "epochal.seeding",
     "Callback": "epochal.callbacks.base",
     "CallbackList": "epochal.callbacks.base",
@@ -25,6 +26,30 @@ _EXPORTS: dict[str, str] = {
     "BestModelRestore": "epochal.callbacks.checkpoint",
     "get_random_states": "epochal.callbacks.checkpoint",
     "set_random_states": "epochal.callbacks.checkpoint",
+    "TorchLRScheduler": "epochal.callbacks.lr_scheduler",
+    "ReduceLROnPlateau": "epochal.callbacks.lr_scheduler",
+    "get_scheduler": "epochal.callbacks.lr_scheduler",
+    "LambdaLR": "epochal.callbacks.lr_scheduler",
+    "MultiplicativeLR": "epochal.callbacks.lr_scheduler",
+    "StepLR": "epochal.callbacks.lr_scheduler",
+    "MultiStepLR": "epochal.callbacks.lr_scheduler",
+    "ConstantLR": "epochal.callbacks.lr_scheduler",
+    "LinearLR": "epochal.callbacks.lr_scheduler",
+    "ExponentialLR": "epochal.callbacks.lr_scheduler",
+    "SequentialLR": "epochal.callbacks.lr_scheduler",
+    "PolynomialLR": "epochal.callbacks.lr_scheduler",
+    "CosineAnnealingLR": "epochal.callbacks.lr_scheduler",
+    "ChainedScheduler": "epochal.callbacks.lr_scheduler",
+    "CyclicLR": "epochal.callbacks.lr_scheduler",
+    "OneCycleLR": "epochal.callbacks.lr_scheduler",
+    "CosineAnnealingWarmRestarts": "epochal.callbacks.lr_scheduler",
+    "ClipNorm": "epochal.callbacks.clip",
+    "ClipValue": "epochal.callbacks.clip",
+    "LambdaCallback": "epochal.callbacks.utility",
+    "DelayCallback": "epochal.callbacks.utility",
+    "CSVLogger": "epochal.callbacks.logging",
+    "TensorBoardLogger": "epochal.callbacks.logging",
+    "StructlogLogger": "epochal.callbacks.logging",
     "EarlyStopping": "epochal.callbacks.stopping",
     "TerminateOnNaN": "epochal.callbacks.stopping",
     # exceptions
@@ -67,6 +92,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from epochal.bundle import ModelBundle as ModelBundle
     from epochal.bus import RecordBus as RecordBus
     from epochal.core.directives import StopTraining as StopTraining
     from epochal.core.records import EpochRecord as EpochRecord

@@ -289,6 +289,15 @@ class Model:
         self._publish(epoch_record)
         return epoch_record
 
+    @property
+    def global_step(self) -> int:
+        """Training batches run so far (across ``fit`` calls); a resumed training sets it."""
+        return self._global_step
+
+    @global_step.setter
+    def global_step(self, value: int) -> None:
+        self._global_step = int(value)
+
     def log_keys(self, *, with_validation: bool) -> tuple[str, ...]:
         """The keys of the epoch logs ``fit`` writes, in order: ``epoch``, ``time``,
         ``loss``, the metrics, then ``val_loss`` and ``val_<metric>`` when validating, then

@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
-from epochal import Model  # noqa: E402
-from tests.seed_networks import fully_connected_network, train_one_epoch  # noqa: E402
+from epochal import Model
+from tests.seed_networks import fully_connected_network, train_one_epoch
 
 
 def _hand(network, batches):

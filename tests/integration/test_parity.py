@@ -72,7 +72,7 @@ class TestParityWithHandWrittenLoop:
 
     def test_evaluate_generator_matches_hand_written_test(self, digits):
         """evaluate_generator returns the hand-written test loop's loss and accuracy."""
-        train_set, valid_set = digits
+        _train_set, valid_set = digits
         torch.manual_seed(0)
         network = fully_connected_network()
         loader = DataLoader(valid_set, batch_size=37)

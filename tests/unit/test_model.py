@@ -80,7 +80,7 @@ class TestConstruction:
 
     def test_network_must_be_a_module(self):
         """A network that is not an nn.Module is a TypeError."""
-        with pytest.raises(TypeError, match="nn.Module"):
+        with pytest.raises(TypeError, match=r"nn\.Module"):
             Model(lambda x: x, "sgd", "mse")  # type: ignore[arg-type]
 
     def test_fit_without_optimizer_is_refused(self):
@@ -133,7 +133,7 @@ class TestFit:
 
     def test_empty_loader_is_a_clear_error(self):
         """An empty training loader raises EmptyLoaderError before any step."""
-        with pytest.raises(EmptyLoaderError, match="training loader yielded no batch"):
+        with pytest.raises(EmptyLoaderError, match=r"training loader yielded no batch"):
             _model().fit_generator([], epochs=1, verbose=False)
 
     def test_output_shape_the_loss_rejects_names_both_shapes(self):
@@ -290,14 +290,14 @@ class TestEvaluateAndPredict:
         plain = Model(nn.Linear(4, 3), None, "cross_entropy")
         assert isinstance(plain.evaluate(x, y, verbose=False), float)
         one = _model()
-        loss, acc = one.evaluate(x, y, verbose=False)
+        _loss, acc = one.evaluate(x, y, verbose=False)
         assert isinstance(acc, float)
         two = _model(epoch_metrics=["f1"])
-        loss, metrics = two.evaluate(x, y, verbose=False)
+        _loss, metrics = two.evaluate(x, y, verbose=False)
         assert metrics.shape == (2,)
         logs = two.evaluate(x, y, verbose=False, return_dict_format=True)
         assert set(logs) == {"test_loss", "test_acc", f"test_{two.epoch_metrics_names[0]}"}
-        loss, acc, pred, true = one.evaluate(x, y, batch_size=6, verbose=False,
+        _loss, acc, pred, true = one.evaluate(x, y, batch_size=6, verbose=False,
                                              return_pred=True, return_ground_truth=True)
         assert pred.shape == (20, 3) and np.array_equal(true, y.numpy())
 

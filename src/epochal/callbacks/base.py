@@ -128,6 +128,9 @@ class Callback:
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
+    used = getattr(callback, "used_hooks", None)
+    if used is not None:  # callbacks that forward hooks dynamically declare what they use
+        return hook in used
     method = getattr(type(callback), hook, None)
     return method is not None and method is not getattr(Callback, hook)
 

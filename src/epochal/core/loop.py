@@ -117,9 +117,9 @@ def train_step(
     y_pred = forward(setup.network, x)
     loss = compute_loss(setup.loss_function, y_pred, y)
     if loss_scale is None:
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
     else:
-        (loss * loss_scale).backward()
+        (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
     with torch.no_grad():
         y_pred = _detach(y_pred)
         values = _batch_metric_values(setup, y_pred, y)
@@ -254,7 +254,7 @@ def run_epoch(
                     assert optimizer is not None
                     if not group_batches:
                         optimizer.zero_grad()
-                    loss, values, y_pred = train_step(
+                    train_loss, values, y_pred = train_step(
                         setup, x, y, loss_scale=float(size) if accumulate else None
                     )
                     group_batches.append(size)
@@ -266,9 +266,11 @@ def run_epoch(
                         group_batches = []
                     global_step += 1
                     step_global = global_step
+                    loss: torch.Tensor | float = train_loss
                 else:
-                    loss, values, y_pred = eval_step(setup, x, y)
+                    eval_loss, values, y_pred = eval_step(setup, x, y)
                     step_global = step
+                    loss = eval_loss
                 if on_outputs is not None:
                     on_outputs(y_pred, y)
                 samples += size

@@ -1,0 +1,842 @@
+"""``ModelBundle``: one working directory, one call to train, resume by calling it again.
+
+A bundle is a composition root: a :class:`~epochal.Model`, a
+:class:`~epochal.ports.CheckpointStore` over the working directory (any fsspec URL: a local
+path, ``memory://``, ``s3://bucket/prefix``), and callbacks wired onto the model's bus. Code
+that embeds epochal can build the same thing by hand from the same parts (see the docs).
+
+What the working directory holds:
+
+=================================  ==========================================================
+``log.tsv``                        one row per finished epoch, exactly once, TSV with header
+``checkpoint_epoch_{epoch}.ckpt``  weights of each epoch that improved the monitored value
+                                   (only the latest with ``keep_only_last_best=True``)
+``checkpoint.ckpt``                weights of the last finished epoch
+``state/epoch_{epoch:04d}.state``  the full training state at the end of that epoch (weights,
+                                   optimizer, LR schedulers, RNG states incl. the loaders'
+                                   generators, counters, callback states, log rows); the
+                                   last two are kept
+``manifests/epoch_{epoch:04d}.json``  the commit point of that epoch: names the state file
+                                   with its size and SHA-256; written last
+``{name}_log.tsv``                 the result of ``test(..., name=name)``; ``test_log.tsv``
+``plots/{metric}.png``             train and validation curves of each metric (matplotlib,
+                                   the ``examples`` extra; skipped with a warning without it)
+=================================  ==========================================================
+
+Exact resume: at the end of each epoch the bundle commits a snapshot by writing the state
+file, then the manifest naming it (each write is atomic: a temp file + fsync + rename
+locally, one upload remotely). Resume trusts only the newest manifest whose state file
+matches its size and checksum, so a crash at any moment (even ``kill -9`` during a write)
+loses at most the epoch in progress, which then runs again identically. Derived files
+(``log.tsv``, ``checkpoint.ckpt``) are rewritten from the committed state on every commit and
+on resume, so they never hold a duplicate or uncommitted row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from epochal._io import torch_bytes, torch_from_bytes
+from epochal.callbacks.base import Callback
+from epochal.callbacks.checkpoint import get_random_states, set_random_states
+from epochal.core.monitor import Monitor
+from epochal.exceptions import CheckpointError, ConfigurationError, ResumeError
+from epochal.model import Model, _ArrayDataset
+from epochal.ports import CheckpointStore
+from epochal.seeding import set_seeds
+
+__all__ = ["ModelBundle"]
+
+_FORMAT = "epochal.bundle/1"
+_MANIFEST_RE = re.compile(r"^manifests/epoch_(\d+)\.json$")
+_BEST_RE = re.compile(r"^checkpoint_epoch_(\d+)\.ckpt$")
+_LAST = "checkpoint.ckpt"
+_LOG = "log.tsv"
+_KEEP_STATES = 2
+
+_TASKS: dict[str, dict[str, Any]] = {
+    "classif": {
+        "loss_function": "cross_entropy",
+        "batch_metrics": ["accuracy"],
+        "epoch_metrics": ["f1"],
+        "monitor_metric": "val_acc",
+        "monitor_mode": "max",
+    },
+    "classification": {"alias": "classif"},
+    "reg": {
+        "loss_function": "mse",
+        "batch_metrics": [],
+        "epoch_metrics": [],
+        "monitor_metric": "val_loss",
+        "monitor_mode": "min",
+    },
+    "regression": {"alias": "reg"},
+}
+
+
+def _task(task: str | None) -> dict[str, Any]:
+    if task is None:
+        return {}
+    key = task.lower()
+    if key not in _TASKS:
+        raise ConfigurationError(
+            f"Unknown task {task!r}; expected 'classif' (cross-entropy, accuracy, F1, monitor "
+            "val_acc max) or 'reg' (MSE, monitor val_loss min), or None."
+        )
+    spec = _TASKS[key]
+    return _TASKS[spec["alias"]] if "alias" in spec else spec
+
+
+def _format_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _tsv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_format_cell(row.get(c)) for c in columns])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    return columns
+
+
+def _loader_generators(loader: Any) -> list[torch.Generator]:
+    """The torch generators that decide a loader's data order (its own and its sampler's)."""
+    found: list[torch.Generator] = []
+    for owner in (loader, getattr(loader, "sampler", None),
+                  getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
+            found.append(generator)
+    return found
+
+
+def _stateful(callbacks: Sequence[Any]) -> list[tuple[str, Any]]:
+    return [
+        (f"{i}:{type(cb).__name__}", cb)
+        for i, cb in enumerate(callbacks)
+        if callable(getattr(cb, "state_dict", None))
+        and callable(getattr(cb, "load_state_dict", None))
+    ]
+
+
+class _BundleCallback(Callback):
+    """The bundle's own callback, last in the list: restores a snapshot at train begin (after
+    every other callback has initialised itself) and commits one at each finished epoch
+    (after every other callback has updated its state)."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        *,
+        snapshot: dict[str, Any] | None,
+        callbacks: Sequence[Any],
+        train_loader: Any,
+        keep_only_last_best: bool,
+        save_every_epoch: bool,
+    ) -> None:
+        super().__init__()
+        self.bundle = bundle
+        self.snapshot = snapshot
+        self.callbacks = list(callbacks)
+        self.generators = _loader_generators(train_loader)
+        self.keep_only_last_best = keep_only_last_best
+        self.save_every_epoch = save_every_epoch
+        self.rows: list[dict[str, Any]] = list(snapshot["log_rows"]) if snapshot else []
+        self.best = dict(snapshot["best"]) if snapshot else {"value": None, "epoch": None}
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        if self.bundle.monitor is not None:
+            from epochal.callbacks.checkpoint import _check_monitor_key
+
+            _check_monitor_key(self, self.bundle.monitor.key)
+        if self.snapshot is None:
+            return
+        snapshot = self.snapshot
+        model = self.model
+        model.set_weights(snapshot["network"])
+        if model.optimizer is not None and snapshot.get("optimizer") is not None:
+            model.optimizer.load_state_dict(snapshot["optimizer"])
+        states = snapshot.get("callbacks", {})
+        for key, callback in _stateful(self.callbacks):
+            if key in states:
+                callback.load_state_dict(states[key])
+        saved_generators = snapshot.get("loader_generators", [])
+        for generator, state in zip(self.generators, saved_generators):
+            generator.set_state(state)
+        set_random_states(snapshot["random_states"])
+        model.global_step = int(snapshot["global_step"])
+
+    def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
+        if not self.model.epoch_complete:
+            return  # only finished epochs are committed; an interrupted one runs again
+        self.rows.append(dict(logs))
+        monitor = self.bundle.monitor
+        is_best = False
+        if monitor is not None:
+            value = logs.get(monitor.key)
+            if value is not None and monitor.improves(float(value), self.best["value"]):
+                self.best = {"value": float(value), "epoch": epoch_number}
+                is_best = True
+        weights = self.model.network.state_dict()
+        finite = all(
+            bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point()
+        )
+        self.bundle._commit(
+            epoch=epoch_number,
+            snapshot={
+                "format": _FORMAT,
+                "epoch": epoch_number,
+                "global_step": self.model.global_step,
+                "network": weights,
+                "optimizer": (
+                    self.model.optimizer.state_dict() if self.model.optimizer else None
+                ),
+                "callbacks": {k: cb.state_dict() for k, cb in _stateful(self.callbacks)},
+                "random_states": get_random_states(),
+                "loader_generators": [g.get_state() for g in self.generators],
+                "log_rows": [dict(r) for r in self.rows],
+                "best": dict(self.best),
+                "stopped": bool(self.model.stop_training),
+            },
+            is_best=is_best and finite,
+            keep_only_last_best=self.keep_only_last_best,
+            save_every_epoch=self.save_every_epoch,
+        )
+
+
+class ModelBundle:
+    """A model trained in a working directory that keeps its logs, its best and last
+    checkpoints and its full training state, so that ``train`` can be called again to resume.
+
+    Build one with :meth:`from_network` or :meth:`from_model`.
+
+    Args:
+        directory: Working directory: a local path or any fsspec URL (``s3://bucket/run``),
+            or a ready :class:`~epochal.ports.CheckpointStore`.
+        model: The :class:`~epochal.Model` to train.
+        logging: Write files (logs, checkpoints, state). False trains without writing
+            anything and cannot resume.
+        monitoring: Track the best epoch of ``monitor_metric`` (best checkpoints,
+            ``load_checkpoint('best')``). False: 'best' means the last epoch.
+        monitor_metric: Log key to monitor (default ``'val_loss'``, or the task's).
+        monitor_mode: ``'min'`` or ``'max'`` (default ``'min'``, or the task's).
+        storage_options: fsspec options for a URL directory (e.g. S3 endpoint and keys).
+
+    Raises:
+        ConfigurationError: Bad ``monitor_mode``.
+    """
+
+    def __init__(
+        self,
+        directory: str | CheckpointStore,
+        model: Model,
+        *,
+        logging: bool = True,
+        monitoring: bool = True,
+        monitor_metric: str | None = None,
+        monitor_mode: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        from epochal_adapters.storage import open_store
+
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be an epochal.Model; got {type(model).__name__}")
+        self.model = model
+        self.directory = directory if isinstance(directory, str) else directory.url("")
+        self.store: CheckpointStore = open_store(
+            directory, dict(storage_options) if storage_options else None
+        )
+        self.logging = logging
+        self.monitor: Monitor | None = None
+        if monitoring:
+            self.monitor = Monitor(key=monitor_metric or "val_loss", mode=monitor_mode or "min")
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_network(
+        cls,
+        directory: str | CheckpointStore,
+        network: nn.Module,
+        *,
+        device: torch.device | str | None = None,
+        logging: bool = True,
+        optimizer: torch.optim.Optimizer | str | Mapping[str, Any] = "sgd",
+        loss_function: Callable[..., Any] | str | None = None,
+        batch_metrics: Sequence[Any] | None = None,
+        epoch_metrics: Sequence[Any] | None = None,
+        monitoring: bool = True,
+        monitor_metric: str | None = None,
+        monitor_mode: str | None = None,
+        task: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> ModelBundle:
+        """Build a bundle around a network.
+
+        ``task='classif'`` defaults to cross-entropy, ``['accuracy']`` batch metric, ``['f1']``
+        epoch metric and monitoring ``val_acc`` (max); ``task='reg'`` to MSE and ``val_loss``
+        (min). Explicit arguments win over the task's defaults.
+
+        Raises:
+            ConfigurationError: Unknown task, or no loss function and no task.
+        """
+        defaults = _task(task)
+        if loss_function is None:
+            loss_function = defaults.get("loss_function")
+        if loss_function is None:
+            raise ConfigurationError(
+                "ModelBundle.from_network needs a loss_function or a task ('classif' or 'reg')."
+            )
+        model = Model(
+            network,
+            optimizer,
+            loss_function,
+            batch_metrics=(
+                batch_metrics if batch_metrics is not None else defaults.get("batch_metrics")
+            ),
+            epoch_metrics=(
+                epoch_metrics if epoch_metrics is not None else defaults.get("epoch_metrics")
+            ),
+            device=device,
+        )
+        return cls(
+            directory,
+            model,
+            logging=logging,
+            monitoring=monitoring,
+            monitor_metric=monitor_metric or defaults.get("monitor_metric"),
+            monitor_mode=monitor_mode or defaults.get("monitor_mode"),
+            storage_options=storage_options,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        directory: str | CheckpointStore,
+        model: Model,
+        *,
+        device: torch.device | str | None = None,
+        logging: bool = True,
+        monitoring: bool = True,
+        monitor_metric: str | None = None,
+        monitor_mode: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> ModelBundle:
+        """Build a bundle around an existing :class:`~epochal.Model`."""
+        if device is not None:
+            model.to(device)
+        return cls(
+            directory,
+            model,
+            logging=logging,
+            monitoring=monitoring,
+            monitor_metric=monitor_metric,
+            monitor_mode=monitor_mode,
+            storage_options=storage_options,
+        )
+
+    # ------------------------------------------------------------------ state on disk
+
+    def _manifests(self) -> list[tuple[int, str]]:
+        found = []
+        for name in self.store.names("manifests/"):
+            match = _MANIFEST_RE.match(name)
+            if match:
+                found.append((int(match.group(1)), name))
+        return sorted(found)
+
+    def _read_snapshot(self) -> dict[str, Any] | None:
+        """The newest committed snapshot, or None for a fresh directory.
+
+        Manifests are tried newest first; one that does not parse, or whose state file is
+        missing or does not match its size and SHA-256, is skipped with a warning (it can only
+        come from an outside change: the bundle's own writes are atomic). Raises when
+        manifests exist but none is usable.
+        """
+        if not self.logging:
+            return None
+        manifests = self._manifests()
+        problems: list[str] = []
+        for epoch, name in reversed(manifests):
+            url = self.store.url(name)
+            try:
+                manifest = json.loads(self.store.read(name).decode("utf-8"))
+                if manifest.get("format") != _FORMAT:
+                    raise ValueError(f"format {manifest.get('format')!r}, expected {_FORMAT!r}")
+                state_name = manifest["state"]
+                data = self.store.read(state_name)
+            except (ValueError, KeyError, FileNotFoundError, UnicodeDecodeError) as exc:
+                problems.append(f"{url}: {exc}")
+                continue
+            if len(data) != manifest["bytes"] or hashlib.sha256(data).hexdigest() != manifest[
+                "sha256"
+            ]:
+                problems.append(
+                    f"{self.store.url(state_name)}: {len(data)} bytes with a checksum that does "
+                    f"not match {url} (expected {manifest['bytes']} bytes)"
+                )
+                continue
+            if problems:
+                warnings.warn(
+                    "Skipped unusable newer bundle state and resumed from epoch "
+                    f"{epoch}: " + "; ".join(problems),
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            snapshot: dict[str, Any] = torch_from_bytes(data, source=self.store.url(state_name))
+            return snapshot
+        if problems:
+            raise CheckpointError(
+                "No usable training state in "
+                f"{self.directory}: every manifest failed its check ("
+                + "; ".join(problems)
+                + "). Expected manifests/epoch_N.json naming a state file with matching size and "
+                "SHA-256. Move the directory away to start over."
+            )
+        return None
+
+    def _commit(
+        self,
+        *,
+        epoch: int,
+        snapshot: dict[str, Any],
+        is_best: bool,
+        keep_only_last_best: bool,
+        save_every_epoch: bool,
+    ) -> None:
+        if not self.logging:
+            return
+        store = self.store
+        weights_bytes = torch_bytes(snapshot["network"])
+        if is_best or save_every_epoch:
+            store.write(f"checkpoint_epoch_{epoch}.ckpt", weights_bytes)
+        data = torch_bytes(snapshot)
+        state_name = f"state/epoch_{epoch:04d}.state"
+        store.write(state_name, data)
+        manifest = {
+            "format": _FORMAT,
+            "epoch": epoch,
+            "state": state_name,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "global_step": snapshot["global_step"],
+            "best_epoch": snapshot["best"]["epoch"],
+            "best_value": snapshot["best"]["value"],
+            "monitor": self.monitor.key if self.monitor else None,
+            "stopped": snapshot["stopped"],
+        }
+        store.write(
+            f"manifests/epoch_{epoch:04d}.json",
+            json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"),
+        )
+        # Committed. Derived files and clean-up follow; a crash here is repaired on resume.
+        self._write_derived(snapshot, weights_bytes)
+        self._prune(snapshot, keep_only_last_best, save_every_epoch)
+
+    def _write_derived(self, snapshot: Mapping[str, Any], weights_bytes: bytes | None) -> None:
+        rows = snapshot["log_rows"]
+        self.store.write(_LOG, _tsv(rows, _columns(rows)))
+        if weights_bytes is None:
+            weights_bytes = torch_bytes(snapshot["network"])
+        self.store.write(_LAST, weights_bytes)
+
+    def _prune(
+        self, snapshot: Mapping[str, Any], keep_only_last_best: bool, save_every_epoch: bool
+    ) -> None:
+        manifests = self._manifests()
+        for epoch, name in manifests[:-_KEEP_STATES]:
+            self.store.delete(name)
+            self.store.delete(f"state/epoch_{epoch:04d}.state")
+        committed = {f"state/epoch_{e:04d}.state" for e, _ in manifests[-_KEEP_STATES:]}
+        for name in self.store.names("state/"):
+            if name not in committed:  # left by a crash between state and manifest writes
+                self.store.delete(name)
+        last_epoch = int(snapshot["epoch"])
+        best_epoch = snapshot["best"]["epoch"]
+        for epoch in self.get_saved_epochs():
+            uncommitted = epoch > last_epoch
+            superseded = keep_only_last_best and not save_every_epoch and epoch != best_epoch
+            if uncommitted or superseded:
+                self.store.delete(f"checkpoint_epoch_{epoch}.ckpt")
+
+    # ------------------------------------------------------------------ training
+
+    def train(
+        self,
+        train_loader: Iterable[Any],
+        valid_loader: Iterable[Any] | None = None,
+        *,
+        epochs: int,
+        callbacks: Sequence[Callback] | None = None,
+        lr_schedulers: Sequence[Callback] | None = None,
+        keep_only_last_best: bool = False,
+        save_every_epoch: bool = False,
+        seed: int | None = 42,
+        **fit_kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        """Train up to epoch ``epochs``, resuming from the directory's last committed epoch.
+
+        A fresh directory starts at epoch 1 (after ``set_seeds(seed)`` unless ``seed`` is
+        None). A directory trained to epoch ``k < epochs`` restores the full state of epoch
+        ``k`` (weights, optimizer, LR schedulers, every stateful callback, RNG states and the
+        training loader's generator) and runs epochs ``k+1 .. epochs``: the result equals an
+        uninterrupted training, bit for bit on the CPU. A directory already at ``epochs`` (or
+        stopped early at or before it) only reports so.
+
+        Args:
+            train_loader: Training batches (the same loader, or an equal one, on every call).
+            valid_loader: Validation batches.
+            epochs: The last epoch to reach.
+            callbacks: More callbacks; those with ``state_dict``/``load_state_dict`` are saved
+                and restored (pass the same list, in the same order, when resuming).
+            lr_schedulers: LR scheduler callbacks (saved and restored like callbacks).
+            keep_only_last_best: Keep only the newest ``checkpoint_epoch_*.ckpt``.
+            save_every_epoch: Write ``checkpoint_epoch_{epoch}.ckpt`` for every epoch.
+            seed: Seed for a fresh start (ignored when resuming: the RNG states are restored).
+            **fit_kwargs: Passed to :meth:`Model.fit_generator` (``verbose``,
+                ``steps_per_epoch``, ``batches_per_step``, ...).
+
+        Returns:
+            The log rows of every epoch so far (committed ones included), as dicts.
+
+        Raises:
+            CheckpointError: The directory's state is corrupt, or belongs to another network
+                (the message lists missing and unexpected keys).
+            ResumeError: ``initial_epoch`` is given (the bundle decides where to start).
+        """
+        if "initial_epoch" in fit_kwargs:
+            raise ResumeError(
+                "ModelBundle.train decides the initial epoch from its directory; do not pass "
+                "initial_epoch."
+            )
+        snapshot = self._read_snapshot()
+        if snapshot is not None:
+            self._check_network(snapshot)
+            done = int(snapshot["epoch"])
+            if done >= epochs or snapshot.get("stopped"):
+                why = "stopped early" if snapshot.get("stopped") and done < epochs else "trained"
+                print(
+                    f"{self.directory}: already {why} to epoch {done} (asked for {epochs}); "
+                    "nothing to train."
+                )
+                self._restore_weights_only(snapshot)
+                rows: list[dict[str, Any]] = [dict(r) for r in snapshot["log_rows"]]
+                return rows
+            initial_epoch = done + 1
+            # Repair derived files a crash may have left ahead of the committed state.
+            self._write_derived(snapshot, None)
+            self._prune(snapshot, keep_only_last_best, save_every_epoch)
+        else:
+            initial_epoch = 1
+            if seed is not None:
+                set_seeds(seed)
+        user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
+        bundle_callback = _BundleCallback(
+            self,
+            snapshot=snapshot,
+            callbacks=user_callbacks,
+            train_loader=train_loader,
+            keep_only_last_best=keep_only_last_best,
+            save_every_epoch=save_every_epoch,
+        )
+        self.model.fit_generator(
+            train_loader,
+            valid_loader,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[*user_callbacks, bundle_callback],
+            **fit_kwargs,
+        )
+        if self.logging:
+            self._plot(bundle_callback.rows)
+        return [dict(r) for r in bundle_callback.rows]
+
+    def train_dataset(
+        self,
+        train_dataset: torch.utils.data.Dataset[Any],
+        valid_dataset: torch.utils.data.Dataset[Any] | None = None,
+        *,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        """:meth:`train` on datasets (the training set shuffled each epoch by a seeded
+        generator, so resume reproduces the data order)."""
+        generator = torch.Generator().manual_seed(int(kwargs.get("seed", 42) or 0))
+        train = torch.utils.data.DataLoader(
+            train_dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
+            generator=generator,
+        )
+        valid = None
+        if valid_dataset is not None:
+            valid = torch.utils.data.DataLoader(
+                valid_dataset, batch_size=batch_size, num_workers=num_workers
+            )
+        return self.train(train, valid, **kwargs)
+
+    def train_data(
+        self,
+        x: Any,
+        y: Any,
+        validation_data: tuple[Any, Any] | None = None,
+        *,
+        batch_size: int = 32,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        """:meth:`train` on tensors or NumPy arrays."""
+        valid = None if validation_data is None else _ArrayDataset(*validation_data)
+        return self.train_dataset(_ArrayDataset(x, y), valid, batch_size=batch_size, **kwargs)
+
+    def _check_network(self, snapshot: Mapping[str, Any]) -> None:
+        own = self.model.network.state_dict()
+        saved = snapshot["network"]
+        missing = sorted(set(own) - set(saved))
+        unexpected = sorted(set(saved) - set(own))
+        mismatched = sorted(
+            k for k in set(own) & set(saved) if tuple(own[k].shape) != tuple(saved[k].shape)
+        )
+        if missing or unexpected or mismatched:
+            raise CheckpointError(
+                f"{self.directory} holds the training state of a different network: missing "
+                f"keys {missing}, unexpected keys {unexpected}, shape mismatches {mismatched}. "
+                "Use another directory for this network, or the network that trained there."
+            )
+
+    def _restore_weights_only(self, snapshot: Mapping[str, Any]) -> None:
+        self.model.set_weights(snapshot["network"])
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def get_saved_epochs(self) -> list[int]:
+        """Epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file, ascending."""
+        epochs = []
+        for name in self.store.names("checkpoint_epoch_"):
+            match = _BEST_RE.match(name)
+            if match:
+                epochs.append(int(match.group(1)))
+        return sorted(epochs)
+
+    def load_checkpoint(self, checkpoint: str | int = "best", *, strict: bool = True) -> Any:
+        """Load weights into the network: ``'best'`` (the best epoch's checkpoint, or the last
+        without monitoring), ``'last'``, an epoch number, or a path/URL of a weights file.
+
+        Returns:
+            The best epoch's log row for ``'best'``, the epoch's row for a number, else None.
+
+        Raises:
+            CheckpointError: No such checkpoint (the message lists the saved epochs), or the
+                file is not a weights checkpoint of this network.
+        """
+        rows = self.get_stats()
+        if checkpoint == "best":
+            if self.monitor is None:
+                checkpoint = "last"
+            else:
+                stats = self.get_best_epoch_stats()
+                checkpoint = int(stats["epoch"])
+        if checkpoint == "last":
+            weights = self._load_name(_LAST)
+            self.model.set_weights(weights, strict=strict)
+            return rows[-1] if rows else None
+        if isinstance(checkpoint, int) and not isinstance(checkpoint, bool):
+            name = f"checkpoint_epoch_{checkpoint}.ckpt"
+            if not self.store.exists(name):
+                raise CheckpointError(
+                    f"No checkpoint for epoch {checkpoint} in {self.directory}; saved epochs: "
+                    f"{self.get_saved_epochs()} (use save_every_epoch=True to keep every epoch)."
+                )
+            self.model.set_weights(self._load_name(name), strict=strict)
+            return next((r for r in rows if int(r["epoch"]) == checkpoint), None)
+        if isinstance(checkpoint, str):
+            from epochal._io import load_torch
+
+            self.model.set_weights(load_torch(checkpoint), strict=strict)
+            return None
+        raise TypeError(
+            f"checkpoint must be 'best', 'last', an epoch number or a path; got {checkpoint!r}"
+        )
+
+    def _load_name(self, name: str) -> Any:
+        try:
+            data = self.store.read(name)
+        except FileNotFoundError:
+            raise CheckpointError(
+                f"{self.store.url(name)} does not exist; train the bundle first."
+            ) from None
+        return torch_from_bytes(data, source=self.store.url(name))
+
+    # ------------------------------------------------------------------ stats
+
+    def get_stats(self) -> list[dict[str, Any]]:
+        """The committed log rows (one dict per epoch, as in ``log.tsv``).
+
+        Poutyne returns a pandas DataFrame here; epochal returns a list of dicts (no pandas
+        dependency): ``pandas.DataFrame(bundle.get_stats())`` gives the same table.
+        """
+        snapshot = self._read_snapshot()
+        return [dict(r) for r in snapshot["log_rows"]] if snapshot else []
+
+    def get_best_epoch_stats(self) -> dict[str, Any]:
+        """The log row of the best epoch of the monitored metric (the last row without
+        monitoring).
+
+        Raises:
+            ResumeError: Nothing was trained yet.
+        """
+        rows = self.get_stats()
+        if not rows:
+            raise ResumeError(f"{self.directory} holds no trained epoch yet.")
+        if self.monitor is None:
+            return rows[-1]
+        best_row: dict[str, Any] | None = None
+        for row in rows:
+            value = row.get(self.monitor.key)
+            if value is not None and self.monitor.improves(
+                float(value), None if best_row is None else float(best_row[self.monitor.key])
+            ):
+                best_row = row
+        return best_row if best_row is not None else rows[-1]
+
+    def is_better_than(self, other: ModelBundle) -> bool:
+        """Whether this bundle's best monitored value beats ``other``'s (same metric, same
+        mode; ties are not better).
+
+        Raises:
+            ConfigurationError: The bundles monitor different metrics or modes, or one does not
+                monitor.
+        """
+        if self.monitor is None or other.monitor is None:
+            raise ConfigurationError("is_better_than needs both bundles to monitor a metric.")
+        if (self.monitor.key, self.monitor.mode) != (other.monitor.key, other.monitor.mode):
+            raise ConfigurationError(
+                f"Cannot compare bundles monitoring {self.monitor.key} ({self.monitor.mode}) and "
+                f"{other.monitor.key} ({other.monitor.mode})."
+            )
+        mine = float(self.get_best_epoch_stats()[self.monitor.key])
+        theirs = float(other.get_best_epoch_stats()[other.monitor.key])
+        return self.monitor.improves(mine, theirs)
+
+    # ------------------------------------------------------------------ test and inference
+
+    def test(
+        self,
+        loader: Iterable[Any],
+        *,
+        checkpoint: str | int = "best",
+        name: str = "test",
+        verbose: bool = True,
+        callbacks: Sequence[Callback] | None = None,
+        seed: int | None = 42,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Evaluate the ``checkpoint`` weights on ``loader`` and write ``{name}_log.tsv``.
+
+        Returns:
+            ``{'epoch': e, 'test_loss': ..., 'test_<metric>': ...}`` (keys prefixed with
+            ``name``), also written as one row of ``{name}_log.tsv``.
+        """
+        row = self.load_checkpoint(checkpoint)
+        if seed is not None:
+            set_seeds(seed)
+        logs = self.model.evaluate_generator(
+            loader, return_dict_format=True, verbose=verbose, callbacks=callbacks, **kwargs
+        )
+        out: dict[str, Any] = {"epoch": int(row["epoch"]) if row else None}
+        for key, value in logs.items():
+            out[f"{name}_{key[len('test_'):]}" if key.startswith("test_") else key] = value
+        if self.logging:
+            self.store.write(f"{name}_log.tsv", _tsv([out], list(out)))
+        return out
+
+    def test_dataset(self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
+                     **kwargs: Any) -> dict[str, Any]:
+        """:meth:`test` on a dataset."""
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+        return self.test(loader, **kwargs)
+
+    def test_data(self, x: Any, y: Any, *, batch_size: int = 32, **kwargs: Any) -> dict[str, Any]:
+        """:meth:`test` on tensors or NumPy arrays."""
+        return self.test_dataset(_ArrayDataset(x, y), batch_size=batch_size, **kwargs)
+
+    def infer(self, loader: Iterable[Any], *, checkpoint: str | int = "best",
+              **kwargs: Any) -> Any:
+        """Predictions of the ``checkpoint`` weights on ``loader`` (see
+        :meth:`Model.predict_generator` for the keywords and the return value)."""
+        self.load_checkpoint(checkpoint)
+        return self.model.predict_generator(loader, **kwargs)
+
+    def infer_dataset(self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
+                      checkpoint: str | int = "best", **kwargs: Any) -> Any:
+        """:meth:`infer` on a dataset of inputs (or ``(x, y)`` with ``has_ground_truth``)."""
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+        return self.infer(loader, checkpoint=checkpoint, **kwargs)
+
+    def infer_data(self, x: Any, *, batch_size: int = 32, checkpoint: str | int = "best",
+                   **kwargs: Any) -> Any:
+        """:meth:`infer` on tensors or NumPy arrays."""
+        return self.infer_dataset(_ArrayDataset(x), batch_size=batch_size,
+                                  checkpoint=checkpoint, **kwargs)
+
+    # ------------------------------------------------------------------ plots
+
+    def _plot(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg", force=False)
+            from matplotlib.figure import Figure
+        except ImportError:
+            warnings.warn(
+                "matplotlib is not installed: no plots/ for this bundle (pip install "
+                "'epochal[examples]').",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return
+        keys = [k for k in _columns(rows) if k not in ("epoch", "time") and not k.startswith(
+            ("val_", "lr"))]
+        epochs = [int(r["epoch"]) for r in rows]
+        for key in keys:
+            figure = Figure(figsize=(6, 4))
+            axes = figure.subplots()
+            for label, column in (("train", key), ("valid", f"val_{key}")):
+                values = [r.get(column) for r in rows]
+                if any(v is not None and not math.isnan(float(v)) for v in values):
+                    axes.plot(epochs, [math.nan if v is None else float(v) for v in values],
+                              marker="o", label=label)
+            axes.set_xlabel("epoch")
+            axes.set_ylabel(key)
+            axes.legend()
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", bbox_inches="tight")
+            self.store.write(f"plots/{key}.png", buffer.getvalue())
+
+    def __repr__(self) -> str:
+        return f"ModelBundle({self.directory!r}, {self.model!r})"

@@ -1,0 +1,223 @@
+"""ModelBundle: training in a working directory, exact resume, stats, test, inference."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from epochal import EarlyStopping, ModelBundle
+from epochal.exceptions import CheckpointError, MonitorKeyError
+from epochal.testing import MemoryCheckpointStore
+from tests.integration.bundle_helpers import loaders, network
+
+
+def _bundle(directory, **kwargs):
+    net = network()
+    kwargs.setdefault("optimizer", {"optim": "sgd", "lr": 0.1})
+    return ModelBundle.from_network(directory, net, task="classif", **kwargs)
+
+
+def _train(bundle, epochs, *, seeded_generator=True, callbacks=None, **kwargs):
+    train, valid = loaders(seeded_generator)
+    return bundle.train(train, valid, epochs=epochs, verbose=False, callbacks=callbacks,
+                        **kwargs)
+
+
+def _log_rows(store, name="log.tsv"):
+    text = store.read(name).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text), delimiter="\t"))
+
+
+def _without_time(rows):
+    return [{k: v for k, v in r.items() if k != "time"} for r in rows]
+
+
+class TestTrainAndResume:
+    def test_second_call_runs_only_the_new_epochs(self):
+        """train(epochs=3) then train(epochs=5) runs exactly epochs 4 and 5; log.tsv has each
+        epoch once."""
+        store = MemoryCheckpointStore()
+        bundle = _bundle(store)
+        first = _train(bundle, 3)
+        assert [r["epoch"] for r in first] == [1, 2, 3]
+        again = _bundle(store)
+        seen = []
+
+        from epochal import Callback
+
+        class Epochs(Callback):
+            def on_epoch_begin(self, epoch_number, logs):
+                seen.append(epoch_number)
+
+        rows = _train(again, 5, callbacks=[Epochs()])
+        assert seen == [4, 5]
+        assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+        assert [int(r["epoch"]) for r in _log_rows(store)] == [1, 2, 3, 4, 5]
+
+    def test_calling_again_after_completion_does_nothing(self, capsys):
+        """train(epochs=3) twice: the second call trains nothing and says so."""
+        store = MemoryCheckpointStore()
+        _train(_bundle(store), 3)
+        before = dict(store.blobs)
+        rows = _train(_bundle(store), 3)
+        assert "nothing to train" in capsys.readouterr().out
+        assert [r["epoch"] for r in rows] == [1, 2, 3]
+        assert store.blobs == before
+
+    @pytest.mark.parametrize("seeded_generator", [True, False])
+    def test_resume_equals_uninterrupted_run(self, seeded_generator):
+        """Training 6 epochs in one call equals 2, then resuming to 6: bit-identical weights,
+        the same log values (but time) and the same best epoch (dropout, shuffling, StepLR,
+        EarlyStopping state all restored), with the loader's own generator or the global RNG."""
+        from epochal.callbacks.lr_scheduler import StepLR
+
+        def callbacks():
+            return [EarlyStopping(monitor="val_loss", patience=50)]
+
+        straight = MemoryCheckpointStore()
+        a = _bundle(straight)
+        _train(a, 6, seeded_generator=seeded_generator, callbacks=callbacks(),
+               lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
+
+        resumed = MemoryCheckpointStore()
+        b = _bundle(resumed)
+        _train(b, 2, seeded_generator=seeded_generator, callbacks=callbacks(),
+               lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
+        b = _bundle(resumed)
+        _train(b, 6, seeded_generator=seeded_generator, callbacks=callbacks(),
+               lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
+
+        for name, tensor in a.model.network.state_dict().items():
+            assert torch.equal(tensor, b.model.network.state_dict()[name]), name
+        assert _without_time(_log_rows(straight)) == _without_time(_log_rows(resumed))
+        assert a.get_best_epoch_stats()["epoch"] == b.get_best_epoch_stats()["epoch"]
+        assert straight.read("checkpoint.ckpt") == resumed.read("checkpoint.ckpt")
+
+    @settings(max_examples=4, deadline=None)
+    @given(kill_epoch=st.integers(1, 4))
+    def test_property_resume_from_any_epoch_equals_straight_run(self, kill_epoch):
+        """For any stop epoch k in [1, 5), train-to-k then resume-to-5 equals training to 5."""
+        straight = MemoryCheckpointStore()
+        a = _bundle(straight)
+        _train(a, 5)
+        resumed = MemoryCheckpointStore()
+        _train(_bundle(resumed), kill_epoch)
+        b = _bundle(resumed)
+        _train(b, 5)
+        for name, tensor in a.model.network.state_dict().items():
+            assert torch.equal(tensor, b.model.network.state_dict()[name]), name
+        assert _without_time(_log_rows(straight)) == _without_time(_log_rows(resumed))
+
+    def test_files_of_the_working_directory(self, tmp_path):
+        """A local directory gets log.tsv, best and last checkpoints, states, manifests and
+        plots."""
+        bundle = _bundle(str(tmp_path / "run"))
+        _train(bundle, 3, keep_only_last_best=True)
+        names = bundle.store.names()
+        assert "log.tsv" in names and "checkpoint.ckpt" in names
+        assert len([n for n in names if n.startswith("checkpoint_epoch_")]) == 1
+        assert len([n for n in names if n.startswith("manifests/")]) == 2
+        assert len([n for n in names if n.startswith("state/")]) == 2
+        assert "plots/loss.png" in names and "plots/acc.png" in names
+        manifest = json.loads(bundle.store.read("manifests/epoch_0003.json"))
+        assert manifest["epoch"] == 3 and manifest["state"] == "state/epoch_0003.state"
+
+
+class TestBadInput:
+    def test_unknown_monitor_fails_before_first_epoch(self):
+        """A monitor key the training will not log fails at train begin, naming the key."""
+        store = MemoryCheckpointStore()
+        bundle = _bundle(store, monitor_metric="val_accuracy", monitor_mode="max")
+        with pytest.raises(MonitorKeyError, match=r"val_accuracy.*val_acc"):
+            _train(bundle, 2)
+        assert not any(n.startswith("manifests/") for n in store.blobs)
+
+    def test_different_network_is_named(self):
+        """A directory trained with another network: CheckpointError listing the keys."""
+        store = MemoryCheckpointStore()
+        _train(_bundle(store), 1)
+        other = ModelBundle.from_network(store, torch.nn.Sequential(torch.nn.Flatten(),
+                                         torch.nn.Linear(784, 10)), task="classif")
+        with pytest.raises(CheckpointError, match=r"different network.*missing keys"):
+            _train(other, 2)
+
+    def test_corrupt_newest_state_falls_back_to_previous(self):
+        """A state file that no longer matches its manifest's checksum is skipped with a warning
+        and training resumes from the previous committed epoch."""
+        store = MemoryCheckpointStore()
+        _train(_bundle(store), 3)
+        store.blobs["state/epoch_0003.state"] = store.blobs["state/epoch_0003.state"][:100]
+        bundle = _bundle(store)
+        with pytest.warns(RuntimeWarning, match="epoch_0003.state"):
+            rows = _train(bundle, 3)
+        assert [r["epoch"] for r in rows] == [1, 2, 3]
+
+    def test_all_manifests_corrupt_is_a_clear_error(self):
+        """When no manifest is usable the error names each file and what was expected."""
+        store = MemoryCheckpointStore()
+        _train(_bundle(store), 2)
+        for name in [n for n in store.blobs if n.startswith("manifests/")]:
+            store.blobs[name] = b"{not json"
+        with pytest.raises(CheckpointError, match=r"manifests/epoch_0002\.json"):
+            _train(_bundle(store), 3)
+
+    def test_state_holding_code_is_refused(self):
+        """A state file with a pickled object that would run code is refused."""
+        import hashlib
+
+        store = MemoryCheckpointStore()
+        _train(_bundle(store), 1)
+        evil = io.BytesIO()
+        torch.save({"payload": _Exploit()}, evil)
+        data = evil.getvalue()
+        store.blobs["state/epoch_0001.state"] = data
+        manifest = json.loads(store.blobs["manifests/epoch_0001.json"])
+        manifest.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        store.blobs["manifests/epoch_0001.json"] = json.dumps(manifest).encode()
+        with pytest.raises(CheckpointError, match="Refused"):
+            _train(_bundle(store), 2)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+class TestStatsTestInfer:
+    def test_stats_best_epoch_and_test(self):
+        """get_stats, get_best_epoch_stats, load_checkpoint and test agree with the logs."""
+        store = MemoryCheckpointStore()
+        bundle = _bundle(store)
+        _train(bundle, 3)
+        stats = bundle.get_stats()
+        best = bundle.get_best_epoch_stats()
+        assert best["val_acc"] == max(r["val_acc"] for r in stats)
+        assert bundle.get_saved_epochs()[-1] == best["epoch"]
+        _, valid = loaders()
+        result = bundle.test(valid, verbose=False)
+        assert result["epoch"] == best["epoch"]
+        assert result["test_acc"] == pytest.approx(best["val_acc"], abs=1e-9)
+        assert _log_rows(store, "test_log.tsv")[0]["epoch"] == str(best["epoch"])
+        pred = bundle.infer(valid, has_ground_truth=True, verbose=False)
+        assert pred.shape == (100, 10)
+
+    def test_is_better_than_compares_best_values(self):
+        """is_better_than compares the best monitored values of two bundles."""
+        good, bad = MemoryCheckpointStore(), MemoryCheckpointStore()
+        a = _bundle(good)
+        _train(a, 3)
+        b = _bundle(bad, optimizer={"optim": "sgd", "lr": 1e-5})
+        _train(b, 1)
+        assert a.is_better_than(b) and not b.is_better_than(a)
+
+    def test_memory_url_directory(self):
+        """A memory:// URL works as a working directory."""
+        bundle = _bundle("memory://bundle-test-run")
+        _train(bundle, 2)
+        assert "log.tsv" in bundle.store.names()

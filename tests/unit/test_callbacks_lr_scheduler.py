@@ -1,0 +1,323 @@
+"""Learning-rate scheduler callbacks: per-epoch and per-step schedules match PyTorch's."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from torch import nn
+from torch.optim import lr_scheduler as torch_sched
+
+from epochal import Model
+from epochal.callbacks import lr_scheduler as sched
+from epochal.callbacks.utility import LambdaCallback
+from epochal.exceptions import ConfigurationError, MonitorKeyError
+
+
+def _batches(n_batches: int, size: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_batches * size, 3, generator=g)
+    y = torch.randn(n_batches * size, 1, generator=g)
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
+
+
+def _model(lr: float = 0.1, seed: int = 0) -> Model:
+    torch.manual_seed(seed)
+    network = nn.Linear(3, 1)
+    return Model(network, torch.optim.SGD(network.parameters(), lr=lr, momentum=0.9), "mse")
+
+
+def _hand_optimizer(lr: float = 0.1) -> torch.optim.Optimizer:
+    return torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr, momentum=0.9)
+
+
+class TestGeneratedClasses:
+    def test_every_torch_scheduler_has_a_callback(self):
+        """Each public LRScheduler subclass of torch.optim.lr_scheduler has a callback of the
+        same name whose torch_class is that class."""
+        base = torch_sched.LRScheduler
+        names = [
+            n for n, o in vars(torch_sched).items()
+            if inspect.isclass(o) and issubclass(o, base) and o is not base
+            and not n.startswith("_") and o.__module__ == torch_sched.__name__
+        ]
+        assert "OneCycleLR" in names and "StepLR" in names
+        for name in names:
+            cls = getattr(sched, name)
+            assert cls.torch_class is getattr(torch_sched, name)
+            assert name in sched.__all__
+
+    def test_signature_is_torchs_minus_the_optimizer(self):
+        """A generated class reports the torch signature without ``optimizer``."""
+        params = list(inspect.signature(sched.StepLR).parameters)
+        assert params[:2] == ["step_size", "gamma"]
+        assert "optimizer" not in params
+
+    def test_wrong_argument_fails_at_construction(self):
+        """An argument torch's class does not take is a TypeError when the callback is made."""
+        with pytest.raises(TypeError, match="gamm"):
+            sched.StepLR(step_size=2, gamm=0.5)
+
+    def test_optimizer_argument_is_refused(self):
+        """Passing an optimizer is a ConfigurationError saying it comes from the Model."""
+        with pytest.raises(ConfigurationError, match="optimizer"):
+            sched.StepLR(optimizer=_hand_optimizer(), step_size=2)
+
+    def test_used_hooks(self):
+        """Per-epoch schedules use no batch hook; per-step ones use on_backward_end and
+        on_train_batch_begin, none of which carries batch logs."""
+        assert "on_train_batch_end" not in sched.StepLR(step_size=1).used_hooks
+        assert "on_backward_end" not in sched.StepLR(step_size=1).used_hooks
+        per_step = sched.OneCycleLR(max_lr=0.1, total_steps=10).used_hooks
+        assert {"on_backward_end", "on_train_batch_begin"} <= per_step
+        assert "on_train_batch_end" not in per_step
+
+    def test_per_step_flags(self):
+        """OneCycleLR and CyclicLR step per optimizer step; StepLR per epoch."""
+        assert sched.OneCycleLR(max_lr=0.1, total_steps=10).step_per_batch
+        assert sched.CyclicLR(base_lr=0.01, max_lr=0.1).step_per_batch
+        assert not sched.StepLR(step_size=1).step_per_batch
+
+
+class TestGetScheduler:
+    def test_by_name(self):
+        """get_scheduler builds the named callback with the given arguments."""
+        callback = sched.get_scheduler("StepLR", step_size=3, gamma=0.5)
+        assert isinstance(callback, sched.StepLR)
+        assert callback.kwargs == {"step_size": 3, "gamma": 0.5}
+
+    def test_case_and_underscores_are_ignored(self):
+        """'step_lr' and 'reducelronplateau' name StepLR and ReduceLROnPlateau."""
+        assert isinstance(sched.get_scheduler("step_lr", step_size=1), sched.StepLR)
+        assert isinstance(sched.get_scheduler("reducelronplateau"), sched.ReduceLROnPlateau)
+
+    def test_unknown_name_lists_valid_names(self):
+        """An unknown name is a ConfigurationError listing every valid name."""
+        with pytest.raises(ConfigurationError) as info:
+            sched.get_scheduler("StepLRR")
+        message = str(info.value)
+        for name in sched.scheduler_names():
+            assert name in message
+        assert "Did you mean 'StepLR'" in message
+
+
+class TestPerEpochSchedules:
+    def test_step_lr_matches_torch(self):
+        """StepLR steps once per epoch; the logged lr equals a torch StepLR driven by hand."""
+        model = _model()
+        callback = sched.StepLR(step_size=2, gamma=0.1)
+        history = model.fit_generator(_batches(3), epochs=6, callbacks=[callback], verbose=False)
+        optimizer = _hand_optimizer()
+        reference = torch_sched.StepLR(optimizer, step_size=2, gamma=0.1)
+        expected = []
+        for _ in range(6):
+            expected.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            reference.step()
+        assert [h["lr"] for h in history] == pytest.approx(expected, rel=1e-12)
+        assert isinstance(callback.scheduler, torch_sched.StepLR)
+
+    def test_two_param_groups_log_lr_group_keys(self):
+        """With two parameter groups the logs hold lr_group_0 and lr_group_1, each scheduled."""
+        torch.manual_seed(0)
+        network = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))
+        optimizer = torch.optim.SGD(
+            [{"params": network[0].parameters(), "lr": 0.1},
+             {"params": network[1].parameters(), "lr": 0.01}]
+        )
+        model = Model(network, optimizer, "mse")
+        history = model.fit_generator(
+            _batches(2), epochs=3, callbacks=[sched.ExponentialLR(gamma=0.5)], verbose=False
+        )
+        assert "lr" not in history[0]
+        assert [h["lr_group_0"] for h in history] == pytest.approx([0.1, 0.05, 0.025])
+        assert [h["lr_group_1"] for h in history] == pytest.approx([0.01, 0.005, 0.0025])
+
+    def test_sequential_lr_of_callbacks_matches_torch(self):
+        """SequentialLR takes scheduler callbacks and matches torch's SequentialLR."""
+        model = _model()
+        callback = sched.SequentialLR(
+            schedulers=[sched.LinearLR(start_factor=0.5, total_iters=2),
+                        sched.ExponentialLR(gamma=0.9)],
+            milestones=[2],
+        )
+        assert not callback.step_per_batch
+        history = model.fit_generator(_batches(2), epochs=5, callbacks=[callback], verbose=False)
+        optimizer = _hand_optimizer()
+        reference = torch_sched.SequentialLR(
+            optimizer,
+            [torch_sched.LinearLR(optimizer, start_factor=0.5, total_iters=2),
+             torch_sched.ExponentialLR(optimizer, gamma=0.9)],
+            milestones=[2],
+        )
+        expected = []
+        for _ in range(5):
+            expected.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            reference.step()
+        assert [h["lr"] for h in history] == pytest.approx(expected, rel=1e-12)
+
+    def test_chained_scheduler_of_factories(self):
+        """ChainedScheduler takes factories optimizer -> scheduler and applies both."""
+        model = _model()
+        callback = sched.ChainedScheduler(
+            schedulers=[lambda o: torch_sched.ExponentialLR(o, gamma=0.5),
+                        sched.ConstantLR(factor=0.5, total_iters=1)],
+        )
+        history = model.fit_generator(_batches(2), epochs=3, callbacks=[callback], verbose=False)
+        assert [h["lr"] for h in history] == pytest.approx([0.05, 0.05, 0.025])
+
+
+class TestPerStepSchedules:
+    @staticmethod
+    def _one_cycle_reference(total_steps: int) -> list[float]:
+        optimizer = _hand_optimizer()
+        reference = torch_sched.OneCycleLR(optimizer, max_lr=0.1, total_steps=total_steps)
+        lrs = []
+        for _ in range(total_steps):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            reference.step()
+        return lrs
+
+    def test_one_cycle_matches_torch_step_by_step(self):
+        """The lr each optimizer step uses equals a hand-driven torch OneCycleLR's, step by
+        step, across epochs."""
+        model = _model()
+        used: list[float] = []
+        recorder = LambdaCallback(
+            on_backward_end=lambda b: used.append(model.optimizer.param_groups[0]["lr"])
+        )
+        callback = sched.OneCycleLR(max_lr=0.1, epochs=3, steps_per_epoch=4)
+        model.fit_generator(_batches(4), epochs=3, callbacks=[callback, recorder], verbose=False)
+        assert used == pytest.approx(self._one_cycle_reference(12), rel=1e-12)
+        assert callback.scheduler.last_epoch == 12
+
+    def test_one_cycle_steps_once_per_optimizer_step_under_accumulation(self):
+        """With batches_per_step=2 the schedule advances once per two batches, so 8 batches
+        per epoch follow a 4-steps-per-epoch OneCycleLR."""
+        model = _model()
+        used: list[float] = []
+        recorder = LambdaCallback(
+            on_backward_end=lambda b: used.append(model.optimizer.param_groups[0]["lr"])
+        )
+        model.fit_generator(
+            _batches(8), epochs=3, batches_per_step=2, verbose=False,
+            callbacks=[recorder, sched.OneCycleLR(max_lr=0.1, epochs=3, steps_per_epoch=4)],
+        )
+        assert used == pytest.approx(self._one_cycle_reference(12), rel=1e-12)
+
+    def test_trailing_partial_group_is_scheduled(self):
+        """A trailing partial accumulation group's optimizer step also advances the schedule."""
+        model = _model()
+        callback = sched.OneCycleLR(max_lr=0.1, total_steps=6)
+        model.fit_generator(_batches(3), epochs=3, batches_per_step=2, callbacks=[callback],
+                            verbose=False)
+        assert callback.scheduler.last_epoch == 6
+
+    def test_momentum_is_cycled(self):
+        """OneCycleLR also cycles SGD's momentum, as in torch."""
+        model = _model()
+        model.fit_generator(_batches(4), epochs=1, verbose=False,
+                            callbacks=[sched.OneCycleLR(max_lr=0.1, total_steps=8)])
+        assert model.optimizer.param_groups[0]["momentum"] != 0.9
+
+
+class TestReduceLROnPlateau:
+    def test_reduces_after_patience(self):
+        """With a loss that does not improve, the lr is multiplied by factor once the bad
+        epochs exceed patience, as torch's ReduceLROnPlateau does."""
+        model = _model(lr=1e-9)
+        callback = sched.ReduceLROnPlateau(monitor="loss", patience=1, factor=0.5, eps=0.0)
+        history = model.fit_generator(_batches(2), epochs=6, callbacks=[callback],
+                                      verbose=False)
+        lrs = [h["lr"] for h in history]
+        assert lrs[0] == lrs[1] == lrs[2] == 1e-9
+        assert lrs[3] == pytest.approx(0.5e-9)
+        optimizer = _hand_optimizer(lr=1e-9)
+        reference = torch_sched.ReduceLROnPlateau(optimizer, patience=1, factor=0.5, eps=0.0)
+        expected = []
+        for h in history:
+            expected.append(optimizer.param_groups[0]["lr"])
+            reference.step(h["loss"])
+        assert lrs == pytest.approx(expected, rel=1e-12)
+
+    def test_monitors_validation_loss_by_default(self):
+        """By default it watches val_loss, which a fit with validation logs."""
+        model = _model(lr=1e-9)
+        callback = sched.ReduceLROnPlateau(patience=0, factor=0.1, eps=0.0)
+        history = model.fit_generator(_batches(2), _batches(1, seed=1), epochs=3,
+                                      callbacks=[callback], verbose=False)
+        assert history[2]["lr"] < history[0]["lr"]
+
+    def test_unknown_monitor_key_fails_at_train_begin(self):
+        """Monitoring a key the training never logs is a MonitorKeyError naming the key and
+        listing the logged ones."""
+        model = _model()
+        with pytest.raises(MonitorKeyError) as info:
+            model.fit_generator(_batches(2), epochs=1, verbose=False,
+                                callbacks=[sched.ReduceLROnPlateau(monitor="val_loss")])
+        message = str(info.value)
+        assert "'val_loss'" in message and "epoch, time, loss, lr" in message
+
+    def test_bad_mode_is_refused(self):
+        """mode other than 'min'/'max' is a ConfigurationError."""
+        with pytest.raises(ConfigurationError, match="mode"):
+            sched.ReduceLROnPlateau(mode="minimum")
+
+    def test_positional_arguments_follow_torch(self):
+        """Positional arguments are torch's (mode, factor, ...), as in Poutyne."""
+        callback = sched.ReduceLROnPlateau("max", 0.5, monitor="val_acc")
+        assert callback.kwargs["mode"] == "max" and callback.kwargs["factor"] == 0.5
+        assert callback.monitor == "val_acc"
+
+
+class TestState:
+    def test_resumed_schedule_equals_uninterrupted(self):
+        """A StepLR state loaded before train begin continues the schedule exactly: 2 + 2
+        epochs log the same lrs as 4 epochs in one go."""
+        model = _model()
+        full = model.fit_generator(_batches(2), epochs=4, verbose=False,
+                                   callbacks=[sched.StepLR(step_size=1, gamma=0.5)])
+        first = _model()
+        callback = sched.StepLR(step_size=1, gamma=0.5)
+        head = first.fit_generator(_batches(2), epochs=2, callbacks=[callback], verbose=False)
+        scheduler_state = callback.state_dict()
+        optimizer_state = first.optimizer.state_dict()
+
+        second = _model()
+        second.optimizer.load_state_dict(optimizer_state)
+        resumed = sched.StepLR(step_size=1, gamma=0.5)
+        resumed.load_state_dict(scheduler_state)
+        assert resumed.state_dict() == scheduler_state
+        tail = second.fit_generator(_batches(2), epochs=4, initial_epoch=3,
+                                    callbacks=[resumed], verbose=False)
+        assert [h["lr"] for h in head + tail] == pytest.approx([h["lr"] for h in full])
+
+    def test_loaded_state_sets_the_optimizer_lr(self):
+        """Loading a state restores the schedule's lr into the optimizer even when the
+        optimizer itself was not restored."""
+        first = _model()
+        callback = sched.ExponentialLR(gamma=0.5)
+        first.fit_generator(_batches(1), epochs=3, callbacks=[callback], verbose=False)
+        second = _model()
+        resumed = sched.ExponentialLR(gamma=0.5)
+        resumed.load_state_dict(callback.state_dict())
+        history = second.fit_generator(_batches(1), epochs=4, initial_epoch=4,
+                                       callbacks=[resumed], verbose=False)
+        assert history[0]["lr"] == pytest.approx(0.1 * 0.5**3)
+
+    def test_second_fit_continues_the_schedule(self):
+        """Calling fit again with the same callback and optimizer continues the schedule."""
+        model = _model()
+        callback = sched.ExponentialLR(gamma=0.5)
+        model.fit_generator(_batches(1), epochs=2, callbacks=[callback], verbose=False)
+        history = model.fit_generator(_batches(1), epochs=3, initial_epoch=3,
+                                      callbacks=[callback], verbose=False)
+        assert history[0]["lr"] == pytest.approx(0.025)
+
+    def test_state_before_training_is_empty(self):
+        """A callback that has neither trained nor loaded a state has an empty state."""
+        assert sched.StepLR(step_size=1).state_dict() == {}
+        assert sched.StepLR(step_size=1).scheduler is None
