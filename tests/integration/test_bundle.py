@@ -221,3 +221,34 @@ class TestStatsTestInfer:
         bundle = _bundle("memory://bundle-test-run")
         _train(bundle, 2)
         assert "log.tsv" in bundle.store.names()
+
+
+@pytest.mark.s3
+class TestBundleOnS3:
+    def test_train_resume_and_test_on_s3(self, moto_s3, s3_bucket_url):
+        """A bundle whose directory is an s3:// prefix (moto over HTTP) trains, resumes and
+        tests like a local one."""
+        bundle = _bundle(s3_bucket_url, storage_options=moto_s3)
+        _train(bundle, 2)
+        again = _bundle(s3_bucket_url, storage_options=moto_s3)
+        rows = _train(again, 3)
+        assert [r["epoch"] for r in rows] == [1, 2, 3]
+        names = again.store.names()
+        assert "log.tsv" in names and "manifests/epoch_0003.json" in names
+        _, valid = loaders()
+        assert "test_acc" in again.test(valid, verbose=False)
+
+    def test_unreachable_endpoint_names_the_url(self, tmp_path):
+        """An S3 endpoint nobody listens on fails with the URL in the message."""
+        import socket
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        options = {"key": "k", "secret": "s", "client_kwargs": {
+            "endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"},
+            "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
+        bundle = _bundle("s3://nowhere-bucket/run", storage_options=options)
+        with pytest.raises(OSError, match="s3://nowhere-bucket/run"):
+            _train(bundle, 1)
