@@ -314,7 +314,11 @@ class TqdmProgress:
         duration_s = _scalar(record.logs.get("time"))
         if duration_s is not None:
             parts.append(f"{p.time}{duration_s:.2f}s")
-        values = {k: v for k, v in record.logs.items() if k not in _SUMMARY_SKIP}
+        values = {
+            k: v
+            for k, v in record.logs.items()
+            if k not in _SUMMARY_SKIP and k != "lr" and not k.startswith("lr_group_")
+        }
         line = "".join(parts) + self._metrics_text(values)
         self._write_line(line.rstrip() + p.reset)
         self._epoch = None

@@ -219,13 +219,14 @@ class TestTqdmProgressPlainOutput:
         ]
 
     def test_epoch_without_validation(self) -> None:
-        """Without a validation pass the summary has no 'Val steps'."""
+        """Without a validation pass the summary has no 'Val steps'; the learning rate, in the
+        logs for CSV and history, is left out of the line as in Poutyne's."""
         out = io.StringIO()
         bus = attached(TqdmProgress(file=out))
         bus.publish(train_begin())
         run_epoch(bus, valid_steps=None, logs={"epoch": 1, "time": 2.0, "loss": 0.25, "lr": 0.1})
         assert lines(out.getvalue()) == [
-            "Epoch: 1/5 Train steps: 4 2.00s loss: 0.250000 lr: 0.100000"
+            "Epoch: 1/5 Train steps: 4 2.00s loss: 0.250000"
         ]
 
     def test_epoch_without_train_begin(self) -> None:
