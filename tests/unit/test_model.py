@@ -412,3 +412,22 @@ class TestWeights:
 class Exploit:
     def __reduce__(self):
         return (print, ("pwned",))
+
+
+class TestLaws:
+    @given(
+        cuts=st.lists(st.integers(1, 39), max_size=8, unique=True),
+        seed=st.integers(0, 10_000),
+    )
+    def test_property_law_epoch_values_independent_of_batch_split(self, cuts, seed):
+        """Loss, accuracy and F1 over any split of the data into batches equal the values over
+        the whole data in one batch (float tolerance)."""
+        x, y = _data(40, seed=seed)
+        bounds = [0, *sorted(cuts), 40]
+        batches = [(x[a:b], y[a:b]) for a, b in zip(bounds, bounds[1:])]
+        model = _model(seed, epoch_metrics=["f1"])
+        split = model.evaluate_generator(batches, verbose=False, return_dict_format=True)
+        whole = model.evaluate_generator([(x, y)], verbose=False, return_dict_format=True)
+        assert split.keys() == whole.keys()
+        for key in whole:
+            assert split[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9), key
