@@ -301,13 +301,11 @@ def pytorch_train(
     loss_function = nn.CrossEntropyLoss()
     history = []
     for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
         loss, acc = pytorch_train_one_epoch(network, optimizer, loss_function, train_loader, device)
         val_loss, val_acc = pytorch_test(network, valid_loader, loss_function, device)
-        duration_s = time.perf_counter() - start
         print(
             f"Epoch {epoch}/{epochs}: loss: {loss:.6f}, acc: {acc:.6f}, "
-            f"val_loss: {val_loss:.6f}, val_acc: {val_acc:.6f}, {duration_s:.2f}s"
+            f"val_loss: {val_loss:.6f}, val_acc: {val_acc:.6f}"
         )
         history.append(
             {"epoch": epoch, "loss": loss, "acc": acc, "val_loss": val_loss, "val_acc": val_acc}
