@@ -71,6 +71,13 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session(python=_python())
+def docs(session: nox.Session) -> None:
+    """Build the HTML docs with Sphinx (warnings are errors)."""
+    _install(session, "docs")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session(python=_python())
 def demo(session: nox.Session) -> None:
     """The main job: the seed tutorial on real MNIST digits (docs/examples/introduction.py)."""
     _install(session, "examples")

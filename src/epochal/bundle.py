@@ -7,21 +7,23 @@ that embeds epochal can build the same thing by hand from the same parts (see th
 
 What the working directory holds:
 
-=================================  ==========================================================
-``log.tsv``                        one row per finished epoch, exactly once, TSV with header
-``checkpoint_epoch_{epoch}.ckpt``  weights of each epoch that improved the monitored value
-                                   (only the latest with ``keep_only_last_best=True``)
-``checkpoint.ckpt``                weights of the last finished epoch
-``state/epoch_{epoch:04d}.state``  the full training state at the end of that epoch (weights,
-                                   optimizer, LR schedulers, RNG states incl. the loaders'
-                                   generators, counters, callback states, log rows); the
-                                   last two are kept
-``manifests/epoch_{epoch:04d}.json``  the commit point of that epoch: names the state file
-                                   with its size and SHA-256; written last
-``{name}_log.tsv``                 the result of ``test(..., name=name)``; ``test_log.tsv``
-``plots/{metric}.png``             train and validation curves of each metric (matplotlib,
-                                   the ``examples`` extra; skipped with a warning without it)
-=================================  ==========================================================
+=====================================  ======================================================
+``log.tsv``                            one row per finished epoch, exactly once, TSV with a
+                                       header
+``checkpoint_epoch_{epoch}.ckpt``      weights of each epoch that improved the monitored
+                                       value (only the latest with
+                                       ``keep_only_last_best=True``)
+``checkpoint.ckpt``                    weights of the last finished epoch
+``state/epoch_{epoch:04d}.state``      the full training state at the end of that epoch
+                                       (weights, optimizer, LR schedulers, RNG states incl.
+                                       the loaders' generators, counters, callback states,
+                                       log rows); the last two are kept
+``manifests/epoch_{epoch:04d}.json``   the commit point of that epoch: names the state file
+                                       with its size and SHA-256; written last
+``{name}_log.tsv``                     the result of ``test(..., name=name)``
+``plots/{metric}.png``                 train and validation curves of each metric
+                                       (matplotlib, the ``examples`` extra)
+=====================================  ======================================================
 
 Exact resume: at the end of each epoch the bundle commits a snapshot by writing the state
 file, then the manifest naming it (each write is atomic: a temp file + fsync + rename
@@ -194,6 +196,21 @@ class _BundleCallback(Callback):
     def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
         if not self.model.epoch_complete:
             return  # only finished epochs are committed; an interrupted one runs again
+        weights = self.model.network.state_dict()
+        finite = all(
+            bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point()
+        )
+        if not finite:
+            # No state, checkpoint or log row from diverged weights replaces a good one: the
+            # directory stays at the last finite epoch (which a resume would run again).
+            warnings.warn(
+                f"Epoch {epoch_number}: the network's weights hold NaN or infinite values; "
+                f"{self.bundle.directory} keeps its state of the last finite epoch.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.model.stop_training = True
+            return
         self.rows.append(dict(logs))
         monitor = self.bundle.monitor
         is_best = False
@@ -202,10 +219,6 @@ class _BundleCallback(Callback):
             if value is not None and monitor.improves(float(value), self.best["value"]):
                 self.best = {"value": float(value), "epoch": epoch_number}
                 is_best = True
-        weights = self.model.network.state_dict()
-        finite = all(
-            bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point()
-        )
         self.bundle._commit(
             epoch=epoch_number,
             snapshot={
@@ -223,7 +236,7 @@ class _BundleCallback(Callback):
                 "best": dict(self.best),
                 "stopped": bool(self.model.stop_training),
             },
-            is_best=is_best and finite,
+            is_best=is_best,
             keep_only_last_best=self.keep_only_last_best,
             save_every_epoch=self.save_every_epoch,
         )

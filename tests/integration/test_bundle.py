@@ -252,3 +252,27 @@ class TestBundleOnS3:
         bundle = _bundle("s3://nowhere-bucket/run", storage_options=options)
         with pytest.raises(OSError, match="s3://nowhere-bucket/run"):
             _train(bundle, 1)
+
+
+class TestDivergence:
+    def test_non_finite_weights_never_replace_the_committed_state(self):
+        """An epoch that ends with NaN weights commits nothing and stops training: the
+        directory keeps the last finite epoch's state, checkpoints and log rows."""
+        from epochal import Callback
+
+        class Poison(Callback):
+            def on_epoch_end(self, epoch_number, logs):
+                if epoch_number == 2:
+                    with torch.no_grad():
+                        next(self.model.network.parameters()).fill_(float("nan"))
+
+        store = MemoryCheckpointStore()
+        bundle = _bundle(store)
+        with pytest.warns(RuntimeWarning, match="NaN or infinite"):
+            rows = _train(bundle, 4, callbacks=[Poison()])
+        assert [r["epoch"] for r in rows] == [1]
+        assert [int(r["epoch"]) for r in _log_rows(store)] == [1]
+        weights = torch.load(io.BytesIO(store.read("checkpoint.ckpt")), weights_only=True)
+        assert all(torch.isfinite(t).all() for t in weights.values())
+        assert max(int(n[len("manifests/epoch_"):-5]) for n in store.blobs
+                   if n.startswith("manifests/")) == 1

@@ -59,7 +59,7 @@ def make_loaders(
     num_workers: int = 0,
     generator: torch.Generator | None = None,
 ) -> tuple[DataLoader[Any], DataLoader[Any], DataLoader[Any] | None]:
-    """Wrap the three datasets in ``DataLoader``s; only the training one shuffles.
+    """Wrap the three datasets in ``DataLoader`` objects; only the training one shuffles.
 
     Args:
         train: Training dataset (shuffled each epoch).

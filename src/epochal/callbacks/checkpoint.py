@@ -438,9 +438,9 @@ class ModelCheckpoint(PeriodicSaveCallback):
     Args:
         filename: Path or fsspec URL template, e.g. ``'saves/last_epoch.ckpt'`` or
             ``'s3://bucket/run/w.{epoch:02d}-{val_loss:.3f}.ckpt'``.
-        monitor, mode, save_best_only, keep_only_last_best, period, verbose,
-            temporary_filename, atomic_write, open_mode, read_mode, storage_options: As
-            :class:`PeriodicSaveCallback`.
+        **kwargs: ``monitor``, ``mode``, ``save_best_only``, ``keep_only_last_best``,
+            ``period``, ``verbose``, ``temporary_filename``, ``atomic_write``, ``open_mode``,
+            ``read_mode``, ``storage_options``: as :class:`PeriodicSaveCallback`.
         restore_best: With ``save_best_only``: at the end of training, whatever ended it (last
             epoch, early stop, NaN), load the best file back into the network (read again
             from where it was written, so this also works after a resume). Verbose prints

@@ -86,8 +86,6 @@ class TorchLRScheduler(Callback):
         step_per_batch: True for per-step schedules (stepped once per optimizer step), False
             for per-epoch ones.
         scheduler: The PyTorch scheduler, built at ``on_train_begin``; None before.
-        used_hooks: The hooks it acts on (per-step schedules add ``on_backward_end`` and
-            ``on_train_batch_begin``; no schedule needs the batch logs).
 
     Raises:
         TypeError: The arguments do not fit the PyTorch class's signature (the message is

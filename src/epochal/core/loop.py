@@ -12,6 +12,7 @@ float64 (as Python floats are), so a last batch of 10 among batches of 256 weigh
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -120,11 +121,12 @@ def train_step(
         loss.backward()  # type: ignore[no-untyped-call]
     else:
         (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
-    with torch.no_grad():
-        y_pred = _detach(y_pred)
-        values = _batch_metric_values(setup, y_pred, y)
-        for metric in setup.epoch_metrics:
-            metric.update(y_pred, y)
+    y_pred = _detach(y_pred)  # metrics of a detached output build no graph
+    values = _batch_metric_values(setup, y_pred, y)
+    if setup.epoch_metrics:
+        with torch.no_grad():
+            for metric in setup.epoch_metrics:
+                metric.update(y_pred, y)
     return loss.detach(), values, y_pred
 
 
@@ -228,8 +230,7 @@ def run_epoch(
     for metric in setup.epoch_metrics:
         metric.reset()
     names = setup.metric_names
-    sums: list[torch.Tensor] | None = None
-    value_samples = 0
+    accumulator = _PassAccumulator(1 + len(names))
     network.train(training)
     device = setup.device
 
@@ -275,15 +276,7 @@ def run_epoch(
                     on_outputs(y_pred, y)
                 samples += size
                 if isinstance(loss, torch.Tensor):
-                    if sums is None:
-                        sums = [torch.zeros((), dtype=torch.float64, device=loss.device)
-                                for _ in range(1 + len(values))]
-                    # float64 += float32 * n: the product is exact in float64 (24-bit mantissa
-                    # times n < 2**29), so this equals Python's float(v) * n summation.
-                    sums[0].add_(loss, alpha=size)
-                    for total, value in zip(sums[1:], values):
-                        total.add_(value, alpha=size)
-                    value_samples += size
+                    accumulator.add(loss, values, size)
                 record = StepRecord(
                     phase=phase,
                     epoch=epoch,
@@ -291,7 +284,7 @@ def run_epoch(
                     global_step=step_global,
                     batch_size=size,
                     loss=loss,
-                    metrics=dict(zip(names, values)),
+                    metrics=types.MappingProxyType(dict(zip(names, values))),
                     duration_s=clock() - step_start,
                 )
                 yield record
@@ -304,11 +297,10 @@ def run_epoch(
             _optimizer_step(
                 optimizer, params, group_batches, accumulate, before_optimizer_step, step
             )
-    has_values = sums is not None and value_samples > 0
+    has_values = accumulator.samples > 0
     means: dict[str, float] = {}
-    if sums is not None and has_values:
-        values_list = torch.stack(sums).div_(value_samples).tolist()  # one host sync per pass
-        means = dict(zip(("loss", *names), values_list))
+    if has_values:
+        means = dict(zip(("loss", *names), accumulator.means()))  # one host sync per pass
     epoch_values = _epoch_metric_values(setup) if has_values else {}
     metrics: dict[str, float] = {name: means[name] for name in names if name in means}
     metrics.update(epoch_values)
@@ -322,6 +314,52 @@ def run_epoch(
         duration_s=clock() - pass_start,
         complete=complete,
     )
+
+
+class _PassAccumulator:
+    """Sample-weighted means of per-batch 0-dim tensors over one pass, without a host sync
+    per batch and without a tensor operation per batch.
+
+    Each batch's values are only kept (a list append); every ``chunk`` batches they are
+    stacked into one tensor per value (bounded memory on long passes). At the end of the pass
+    they are copied to the host once and summed in Python floats, in batch order:
+    ``sum(float(v_b) * n_b) / sum(n_b)`` -- the same operations, in the same order, as a
+    hand-written loop's ``loss_sum += float(loss) * len(x)``, so the result is identical.
+    """
+
+    def __init__(self, count: int, chunk: int = 1024) -> None:
+        self.pending: list[list[torch.Tensor]] = [[] for _ in range(count)]
+        self.chunks: list[list[torch.Tensor]] = [[] for _ in range(count)]
+        self.sizes: list[int] = []
+        self.samples = 0
+        self.chunk = chunk
+
+    def add(self, loss: torch.Tensor, values: tuple[torch.Tensor, ...], size: int) -> None:
+        pending = self.pending
+        pending[0].append(loss)
+        for i, value in enumerate(values, 1):
+            pending[i].append(value)
+        self.sizes.append(size)
+        self.samples += size
+        if len(pending[0]) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        for pending, chunks in zip(self.pending, self.chunks):
+            if pending:
+                chunks.append(torch.stack([v.to(torch.float64) for v in pending]))
+                pending.clear()
+
+    def means(self) -> list[float]:
+        self._flush()
+        columns = torch.stack([torch.cat(chunks) for chunks in self.chunks]).tolist()
+        means = []
+        for column in columns:
+            total = 0.0
+            for value, size in zip(column, self.sizes):
+                total += value * size
+            means.append(total / self.samples)
+        return means
 
 
 def _optimizer_step(

@@ -59,6 +59,10 @@ def frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 def _detach_values(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if value is None:
         return types.MappingProxyType({})
+    if type(value) is types.MappingProxyType and all(
+        not (isinstance(v, torch.Tensor) and v.requires_grad) for v in value.values()
+    ):
+        return value  # already read-only and detached (the core's own records)
     out: dict[str, Any] = {}
     for key, item in value.items():
         out[key] = item.detach() if isinstance(item, torch.Tensor) else item

@@ -1,0 +1,66 @@
+"""Sphinx configuration for the epochal documentation (Markdown sources through MyST).
+
+Build with ``nox -s docs`` or ``sphinx-build -W --keep-going -b html docs docs/_build/html``.
+Nothing here reaches the network: no intersphinx, no remote images.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Import the packages from the working tree, whether or not they are installed.
+_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+for _path in (os.path.join(_ROOT, "adapters"), os.path.join(_ROOT, "src")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import epochal  # noqa: E402
+
+project = "epochal"
+author = "epochal developers"
+copyright = "epochal developers"
+release = epochal.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+]
+
+source_suffix = {".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "examples", "Thumbs.db", ".DS_Store"]
+
+# MyST: ``:::`` fences for admonitions, definition lists, and anchors for ## and ### headings
+# (so that ``[text](bundle.md#exact-resume)`` links resolve).
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# autodoc + napoleon: the docstrings are Google style.
+autodoc_default_options = {
+    "members": True,
+    "show-inheritance": True,
+}
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_preserve_defaults = True
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_attr_annotations = True
+# Sections epochal's docstrings use besides Google's own ("Shapes:" per STYLE.md; "When it
+# acts:", "Writes:" and "State:" in the callbacks; "Contract:" in the ports). Rendered as
+# headed blocks like "Notes".
+napoleon_custom_sections = ["Shapes", "When it acts", "Writes", "State", "Contract"]
+
+html_theme = "alabaster"
+html_title = f"epochal {release}"
+html_static_path: list[str] = []
+html_theme_options = {
+    "description": "Poutyne's training API on a functional core, a record bus and adapters.",
+    "fixed_sidebar": True,
+}
+
