@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import math
 
 import attrs
@@ -424,7 +425,7 @@ class TestLaws:
         the whole data in one batch (float tolerance)."""
         x, y = _data(40, seed=seed)
         bounds = [0, *sorted(cuts), 40]
-        batches = [(x[a:b], y[a:b]) for a, b in zip(bounds, bounds[1:])]
+        batches = [(x[a:b], y[a:b]) for a, b in itertools.pairwise(bounds)]
         model = _model(seed, epoch_metrics=["f1"])
         split = model.evaluate_generator(batches, verbose=False, return_dict_format=True)
         whole = model.evaluate_generator([(x, y)], verbose=False, return_dict_format=True)
