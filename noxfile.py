@@ -57,7 +57,7 @@ def s3(session: nox.Session) -> None:
 
 @nox.session(python=_python())
 def lint(session: nox.Session) -> None:
-    """ruff: lint and format check."""
+    """ruff lint over the sources, tests, docs and this file."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", "src", "adapters", "tests", "docs", "noxfile.py")
 

@@ -65,12 +65,14 @@ def _detach_values(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
         return value  # already read-only and detached (the core's own records)
     out: dict[str, Any] = {}
     for key, item in value.items():
-        out[key] = item.detach() if isinstance(item, torch.Tensor) else item
+        out[key] = _detach(item)
     return types.MappingProxyType(out)
 
 
 def _detach(value: Any) -> Any:
-    return value.detach() if isinstance(value, torch.Tensor) else value
+    if isinstance(value, torch.Tensor) and (value.requires_grad or value.grad_fn is not None):
+        return value.detach()
+    return value
 
 
 def to_float(value: float | torch.Tensor) -> float:
