@@ -37,6 +37,7 @@ on resume, so they never hold a duplicate or uncommitted row.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -53,7 +54,12 @@ from epochal._io import torch_bytes, torch_from_bytes
 from epochal.callbacks.base import Callback
 from epochal.callbacks.checkpoint import get_random_states, set_random_states
 from epochal.core.monitor import Monitor
-from epochal.exceptions import CheckpointError, ConfigurationError, ResumeError
+from epochal.exceptions import (
+    CheckpointError,
+    ConfigurationError,
+    MonitorKeyError,
+    ResumeError,
+)
 from epochal.model import Model, _ArrayDataset
 from epochal.ports import CheckpointStore
 from epochal.seeding import set_seeds
@@ -173,9 +179,7 @@ class _BundleCallback(Callback):
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         if self.bundle.monitor is not None:
-            from epochal.callbacks.checkpoint import _check_monitor_key
-
-            _check_monitor_key(self, self.bundle.monitor.key)
+            self.bundle._check_monitor(self.model.epoch_log_keys)
         if self.snapshot is None:
             return
         snapshot = self.snapshot
@@ -228,6 +232,9 @@ class _BundleCallback(Callback):
                 "network": weights,
                 "optimizer": (
                     self.model.optimizer.state_dict() if self.model.optimizer else None
+                ),
+                "optimizer_class": (
+                    type(self.model.optimizer).__name__ if self.model.optimizer else None
                 ),
                 "callbacks": {k: cb.state_dict() for k, cb in _stateful(self.callbacks)},
                 "random_states": get_random_states(),
@@ -399,11 +406,15 @@ class ModelBundle:
             url = self.store.url(name)
             try:
                 manifest = json.loads(self.store.read(name).decode("utf-8"))
-                if manifest.get("format") != _FORMAT:
-                    raise ValueError(f"format {manifest.get('format')!r}, expected {_FORMAT!r}")
-                state_name = manifest["state"]
+                if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+                    found = manifest.get("format") if isinstance(manifest, dict) else manifest
+                    raise ValueError(f"format {found!r}, expected {_FORMAT!r}")
+                missing = [k for k in ("state", "bytes", "sha256") if k not in manifest]
+                if missing:
+                    raise ValueError(f"missing fields {missing}")
+                state_name = str(manifest["state"])
                 data = self.store.read(state_name)
-            except (ValueError, KeyError, FileNotFoundError, UnicodeDecodeError) as exc:
+            except (ValueError, KeyError, TypeError, FileNotFoundError, UnicodeDecodeError) as exc:
                 problems.append(f"{url}: {exc}")
                 continue
             if len(data) != manifest["bytes"] or hashlib.sha256(data).hexdigest() != manifest[
@@ -423,6 +434,19 @@ class ModelBundle:
                 )
             snapshot: dict[str, Any] = torch_from_bytes(data, source=self.store.url(state_name))
             return snapshot
+        if not manifests:
+            leftovers = [
+                n for n in self.store.names()
+                if n.startswith("state/") or n in (_LOG, _LAST) or _BEST_RE.match(n)
+            ]
+            if leftovers:
+                raise ResumeError(
+                    f"{self.directory} holds training files ({', '.join(leftovers[:4])}"
+                    f"{', ...' if len(leftovers) > 4 else ''}) but no manifests/epoch_N.json to "
+                    "resume from (copied or synced partially?). Expected a bundle directory with "
+                    "its manifests/, or an empty one. Restore manifests/, or use a new "
+                    "directory; nothing was changed."
+                )
         if problems:
             raise CheckpointError(
                 "No usable training state in "
@@ -550,13 +574,22 @@ class ModelBundle:
         snapshot = self._read_snapshot()
         if snapshot is not None:
             self._check_network(snapshot)
+            self._check_optimizer(snapshot)
             done = int(snapshot["epoch"])
             if done >= epochs or snapshot.get("stopped"):
-                why = "stopped early" if snapshot.get("stopped") and done < epochs else "trained"
-                print(
-                    f"{self.directory}: already {why} to epoch {done} (asked for {epochs}); "
-                    "nothing to train."
-                )
+                if snapshot.get("stopped") and done < epochs:
+                    print(
+                        f"{self.directory}: training was stopped early at epoch {done} (by a "
+                        f"callback such as EarlyStopping); not training to epoch {epochs}. To "
+                        "train further, start a new bundle directory from these weights "
+                        "(load_checkpoint, then from_network on another directory)."
+                    )
+                else:
+                    print(
+                        f"{self.directory}: already trained to epoch {done} (asked for "
+                        f"{epochs}); nothing to train."
+                    )
+                self._write_derived(snapshot, None)
                 self._restore_weights_only(snapshot)
                 rows: list[dict[str, Any]] = [dict(r) for r in snapshot["log_rows"]]
                 return rows
@@ -625,6 +658,36 @@ class ModelBundle:
         valid = None if validation_data is None else _ArrayDataset(*validation_data)
         return self.train_dataset(_ArrayDataset(x, y), valid, batch_size=batch_size, **kwargs)
 
+    def _check_monitor(self, logged: Sequence[str]) -> None:
+        assert self.monitor is not None
+        key = self.monitor.key
+        if not logged or key in logged:
+            return
+        message = (
+            f"ModelBundle monitors {key!r}, which this training will never log. Logged keys: "
+            f"{', '.join(logged)}."
+        )
+        if key.startswith("val_") and not any(k.startswith("val_") for k in logged):
+            message += (
+                " There is no validation data: pass valid_loader to train(), or build the "
+                f"bundle with monitor_metric={key[4:]!r} (a training key) or monitoring=False."
+            )
+        else:
+            close = difflib.get_close_matches(key, list(logged), n=1)
+            if close:
+                message += f" Did you mean monitor_metric={close[0]!r}?"
+        raise MonitorKeyError(message)
+
+    def _check_optimizer(self, snapshot: Mapping[str, Any]) -> None:
+        saved = snapshot.get("optimizer_class")
+        own = type(self.model.optimizer).__name__ if self.model.optimizer else None
+        if saved is not None and own is not None and saved != own:
+            raise CheckpointError(
+                f"{self.directory} was trained with the optimizer {saved}; this bundle has "
+                f"{own}. Resume with a {saved} optimizer (its state is restored), or use a new "
+                "directory."
+            )
+
     def _check_network(self, snapshot: Mapping[str, Any]) -> None:
         own = self.model.network.state_dict()
         saved = snapshot["network"]
@@ -665,6 +728,18 @@ class ModelBundle:
             CheckpointError: No such checkpoint (the message lists the saved epochs), or the
                 file is not a weights checkpoint of this network.
         """
+        if isinstance(checkpoint, str) and checkpoint.strip().isdigit():
+            checkpoint = int(checkpoint)
+        elif hasattr(checkpoint, "__index__") and not isinstance(checkpoint, (str, bool)):
+            checkpoint = int(checkpoint.__index__())
+        if isinstance(checkpoint, str) and checkpoint not in ("best", "last") and not any(
+            mark in checkpoint for mark in ("/", "\\", ".")
+        ):
+            close = difflib.get_close_matches(checkpoint, ["best", "last"], n=1)
+            raise CheckpointError(
+                f"load_checkpoint({checkpoint!r}): expected 'best', 'last', an epoch number or "
+                f"the path of a weights file." + (f" Did you mean {close[0]!r}?" if close else "")
+            )
         rows = self.get_stats()
         if checkpoint == "best":
             if self.monitor is None:
@@ -743,6 +818,11 @@ class ModelBundle:
             ConfigurationError: The bundles monitor different metrics or modes, or one does not
                 monitor.
         """
+        if not isinstance(other, ModelBundle):
+            raise TypeError(
+                f"is_better_than compares two ModelBundle objects; got {type(other).__name__}. "
+                "Open the other directory first: ModelBundle.from_network(directory, network, ...)."
+            )
         if self.monitor is None or other.monitor is None:
             raise ConfigurationError("is_better_than needs both bundles to monitor a metric.")
         if (self.monitor.key, self.monitor.mode) != (other.monitor.key, other.monitor.mode):

@@ -63,6 +63,12 @@ def _check_positive(name: str, value: int | None, *, allow_none: bool = True) ->
         raise ConfigurationError(f"{name} must be a positive int; got {value!r}.")
 
 
+def _no_shuffle(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """DataLoader keywords for an evaluation loader: the user's, except ``shuffle``
+    (evaluation and prediction keep the data order, as in Poutyne)."""
+    return {k: v for k, v in dict(options or {}).items() if k != "shuffle"}
+
+
 def _concat(outputs: list[Any]) -> Any:
     first = outputs[0]
     if isinstance(first, torch.Tensor):
@@ -462,14 +468,14 @@ class Model:
         """
         _check_positive("batch_size", batch_size, allow_none=False)
         train = torch.utils.data.DataLoader(
-            _ArrayDataset(x, y), batch_size=batch_size, shuffle=True,
-            **dict(dataloader_kwargs or {}),
+            _ArrayDataset(x, y),
+            **{"batch_size": batch_size, "shuffle": True, **dict(dataloader_kwargs or {})},
         )
         valid = None
         if validation_data is not None:
             valid = torch.utils.data.DataLoader(
-                _ArrayDataset(*validation_data), batch_size=batch_size,
-                **dict(dataloader_kwargs or {}),
+                _ArrayDataset(*validation_data),
+                **{"batch_size": batch_size, **_no_shuffle(dataloader_kwargs)},
             )
         return self.fit_generator(train, valid, epochs=epochs, **kwargs)
 
@@ -491,16 +497,14 @@ class Model:
             The history, as :meth:`fit_generator`.
         """
         _check_positive("batch_size", batch_size, allow_none=False)
-        options = dict(dataloader_kwargs or {})
+        base = {"batch_size": batch_size, "num_workers": num_workers, "collate_fn": collate_fn}
         train = torch.utils.data.DataLoader(
-            train_dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-            collate_fn=collate_fn, **options,
+            train_dataset, **{**base, "shuffle": True, **dict(dataloader_kwargs or {})}
         )
         valid = None
         if valid_dataset is not None:
             valid = torch.utils.data.DataLoader(
-                valid_dataset, batch_size=batch_size, num_workers=num_workers,
-                collate_fn=collate_fn, **options,
+                valid_dataset, **{**base, **_no_shuffle(dataloader_kwargs)}
             )
         return self.fit_generator(train, valid, epochs=epochs, **kwargs)
 
@@ -624,7 +628,7 @@ class Model:
         """Evaluate on tensors or NumPy arrays; keywords as :meth:`evaluate_generator`."""
         _check_positive("batch_size", batch_size, allow_none=False)
         loader = torch.utils.data.DataLoader(
-            _ArrayDataset(x, y), batch_size=batch_size, **dict(dataloader_kwargs or {})
+            _ArrayDataset(x, y), **{"batch_size": batch_size, **_no_shuffle(dataloader_kwargs)}
         )
         return self.evaluate_generator(loader, **kwargs)
 
@@ -636,8 +640,8 @@ class Model:
         """Evaluate on a dataset of ``(x, y)``; keywords as :meth:`evaluate_generator`."""
         _check_positive("batch_size", batch_size, allow_none=False)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn,
-            **dict(dataloader_kwargs or {}),
+            dataset, **{"batch_size": batch_size, "num_workers": num_workers,
+                        "collate_fn": collate_fn, **_no_shuffle(dataloader_kwargs)},
         )
         return self.evaluate_generator(loader, **kwargs)
 
@@ -685,7 +689,7 @@ class Model:
         """Predict on tensors or NumPy arrays; keywords as :meth:`predict_generator`."""
         _check_positive("batch_size", batch_size, allow_none=False)
         loader = torch.utils.data.DataLoader(
-            _ArrayDataset(x), batch_size=batch_size, **dict(dataloader_kwargs or {})
+            _ArrayDataset(x), **{"batch_size": batch_size, **_no_shuffle(dataloader_kwargs)}
         )
         return self.predict_generator(loader, **kwargs)
 
@@ -697,8 +701,8 @@ class Model:
         """Predict on a dataset; keywords as :meth:`predict_generator`."""
         _check_positive("batch_size", batch_size, allow_none=False)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn,
-            **dict(dataloader_kwargs or {}),
+            dataset, **{"batch_size": batch_size, "num_workers": num_workers,
+                        "collate_fn": collate_fn, **_no_shuffle(dataloader_kwargs)},
         )
         return self.predict_generator(loader, **kwargs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,7 +80,15 @@ def resolve_optimizer(
         )
     merged = {**_DEFAULT_KWARGS.get(key, {}), **kwargs}
     params = [p for p in network.parameters() if p.requires_grad]
-    return _OPTIMIZERS[key](params, **merged)
+    cls = _OPTIMIZERS[key]
+    accepted = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "params")]
+    unknown = sorted(k for k in merged if k not in accepted)
+    if unknown:
+        raise ConfigurationError(
+            f"{cls.__name__} takes no argument(s) {unknown}; its arguments are: "
+            f"{', '.join(accepted)}."
+        )
+    return cls(params, **merged)
 
 
 def check_optimizer_parameters(optimizer: torch.optim.Optimizer, network: torch.nn.Module) -> None:

@@ -276,3 +276,65 @@ class TestDivergence:
         assert all(torch.isfinite(t).all() for t in weights.values())
         assert max(int(n[len("manifests/epoch_"):-5]) for n in store.blobs
                    if n.startswith("manifests/")) == 1
+
+
+class TestDirectoryRobustness:
+    def test_missing_manifests_with_leftover_files_is_refused_and_changes_nothing(self):
+        """A directory with training files but no manifests is not silently restarted."""
+        from epochal.exceptions import ResumeError
+
+        store = MemoryCheckpointStore()
+        _train(_bundle(store), 2)
+        for name in [n for n in store.blobs if n.startswith("manifests/")]:
+            del store.blobs[name]
+        before = dict(store.blobs)
+        with pytest.raises(ResumeError, match="no manifests"):
+            _train(_bundle(store), 3)
+        assert store.blobs == before
+
+    @pytest.mark.parametrize("content", [b"[1, 2]", b'{"format": "epochal.bundle/1"}'])
+    def test_manifest_with_wrong_fields_names_the_file(self, content):
+        """A manifest that parses but lacks fields is skipped, naming the file."""
+        store = MemoryCheckpointStore()
+        _train(_bundle(store), 2)
+        store.blobs["manifests/epoch_0002.json"] = content
+        with pytest.warns(RuntimeWarning, match=r"manifests/epoch_0002\.json"):
+            rows = _train(_bundle(store), 2)
+        assert [r["epoch"] for r in rows] == [1, 2]
+
+    def test_other_optimizer_is_named(self):
+        """Resuming with another optimizer class says which one trained the directory."""
+        store = MemoryCheckpointStore()
+        _train(_bundle(store), 1)
+        with pytest.raises(CheckpointError, match="SGD.*Adam"):
+            _train(_bundle(store, optimizer="adam"), 2)
+
+    def test_bad_checkpoint_names(self):
+        """load_checkpoint suggests 'best' for a typo and accepts '2' and NumPy integers."""
+        import numpy as np
+
+        store = MemoryCheckpointStore()
+        bundle = _bundle(store)
+        _train(bundle, 2, save_every_epoch=True)
+        with pytest.raises(CheckpointError, match="Did you mean 'best'"):
+            bundle.load_checkpoint("bestt")
+        assert bundle.load_checkpoint("2")["epoch"] == 2
+        assert bundle.load_checkpoint(np.int64(1))["epoch"] == 1
+        with pytest.raises(TypeError, match="ModelBundle"):
+            bundle.is_better_than("memory://x")  # type: ignore[arg-type]
+
+    def test_no_validation_error_names_the_bundle_options(self):
+        """Monitoring val_acc without validation data names ModelBundle and the way out."""
+        bundle = _bundle(MemoryCheckpointStore())
+        train, _ = loaders()
+        with pytest.raises(MonitorKeyError, match="ModelBundle monitors 'val_acc'.*valid_loader"):
+            bundle.train(train, epochs=1, verbose=False)
+
+    def test_log_is_repaired_when_nothing_to_train(self):
+        """A damaged log.tsv is rewritten from the committed state even when no epoch runs."""
+        store = MemoryCheckpointStore()
+        _train(_bundle(store), 2)
+        good = store.blobs["log.tsv"]
+        store.blobs["log.tsv"] = b"garbage"
+        _train(_bundle(store), 2)
+        assert store.blobs["log.tsv"] == good

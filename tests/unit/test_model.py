@@ -432,3 +432,26 @@ class TestLaws:
         assert split.keys() == whole.keys()
         for key in whole:
             assert split[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9), key
+
+
+class TestFriendlyErrors:
+    def test_dataloader_kwargs_override_defaults(self):
+        """dataloader_kwargs may set shuffle and batch_size without a duplicate-keyword error."""
+        x, y = _data(20)
+        model = _model()
+        history = model.fit(x, y, epochs=1, verbose=False,
+                            dataloader_kwargs={"shuffle": False, "batch_size": 5})
+        assert len(history) == 1
+        assert model.evaluate(x, y, verbose=False, dataloader_kwargs={"shuffle": True})
+
+    def test_one_shot_generator_reused_says_so(self):
+        """A plain generator used for a second epoch gets a message about one-shot iterators."""
+        x, y = _data(16)
+        batches = (b for b in _batches(x, y, 8))
+        with pytest.raises(EmptyLoaderError, match="one-shot iterator"):
+            _model().fit_generator(batches, epochs=2, verbose=False)
+
+    def test_misspelled_optimizer_argument_lists_the_valid_ones(self):
+        """{'optim': 'sgd', 'lrr': 0.1} names 'lrr' and SGD's arguments."""
+        with pytest.raises(ConfigurationError, match=r"\['lrr'\].*momentum"):
+            Model(nn.Linear(2, 2), {"optim": "sgd", "lrr": 0.1}, "mse")

@@ -146,6 +146,13 @@ def cycle_batches(loader: Iterable[Any], steps: int | None, *, what: str) -> Ite
             if steps is not None and produced >= steps:
                 return
         if produced_this_pass == 0:
+            if produced > 0 or iter(loader) is loader:
+                raise EmptyLoaderError(
+                    f"The {what} loader is exhausted: it is a one-shot iterator (e.g. a Python "
+                    "generator), which can be read only once. Pass a re-iterable loader (a "
+                    "DataLoader, a list of batches), or an endless generator with "
+                    "steps_per_epoch (validation_steps, steps) set."
+                )
             raise EmptyLoaderError(
                 f"The {what} loader yielded no batch. Expected at least one batch; check the "
                 "dataset's length, batch_size and drop_last."
