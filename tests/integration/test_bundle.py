@@ -306,7 +306,7 @@ class TestDirectoryRobustness:
         """Resuming with another optimizer class says which one trained the directory."""
         store = MemoryCheckpointStore()
         _train(_bundle(store), 1)
-        with pytest.raises(CheckpointError, match="SGD.*Adam"):
+        with pytest.raises(CheckpointError, match=r"SGD.*Adam"):
             _train(_bundle(store, optimizer="adam"), 2)
 
     def test_bad_checkpoint_names(self):
@@ -327,7 +327,7 @@ class TestDirectoryRobustness:
         """Monitoring val_acc without validation data names ModelBundle and the way out."""
         bundle = _bundle(MemoryCheckpointStore())
         train, _ = loaders()
-        with pytest.raises(MonitorKeyError, match="ModelBundle monitors 'val_acc'.*valid_loader"):
+        with pytest.raises(MonitorKeyError, match=r"ModelBundle monitors 'val_acc'.*valid_loader"):
             bundle.train(train, epochs=1, verbose=False)
 
     def test_log_is_repaired_when_nothing_to_train(self):
