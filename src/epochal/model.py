@@ -280,6 +280,7 @@ class Model:
             before_optimizer_step=before_optimizer_step,
             should_stop=(lambda: self.stop_training) if phase is Phase.TRAIN else None,
             on_outputs=on_outputs,
+            emit_steps=publish_steps,
         )
         epoch_record: EpochRecord | None = None
         for record in records:
@@ -292,6 +293,8 @@ class Model:
                 assert isinstance(record, EpochRecord)
                 epoch_record = record
         assert epoch_record is not None
+        if phase is Phase.TRAIN and not publish_steps:
+            self._global_step += epoch_record.steps
         self._publish(epoch_record)
         return epoch_record
 

@@ -360,11 +360,24 @@ class TestRecords:
         x, y = _data(16)
         model = _model()
         model.clock = FakeClock(tick_s=1.0)
-        sink = RecordingSink(EpochRecord)
+        sink = RecordingSink(StepRecord, EpochRecord)
         sink.attach(model.bus)
         model.fit_generator(_batches(x, y, 8), epochs=1, verbose=False)
         # pass start, 2 reads per step for 2 steps, pass end: 5 ticks.
-        assert sink.records[0].duration_s == 5.0
+        assert sink.of_type(EpochRecord)[0].duration_s == 5.0
+        assert [r.duration_s for r in sink.of_type(StepRecord)] == [1.0, 1.0]
+
+    def test_step_records_nobody_reads_are_not_built(self):
+        """Without a StepRecord subscriber the core builds no step record and reads the clock
+        only at the pass's ends; the global step still advances."""
+        x, y = _data(16)
+        model = _model()
+        model.clock = FakeClock(tick_s=1.0)
+        sink = RecordingSink(EpochRecord)
+        sink.attach(model.bus)
+        model.fit_generator(_batches(x, y, 8), epochs=2, verbose=False)
+        assert [r.duration_s for r in sink.records] == [1.0, 1.0]
+        assert model.global_step == 4
 
 
 class TestWeights:

@@ -179,6 +179,7 @@ def run_epoch(
     before_optimizer_step: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_outputs: Callable[[Any, Any], None] | None = None,
+    emit_steps: bool = True,
 ) -> Iterator[StepRecord | EpochRecord]:
     """Run one pass of ``phase`` over ``batches``; yield a :class:`StepRecord` per batch, then
     one :class:`EpochRecord`.
@@ -207,9 +208,12 @@ def run_epoch(
             (the epoch record then has ``complete=False``).
         on_outputs: Called with ``(y_pred, y_true)`` (detached, on the device) per batch, to
             collect predictions.
+        emit_steps: False skips building and yielding the step records (when nobody reads
+            them); the pass then yields its epoch record alone.
 
     Yields:
-        One ``StepRecord`` per batch, then one ``EpochRecord``.
+        One ``StepRecord`` per batch (unless ``emit_steps`` is False), then one
+        ``EpochRecord``.
 
     Raises:
         ShapeMismatchError: The loss or a metric rejects the shapes.
@@ -246,11 +250,21 @@ def run_epoch(
                 step += 1
                 if before_step is not None:
                     before_step(step)
-                step_start = clock()
-                x, y = split_batch(batch, has_ground_truth=has_ground_truth)
-                x = to_device(x, device)
-                y = to_device(y, device)
-                size = infer_batch_size(x, y)
+                step_start = clock() if emit_steps else 0.0
+                # Fast paths for the common (tensor, tensor) batch keep per-step Python short.
+                if has_ground_truth and type(batch) in (tuple, list) and len(batch) == 2:
+                    x, y = batch
+                else:
+                    x, y = split_batch(batch, has_ground_truth=has_ground_truth)
+                if device is not None:
+                    x = to_device(x, device)
+                    y = to_device(y, device)
+                if type(x) is torch.Tensor and x.dim() > 0:
+                    size = x.shape[0]
+                else:
+                    x = to_device(x, None)  # NumPy arrays become tensors
+                    y = to_device(y, None)
+                    size = infer_batch_size(x, y)
                 if training:
                     assert optimizer is not None
                     if not group_batches:
@@ -277,17 +291,17 @@ def run_epoch(
                 samples += size
                 if isinstance(loss, torch.Tensor):
                     accumulator.add(loss, values, size)
-                record = StepRecord(
-                    phase=phase,
-                    epoch=epoch,
-                    step=step,
-                    global_step=step_global,
-                    batch_size=size,
-                    loss=loss,
-                    metrics=types.MappingProxyType(dict(zip(names, values))),
-                    duration_s=clock() - step_start,
-                )
-                yield record
+                if emit_steps:
+                    yield StepRecord(
+                        phase=phase,
+                        epoch=epoch,
+                        step=step,
+                        global_step=step_global,
+                        batch_size=size,
+                        loss=loss,
+                        metrics=types.MappingProxyType(dict(zip(names, values))),
+                        duration_s=clock() - step_start,
+                    )
                 if should_stop is not None and should_stop():
                     complete = False
                     break
@@ -347,7 +361,10 @@ class _PassAccumulator:
     def _flush(self) -> None:
         for pending, chunks in zip(self.pending, self.chunks):
             if pending:
-                chunks.append(torch.stack([v.to(torch.float64) for v in pending]))
+                try:  # one op for the whole chunk when the values share a dtype (the rule)
+                    chunks.append(torch.stack(pending).to(torch.float64))
+                except RuntimeError:
+                    chunks.append(torch.stack([v.to(torch.float64) for v in pending]))
                 pending.clear()
 
     def means(self) -> list[float]:
