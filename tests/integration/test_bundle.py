@@ -71,33 +71,50 @@ class TestTrainAndResume:
         assert store.blobs == before
 
     @pytest.mark.parametrize("seeded_generator", [True, False])
-    def test_resume_equals_uninterrupted_run(self, seeded_generator):
+    @pytest.mark.parametrize(
+        "backend", ["fake", "local", "memory-url", pytest.param("s3", marks=pytest.mark.s3)]
+    )
+    def test_resume_equals_uninterrupted_run(self, seeded_generator, backend, request,
+                                             tmp_path):
         """Training 6 epochs in one call equals 2, then resuming to 6: bit-identical weights,
         the same log values (but time) and the same best epoch (dropout, shuffling, StepLR,
-        EarlyStopping state all restored), with the loader's own generator or the global RNG."""
+        EarlyStopping state all restored), with the loader's own generator or the global RNG,
+        on every storage backend (the fake, a local directory, memory://, s3:// on moto)."""
         from epochal.callbacks.lr_scheduler import StepLR
 
-        def callbacks():
-            return [EarlyStopping(monitor="val_loss", patience=50)]
+        if backend == "s3":
+            options = request.getfixturevalue("moto_s3")
+            base = request.getfixturevalue("s3_bucket_url")
+        else:
+            options = None
+            base = None
 
-        straight = MemoryCheckpointStore()
-        a = _bundle(straight)
-        _train(a, 6, seeded_generator=seeded_generator, callbacks=callbacks(),
-               lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
+        def directory(tag):
+            if backend == "fake":
+                return MemoryCheckpointStore()
+            if backend == "local":
+                return str(tmp_path / tag)
+            if backend == "memory-url":
+                return f"memory://resume-{tag}-{seeded_generator}-{id(request)}"
+            return f"{base}/{tag}"
 
-        resumed = MemoryCheckpointStore()
-        b = _bundle(resumed)
-        _train(b, 2, seeded_generator=seeded_generator, callbacks=callbacks(),
-               lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
-        b = _bundle(resumed)
-        _train(b, 6, seeded_generator=seeded_generator, callbacks=callbacks(),
-               lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
+        def run(where, epochs):
+            bundle = _bundle(where, storage_options=options)
+            _train(bundle, epochs, seeded_generator=seeded_generator,
+                   callbacks=[EarlyStopping(monitor="val_loss", patience=50)],
+                   lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
+            return bundle
+
+        a = run(directory("straight"), 6)
+        resumed_dir = directory("resumed")
+        run(resumed_dir, 2)
+        b = run(resumed_dir, 6)
 
         for name, tensor in a.model.network.state_dict().items():
             assert torch.equal(tensor, b.model.network.state_dict()[name]), name
-        assert _without_time(_log_rows(straight)) == _without_time(_log_rows(resumed))
+        assert _without_time(_log_rows(a.store)) == _without_time(_log_rows(b.store))
         assert a.get_best_epoch_stats()["epoch"] == b.get_best_epoch_stats()["epoch"]
-        assert straight.read("checkpoint.ckpt") == resumed.read("checkpoint.ckpt")
+        assert a.store.read("checkpoint.ckpt") == b.store.read("checkpoint.ckpt")
 
     @settings(max_examples=4, deadline=None)
     @given(kill_epoch=st.integers(1, 4))
@@ -113,6 +130,7 @@ class TestTrainAndResume:
         for name, tensor in a.model.network.state_dict().items():
             assert torch.equal(tensor, b.model.network.state_dict()[name]), name
         assert _without_time(_log_rows(straight)) == _without_time(_log_rows(resumed))
+        assert a.get_best_epoch_stats()["epoch"] == b.get_best_epoch_stats()["epoch"]
 
     def test_files_of_the_working_directory(self, tmp_path):
         """A local directory gets log.tsv, best and last checkpoints, states, manifests and
