@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 
 import torch
 from torch import nn
@@ -45,6 +46,8 @@ def _epochal(network, batches, verbose):
 
 
 def main() -> None:
+    # The seed's loop converts the loss with float(loss), as the tutorial does; PyTorch warns.
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=7)
