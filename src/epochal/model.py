@@ -220,7 +220,11 @@ class Model:
         )
 
     def _publish(self, record: Any) -> None:
-        for directive in self.bus.publish(record):
+        self._publish_directives(record, self.bus.publish(record))
+
+    def _publish_directives(self, record: Any, directives: list[Any]) -> None:
+        del record
+        for directive in directives:
             if isinstance(directive, StopTraining):
                 self.stop_training = True
 
@@ -283,17 +287,20 @@ class Model:
             emit_steps=publish_steps,
         )
         epoch_record: EpochRecord | None = None
+        publish = bus.publish
+        training = phase is Phase.TRAIN
         for record in records:
             if type(record) is StepRecord:
-                if phase is Phase.TRAIN:
+                if training:
                     self._global_step = record.global_step
-                if publish_steps:
-                    self._publish(record)
+                directives = publish(record)
+                if directives:
+                    self._publish_directives(record, directives)
             else:
                 assert isinstance(record, EpochRecord)
                 epoch_record = record
         assert epoch_record is not None
-        if phase is Phase.TRAIN and not publish_steps:
+        if training and not publish_steps:
             self._global_step += epoch_record.steps
         self._publish(epoch_record)
         return epoch_record

@@ -59,10 +59,12 @@ def frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 def _detach_values(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if value is None:
         return types.MappingProxyType({})
-    if type(value) is types.MappingProxyType and all(
-        not (isinstance(v, torch.Tensor) and v.requires_grad) for v in value.values()
-    ):
-        return value  # already read-only and detached (the core's own records)
+    if type(value) is types.MappingProxyType:
+        for item in value.values():
+            if isinstance(item, torch.Tensor) and item.requires_grad:
+                break
+        else:
+            return value  # already read-only and detached (the core's own records)
     out: dict[str, Any] = {}
     for key, item in value.items():
         out[key] = _detach(item)
