@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -41,7 +42,12 @@ from torch.utils.data import Subset
 from torchvision.utils import make_grid
 
 from epochal import Callback, CSVLogger, Model, ModelBundle, ModelCheckpoint, set_seeds
-from epochal_adapters.data import TensorBatchLoader, load_dataset, train_valid_split
+from epochal_adapters.data import (
+    DatasetUnavailableError,
+    TensorBatchLoader,
+    load_dataset,
+    train_valid_split,
+)
 
 # =============================================================================================
 # 1. Constants
@@ -538,7 +544,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
 
     section("2. Data loading")
-    loaders = load_data(args, output, device)
+    try:
+        loaders = load_data(args, output, device)
+    except (DatasetUnavailableError, FileNotFoundError, ValueError) as error:
+        # Data problems are the user's to fix: say what and how, without a traceback.
+        print(f"\nerror: {error}", file=sys.stderr)
+        print(
+            "Pass --data-dir DIR (a folder holding the four MNIST-format files, gzipped or "
+            "not, e.g. /usr/share/datasets/fashion-mnist with --dataset fashion-mnist), or "
+            "--download where the network allows it.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
     train_loader = loaders[0]
 
     section("3. The first training batch")
@@ -585,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     section("8. ModelBundle: train, then resume")
     for name in NETWORK_NAMES:
-        record("ModelBundle (resumed)", name, train_bundle(name, loaders, epochs, device, output),
+        record("ModelBundle (best epoch)", name, train_bundle(name, loaders, epochs, device, output),
                resumed_after=epochs)  # fmt: skip
 
     section("9. Summary")

@@ -719,7 +719,8 @@ class ModelBundle:
 
     def load_checkpoint(self, checkpoint: str | int = "best", *, strict: bool = True) -> Any:
         """Load weights into the network: ``'best'`` (the best epoch's checkpoint, or the last
-        without monitoring), ``'last'``, an epoch number, or a path/URL of a weights file.
+        without monitoring), ``'last'``, an epoch number, the name of a weights file in the
+        bundle's directory (``'checkpoint_epoch_3.ckpt'``), or a path/URL of a weights file.
 
         Returns:
             The best epoch's log row for ``'best'``, the epoch's row for a number, else None.
@@ -761,6 +762,10 @@ class ModelBundle:
             self.model.set_weights(self._load_name(name), strict=strict)
             return next((r for r in rows if int(r["epoch"]) == checkpoint), None)
         if isinstance(checkpoint, str):
+            if "/" not in checkpoint and "\\" not in checkpoint and self.store.exists(checkpoint):
+                # A file of the bundle's own directory, named relative to it.
+                self.model.set_weights(self._load_name(checkpoint), strict=strict)
+                return None
             from epochal._io import load_torch
 
             self.model.set_weights(load_torch(checkpoint), strict=strict)

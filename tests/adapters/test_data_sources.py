@@ -4,6 +4,7 @@ subset, and the seed tutorial's split and loader helpers."""
 from __future__ import annotations
 
 import gzip
+import os
 import socket
 import time
 from pathlib import Path
@@ -82,6 +83,23 @@ class TestTorchvisionSourceDataDir:
             assert dataset[0][0].shape == (1, 28, 28)
             assert dataset[0][1] == int(arrays[f"{prefix}-labels-idx1-ubyte"][0])
         assert (tmp_path / "root" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+    def test_a_new_data_dir_replaces_files_copied_from_an_older_one(self, tmp_path: Path) -> None:
+        """Loading from another data_dir into the same root uses the new files, whatever their
+        dates (contents are compared, not modification times)."""
+        names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]  # fmt: skip
+        first = write_mnist_files(tmp_path / "a", gzipped=dict.fromkeys(names, True), seed=1)
+        second = write_mnist_files(tmp_path / "b", gzipped=dict.fromkeys(names, True), seed=2)
+        for path in (tmp_path / "b").iterdir():
+            os.utime(path, (1_000_000, 1_000_000))  # older than the first copy
+        root = tmp_path / "root"
+        a, _ = load_dataset("fashion-mnist", root, train=True, data_dir=tmp_path / "a",
+                            download=False)
+        np.testing.assert_array_equal(a.data.numpy(), first["train-images-idx3-ubyte"])
+        b, _ = load_dataset("fashion-mnist", root, train=True, data_dir=tmp_path / "b",
+                            download=False)
+        np.testing.assert_array_equal(b.data.numpy(), second["train-images-idx3-ubyte"])
 
     def test_mixed_gzip_and_plain_files_load(self, tmp_path: Path) -> None:
         """A data_dir mixing gzipped and plain files works, here for KMNIST."""

@@ -174,6 +174,17 @@ class TestTensorBatchLoader:
         expected = torch.stack([dataset[i][0] for i in range(IMAGES)])
         assert torch.equal(to_tensor_batch(dataset.data), expected)
 
+    def test_batches_are_fresh_tensors_not_views_of_the_cache(self) -> None:
+        """An in-place change to a served batch does not change later epochs (as with a
+        DataLoader), also for an unshuffled TensorDataset served by slices."""
+        from torch.utils.data import TensorDataset
+
+        x = torch.arange(12, dtype=torch.float32).reshape(6, 2)
+        loader = TensorBatchLoader(TensorDataset(x, torch.arange(6)), 4, shuffle=False)
+        for xb, _ in loader:
+            xb.mul_(0)
+        assert torch.equal(torch.cat([xb for xb, _ in loader]), x)
+
     def test_len_and_attributes_mirror_dataloader(self, mnist_root: Path) -> None:
         """len, batch_size, drop_last and dataset read as on a DataLoader."""
         dataset = mnist(mnist_root)

@@ -338,6 +338,7 @@ class TestDirectoryRobustness:
             bundle.load_checkpoint("bestt")
         assert bundle.load_checkpoint("2")["epoch"] == 2
         assert bundle.load_checkpoint(np.int64(1))["epoch"] == 1
+        assert bundle.load_checkpoint("checkpoint_epoch_2.ckpt") is None  # bundle-relative
         with pytest.raises(TypeError, match="ModelBundle"):
             bundle.is_better_than("memory://x")  # type: ignore[arg-type]
 

@@ -112,7 +112,7 @@ class TestIntroductionTutorial:
             ("epochal way", "fc"), ("epochal way", "conv"),
             ("callbacks (best epoch)", "fc"), ("callbacks (best epoch)", "conv"),
             ("own callback (EpochTimer)", "fc"),
-            ("ModelBundle (resumed)", "fc"), ("ModelBundle (resumed)", "conv"),
+            ("ModelBundle (best epoch)", "fc"), ("ModelBundle (best epoch)", "conv"),
         ]  # fmt: skip
         for row in rows:
             assert 0 <= float(row["test_acc"]) <= 100
@@ -133,3 +133,16 @@ class TestIntroductionTutorial:
     def test_everything_under_output(self, run: TutorialRun) -> None:
         """The script writes nothing outside --output (the dataset files included)."""
         assert (run.output / "datasets" / "MNIST" / "raw").is_dir()
+
+
+class TestIntroductionBadInput:
+    def test_missing_data_dir_is_a_clear_error_without_traceback(self, tmp_path):
+        """--data-dir pointing nowhere exits with status 2, a message naming the options, and
+        no Python traceback."""
+        run = subprocess.run(
+            [sys.executable, str(SCRIPT), "--dataset", "fashion-mnist", "--data-dir",
+             str(tmp_path / "nowhere"), "--epochs", "1", "--output", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert run.returncode == 2
+        assert "--data-dir" in run.stderr and "Traceback" not in run.stderr

@@ -107,6 +107,11 @@ def _decode_mnist_fields(
     labels = torch.as_tensor(base.targets).to(torch.int64)
     if images.dtype != torch.uint8 or images.ndim != 3:
         return None
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{type(base).__name__} at {base.root} has {len(images)} images but {len(labels)} "
+            "labels; the image and label files must hold the same number of examples."
+        )
     if indices is not None:
         images, labels = images[indices], labels[indices]
     return [images.contiguous(), labels.contiguous()], [transform, None]
@@ -222,7 +227,11 @@ class TensorBatchLoader:
         parts: list[Tensor] = []
         for field, transform in zip(self._fields, self._transforms):
             part = field[index] if isinstance(index, slice) else field.index_select(0, index)
-            parts.append(transform(part) if transform is not None else part)
+            if transform is not None:
+                part = transform(part)  # a new tensor
+            elif isinstance(index, slice):
+                part = part.clone()  # a slice is a view: never hand out the cache itself
+            parts.append(part)
         return parts if self._as_list else parts[0]
 
     def _epoch(self) -> Iterator[Any]:

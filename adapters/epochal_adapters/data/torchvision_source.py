@@ -134,16 +134,25 @@ def _find_in_dir(data_dir: Path, stems: tuple[str, ...]) -> Path | None:
     return None
 
 
+def _same_content(source: Path, target: Path) -> bool:
+    """Whether ``target`` holds exactly the (decompressed) bytes of ``source``."""
+    opener = gzip.open if source.suffix == ".gz" else open
+    try:
+        with opener(source, "rb") as left, target.open("rb") as right:  # type: ignore[operator]
+            while True:
+                a, b = left.read(1 << 20), right.read(1 << 20)
+                if a != b:
+                    return False
+                if not a:
+                    return True
+    except (OSError, EOFError):
+        return False
+
+
 def _copy_decompressed(source: Path, target: Path) -> None:
     """Copy ``source`` (gzipped if ``.gz``) to ``target`` uncompressed, atomically."""
-    fresh = target.is_file() and target.stat().st_mtime >= source.stat().st_mtime
-    if fresh:
-        try:
-            header = read_idx_header(target)
-            if target.stat().st_size == header.header_bytes + header.data_bytes:
-                return
-        except ValueError:
-            pass
+    if target.is_file() and _same_content(source, target):
+        return  # already copied from this very source (content compared, not dates)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -154,7 +163,13 @@ def _copy_decompressed(source: Path, target: Path) -> None:
             else:
                 with source.open("rb") as stream:
                     shutil.copyfileobj(stream, out, length=1 << 20)
-        read_idx_header(tmp_name)  # a clear error naming the file beats torchvision's assert
+        try:
+            read_idx_header(tmp_name)  # a clear error naming the file beats torchvision's
+        except ValueError as error:
+            raise ValueError(
+                f"{source} is not an IDX file (the MNIST format): "
+                f"{str(error).replace(tmp_name, str(source))}"
+            ) from error
         os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; data files are world-readable
         os.replace(tmp_name, target)
     except (EOFError, gzip.BadGzipFile) as error:
@@ -352,18 +367,22 @@ class TorchvisionSource:
         download_error: BaseException | None,
         fallback_error: BaseException | None,
     ) -> str:
+        hint = _DEBIAN_HINTS.get(canonical)
+        example = f" (e.g. {hint})" if hint else ""
         if canonical == "cifar10":
-            where = f"{root / 'cifar-10-batches-py'}/ (or cifar-10-python.tar.gz into data_dir)"
+            lines = [
+                f"Dataset {canonical!r} is not available offline and could not be downloaded.",
+                f"Put the extracted cifar-10-batches-py/ folder (from cifar-10-python.tar.gz) in "
+                f"{root}, or allow the download.",
+            ]
         else:
             files = ", ".join(self._raw_names(canonical, split))
             where = f"{root / _CLASSES[canonical] / 'raw'}/ ({files}, uncompressed)"
-        hint = _DEBIAN_HINTS.get(canonical)
-        example = f" (e.g. {hint})" if hint else ""
-        lines = [
-            f"Dataset {canonical!r} is not available offline and could not be downloaded.",
-            f"Put the files in {where}, or pass data_dir=<folder with the four MNIST-format "
-            f"files, gzipped or not>{example}.",
-        ]
+            lines = [
+                f"Dataset {canonical!r} is not available offline and could not be downloaded.",
+                f"Put the files in {where}, or pass data_dir=<folder with the four MNIST-format "
+                f"files, gzipped or not>{example}.",
+            ]
         if download_error is not None:
             lines.append(f"The download failed with: {type(download_error).__name__}: "
                          f"{download_error}".rstrip())  # fmt: skip
