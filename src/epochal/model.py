@@ -69,6 +69,22 @@ def _no_shuffle(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in dict(options or {}).items() if k != "shuffle"}
 
 
+def _ordered_loader(
+    dataset: Any,
+    batch_size: int,
+    num_workers: int,
+    collate_fn: Callable[..., Any] | None,
+    dataloader_kwargs: Mapping[str, Any] | None,
+) -> torch.utils.data.DataLoader[Any]:
+    """A DataLoader for evaluation or prediction: the data order kept, the user's keywords
+    winning over ours (but ``shuffle``)."""
+    _check_positive("batch_size", batch_size, allow_none=False)
+    options: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+    if collate_fn is not None:
+        options["collate_fn"] = collate_fn
+    return torch.utils.data.DataLoader(dataset, **{**options, **_no_shuffle(dataloader_kwargs)})
+
+
 def _concat(outputs: list[Any]) -> Any:
     first = outputs[0]
     if isinstance(first, torch.Tensor):
@@ -636,10 +652,7 @@ class Model:
         dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> Any:
         """Evaluate on tensors or NumPy arrays; keywords as :meth:`evaluate_generator`."""
-        _check_positive("batch_size", batch_size, allow_none=False)
-        loader = torch.utils.data.DataLoader(
-            _ArrayDataset(x, y), **{"batch_size": batch_size, **_no_shuffle(dataloader_kwargs)}
-        )
+        loader = _ordered_loader(_ArrayDataset(x, y), batch_size, 0, None, dataloader_kwargs)
         return self.evaluate_generator(loader, **kwargs)
 
     def evaluate_dataset(
@@ -648,11 +661,7 @@ class Model:
         dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> Any:
         """Evaluate on a dataset of ``(x, y)``; keywords as :meth:`evaluate_generator`."""
-        _check_positive("batch_size", batch_size, allow_none=False)
-        loader = torch.utils.data.DataLoader(
-            dataset, **{"batch_size": batch_size, "num_workers": num_workers,
-                        "collate_fn": collate_fn, **_no_shuffle(dataloader_kwargs)},
-        )
+        loader = _ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
         return self.evaluate_generator(loader, **kwargs)
 
     def predict_generator(
@@ -697,10 +706,7 @@ class Model:
         dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> Any:
         """Predict on tensors or NumPy arrays; keywords as :meth:`predict_generator`."""
-        _check_positive("batch_size", batch_size, allow_none=False)
-        loader = torch.utils.data.DataLoader(
-            _ArrayDataset(x), **{"batch_size": batch_size, **_no_shuffle(dataloader_kwargs)}
-        )
+        loader = _ordered_loader(_ArrayDataset(x), batch_size, 0, None, dataloader_kwargs)
         return self.predict_generator(loader, **kwargs)
 
     def predict_dataset(
@@ -709,11 +715,7 @@ class Model:
         dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> Any:
         """Predict on a dataset; keywords as :meth:`predict_generator`."""
-        _check_positive("batch_size", batch_size, allow_none=False)
-        loader = torch.utils.data.DataLoader(
-            dataset, **{"batch_size": batch_size, "num_workers": num_workers,
-                        "collate_fn": collate_fn, **_no_shuffle(dataloader_kwargs)},
-        )
+        loader = _ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
         return self.predict_generator(loader, **kwargs)
 
     # ------------------------------------------------------------------ single batches

