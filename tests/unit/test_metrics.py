@@ -27,7 +27,6 @@ from epochal.core.metrics import (
     BinaryAccuracy,
     EpochMetricState,
     FBeta,
-    RunningMean,
     TopKAccuracy,
     accuracy,
     binary_accuracy,
@@ -656,53 +655,3 @@ class TestCheckUniqueNames:
             check_unique_names(["loss"], reserved=("loss",))
         with pytest.raises(ConfigurationError, match="'acc'"):
             check_unique_names(["acc", "f1", "acc"])
-
-
-class TestRunningMean:
-    @given(
-        batches=st.lists(
-            st.tuples(
-                st.floats(-1e6, 1e6, allow_nan=False, width=32),
-                st.floats(0, 100, allow_nan=False, width=32),
-                st.integers(1, 512),
-            ),
-            min_size=1,
-            max_size=50,
-        )
-    )
-    def test_property_equals_python_float_accumulation(
-        self, batches: list[tuple[float, float, int]]
-    ) -> None:
-        """Means equal sum(float(value) * batch_size) / samples in Python floats."""
-        running = RunningMean(("loss", "acc"))
-        totals = [0.0, 0.0]
-        samples = 0
-        for loss, acc, size in batches:
-            loss_t, acc_t = torch.tensor(loss), torch.tensor(acc)  # float32, like a real loss
-            running.add((loss_t, acc_t), size)
-            totals[0] += float(loss_t) * size
-            totals[1] += float(acc_t) * size
-            samples += size
-        means = running.means()
-        assert running.samples == samples
-        assert means["loss"] == pytest.approx(totals[0] / samples, rel=1e-12, abs=1e-300)
-        assert means["acc"] == pytest.approx(totals[1] / samples, rel=1e-12, abs=1e-300)
-
-    def test_empty_gives_nan(self) -> None:
-        """With nothing added every mean is nan and samples is 0."""
-        running = RunningMean(("loss",))
-        assert running.samples == 0 and math.isnan(running.means()["loss"])
-
-    def test_wrong_value_count_raises(self) -> None:
-        """add needs one value per name."""
-        with pytest.raises(ValueError, match="one per name"):
-            RunningMean(("a", "b")).add((torch.tensor(1.0),), 4)
-
-    def test_add_has_no_host_sync(self) -> None:
-        """add runs on data-less meta tensors and keeps float64 sums there."""
-        running = RunningMean(("loss", "acc"))
-        for _ in range(3):
-            running.add((torch.empty((), device=META), torch.empty((), device=META)), 8)
-        assert running._sums is not None
-        assert running._sums.device == META and running._sums.dtype == torch.float64
-        assert running.samples == 24

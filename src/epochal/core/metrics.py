@@ -38,7 +38,6 @@ This module is pure: it imports torch, attrs and the standard library only, and 
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -59,7 +58,6 @@ __all__ = [
     "BinaryAccuracy",
     "EpochMetricState",
     "FBeta",
-    "RunningMean",
     "TopKAccuracy",
     "accuracy",
     "binary_accuracy",
@@ -974,70 +972,3 @@ def resolve_epoch_metrics(specs: Sequence[Any] | None) -> list[EpochMetricState]
     metrics = [_resolve_epoch_metric(spec, position) for position, spec in enumerate(specs)]
     check_unique_names(name for metric in metrics for name in metric.names)
     return metrics
-
-
-# --------------------------------------------------------------------------------------------
-# Running mean over a pass
-# --------------------------------------------------------------------------------------------
-
-
-class RunningMean:
-    """Sample-weighted running means of several 0-dim tensors, kept on their device.
-
-    ``add`` accumulates ``sum += value.double() * batch_size`` in a float64 tensor, so the
-    result equals Python's ``sum(float(value) * batch_size) / samples`` over the same batches
-    in the same order (the same IEEE operations), without a host sync per batch.
-
-    Args:
-        names: One name per value passed to :meth:`add`.
-    """
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.names = tuple(names)
-        self._sums: Tensor | None = None
-        self._samples = 0
-
-    @property
-    def samples(self) -> int:
-        """Number of examples added so far."""
-        return self._samples
-
-    def add(self, values: Sequence[Tensor | float], batch_size: int) -> None:
-        """Add one batch's values, weighted by its size (no host sync).
-
-        Args:
-            values: One 0-dim tensor (or number) per name, in the order of ``names``.
-            batch_size: Number of examples in the batch.
-
-        Raises:
-            ValueError: The number of values differs from the number of names.
-        """
-        if len(values) != len(self.names):
-            raise ValueError(
-                f"RunningMean over {list(self.names)} got {len(values)} values; pass one per name."
-            )
-        self._samples += batch_size
-        if not values:
-            return
-        device = self._sums.device if self._sums is not None else _device_of(list(values))
-        stacked = torch.stack(
-            [
-                torch.as_tensor(value).detach().to(device=device, dtype=torch.float64).reshape(())
-                for value in values
-            ]
-        )
-        weighted = stacked * batch_size
-        if self._sums is None:
-            self._sums = weighted
-        else:
-            self._sums += weighted
-
-    def means(self) -> dict[str, float]:
-        """The sample-weighted mean of each value, by name (one host sync for all values).
-
-        Returns:
-            ``{name: mean}``; ``nan`` for every name when nothing was added.
-        """
-        if self._sums is None or self._samples == 0:
-            return {name: math.nan for name in self.names}
-        return dict(zip(self.names, (self._sums / self._samples).tolist()))
