@@ -52,6 +52,8 @@ class RecordBus:
 
     def __init__(self) -> None:
         self._handlers: dict[type, list[Subscription]] = {}
+        # The handlers themselves, per type, rebuilt on (un)subscribe: publish runs per step.
+        self._calls: dict[type, tuple[Callable[[Any], Any], ...]] = {}
 
     def subscribe(self, record_type: type, handler: Callable[[Any], Any]) -> Subscription:
         """Call ``handler(record)`` for every published record whose type is ``record_type``.
@@ -66,6 +68,7 @@ class RecordBus:
         subscription = Subscription(self, record_type, handler)
         # Copy on write: a handler that subscribes during publish does not see the record.
         self._handlers[record_type] = [*self._handlers.get(record_type, []), subscription]
+        self._calls[record_type] = tuple(s.handler for s in self._handlers[record_type])
         return subscription
 
     def _remove(self, subscription: Subscription) -> None:
@@ -73,8 +76,10 @@ class RecordBus:
         remaining = [s for s in handlers if s is not subscription]
         if remaining:
             self._handlers[subscription.record_type] = remaining
+            self._calls[subscription.record_type] = tuple(s.handler for s in remaining)
         else:
             self._handlers.pop(subscription.record_type, None)
+            self._calls.pop(subscription.record_type, None)
 
     def has_subscribers(self, record_type: type) -> bool:
         """True when at least one handler listens to ``record_type`` (lets a publisher skip
@@ -90,12 +95,12 @@ class RecordBus:
         Raises:
             Exception: Whatever a handler raised, unchanged.
         """
-        handlers = self._handlers.get(type(record))
-        if not handlers:
+        calls = self._calls.get(type(record))
+        if calls is None:
             return []
         directives = []
-        for subscription in handlers:
-            result = subscription.handler(record)
+        for handler in calls:
+            result = handler(record)
             if result is not None:
                 directives.append(result)
         return directives
