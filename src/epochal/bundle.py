@@ -42,6 +42,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -53,7 +54,7 @@ from torch import nn
 from epochal._io import torch_bytes, torch_from_bytes
 from epochal.callbacks.base import Callback
 from epochal.callbacks.checkpoint import get_random_states, set_random_states
-from epochal.core.monitor import Monitor
+from epochal.core.monitor import Monitor, best_epoch
 from epochal.exceptions import (
     CheckpointError,
     ConfigurationError,
@@ -287,10 +288,13 @@ class ModelBundle:
         if not isinstance(model, Model):
             raise TypeError(f"model must be an epochal.Model; got {type(model).__name__}")
         self.model = model
-        self.directory = directory if isinstance(directory, str) else directory.url("")
         self.store: CheckpointStore = open_store(
             directory, dict(storage_options) if storage_options else None
         )
+        if isinstance(directory, (str, os.PathLike)):
+            self.directory = os.fspath(directory)
+        else:
+            self.directory = str(getattr(self.store, "base_url", None) or repr(self.store))
         self.logging = logging
         self.monitor: Monitor | None = None
         if monitoring:
@@ -590,7 +594,7 @@ class ModelBundle:
                         f"{epochs}); nothing to train."
                     )
                 self._write_derived(snapshot, None)
-                self._restore_weights_only(snapshot)
+                self.model.set_weights(snapshot["network"])
                 rows: list[dict[str, Any]] = [dict(r) for r in snapshot["log_rows"]]
                 return rows
             initial_epoch = done + 1
@@ -703,9 +707,6 @@ class ModelBundle:
                 "Use another directory for this network, or the network that trained there."
             )
 
-    def _restore_weights_only(self, snapshot: Mapping[str, Any]) -> None:
-        self.model.set_weights(snapshot["network"])
-
     # ------------------------------------------------------------------ checkpoints
 
     def get_saved_epochs(self) -> list[int]:
@@ -746,8 +747,7 @@ class ModelBundle:
             if self.monitor is None:
                 checkpoint = "last"
             else:
-                stats = self.get_best_epoch_stats()
-                checkpoint = int(stats["epoch"])
+                checkpoint = int(self._best_row(rows)["epoch"])
         if checkpoint == "last":
             weights = self._load_name(_LAST)
             self.model.set_weights(weights, strict=strict)
@@ -801,19 +801,17 @@ class ModelBundle:
         Raises:
             ResumeError: Nothing was trained yet.
         """
-        rows = self.get_stats()
+        return self._best_row(self.get_stats())
+
+    def _best_row(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not rows:
             raise ResumeError(f"{self.directory} holds no trained epoch yet.")
         if self.monitor is None:
             return rows[-1]
-        best_row: dict[str, Any] | None = None
-        for row in rows:
-            value = row.get(self.monitor.key)
-            if value is not None and self.monitor.improves(
-                float(value), None if best_row is None else float(best_row[self.monitor.key])
-            ):
-                best_row = row
-        return best_row if best_row is not None else rows[-1]
+        key = self.monitor.key
+        values = [float(r[key]) if r.get(key) is not None else math.nan for r in rows]
+        epoch = best_epoch(values, self.monitor, first_epoch=int(rows[0]["epoch"]))
+        return next((r for r in rows if int(r["epoch"]) == epoch), rows[-1])
 
     def is_better_than(self, other: ModelBundle) -> bool:
         """Whether this bundle's best monitored value beats ``other``'s (same metric, same

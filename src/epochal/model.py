@@ -236,10 +236,9 @@ class Model:
         )
 
     def _publish(self, record: Any) -> None:
-        self._publish_directives(record, self.bus.publish(record))
+        self._apply(self.bus.publish(record))
 
-    def _publish_directives(self, record: Any, directives: list[Any]) -> None:
-        del record
+    def _apply(self, directives: list[Any]) -> None:
         for directive in directives:
             if isinstance(directive, StopTraining):
                 self.stop_training = True
@@ -304,26 +303,24 @@ class Model:
         )
         epoch_record: EpochRecord | None = None
         publish = bus.publish
-        training = phase is Phase.TRAIN
         for record in records:
             if type(record) is StepRecord:
-                if training:
-                    self._global_step = record.global_step
                 directives = publish(record)
                 if directives:
-                    self._publish_directives(record, directives)
+                    self._apply(directives)
             else:
                 assert isinstance(record, EpochRecord)
                 epoch_record = record
         assert epoch_record is not None
-        if training and not publish_steps:
+        if phase is Phase.TRAIN:
             self._global_step += epoch_record.steps
         self._publish(epoch_record)
         return epoch_record
 
     @property
     def global_step(self) -> int:
-        """Training batches run so far (across ``fit`` calls); a resumed training sets it."""
+        """Training batches run so far (across ``fit`` calls), updated at the end of each
+        training pass (a step record carries the running count); a resumed training sets it."""
         return self._global_step
 
     @global_step.setter
@@ -742,7 +739,7 @@ class Model:
         preds: list[Any] = []
         records = list(
             run_epoch(
-                self._setup(), [(to_tensor(x), to_tensor(y))], phase=Phase.TRAIN, epoch=0,
+                self._setup(), [(x, y)], phase=Phase.TRAIN, epoch=0,
                 clock=self.clock, on_outputs=lambda p, t: preds.append(p),
             )
         )
@@ -760,7 +757,7 @@ class Model:
         preds: list[Any] = []
         records = list(
             run_epoch(
-                self._setup(), [(to_tensor(x), to_tensor(y))], phase=Phase.TEST, epoch=0,
+                self._setup(), [(x, y)], phase=Phase.TEST, epoch=0,
                 clock=self.clock, on_outputs=lambda p, t: preds.append(p),
             )
         )
@@ -774,7 +771,7 @@ class Model:
         preds: list[Any] = []
         list(
             run_epoch(
-                self._setup(loss=False), [to_tensor(x)], phase=Phase.PREDICT, epoch=0,
+                self._setup(loss=False), [x], phase=Phase.PREDICT, epoch=0,
                 clock=self.clock, has_ground_truth=False,
                 on_outputs=lambda p, t: preds.append(p),
             )

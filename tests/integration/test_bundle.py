@@ -357,3 +357,31 @@ class TestDirectoryRobustness:
         store.blobs["log.tsv"] = b"garbage"
         _train(_bundle(store), 2)
         assert store.blobs["log.tsv"] == good
+
+
+class TestReviewRegressionsBundle:
+    def test_stop_directive_from_on_epoch_end_survives_a_resume(self):
+        """A callback that returns StopTraining at epoch 2 ends the training for good: a second
+        train() with the same epochs does not run epochs 3..5."""
+        from epochal import Callback, StopTraining
+
+        class StopAt2(Callback):
+            def on_epoch_end(self, epoch_number, logs):
+                return StopTraining(reason="test") if epoch_number == 2 else None
+
+        store = MemoryCheckpointStore()
+        first = _train(_bundle(store), 5, callbacks=[StopAt2()])
+        assert [r["epoch"] for r in first] == [1, 2]
+        again = _train(_bundle(store), 5, callbacks=[StopAt2()])
+        assert [r["epoch"] for r in again] == [1, 2]
+
+    def test_store_objects_and_paths_as_directories(self, tmp_path):
+        """A ready FsspecCheckpointStore and a pathlib.Path both work as the directory."""
+        from epochal_adapters.storage import FsspecCheckpointStore
+
+        bundle = _bundle(FsspecCheckpointStore(str(tmp_path / "a")))
+        _train(bundle, 1)
+        assert str(tmp_path / "a") in bundle.directory
+        bundle = _bundle(tmp_path / "b")
+        _train(bundle, 1)
+        assert (tmp_path / "b" / "log.tsv").is_file()

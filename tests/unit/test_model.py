@@ -468,3 +468,42 @@ class TestFriendlyErrors:
         """{'optim': 'sgd', 'lrr': 0.1} names 'lrr' and SGD's arguments."""
         with pytest.raises(ConfigurationError, match=r"\['lrr'\].*momentum"):
             Model(nn.Linear(2, 2), {"optim": "sgd", "lrr": 0.1}, "mse")
+
+
+class TestReviewRegressions:
+    def test_grad_mode_is_restored_when_a_handler_raises(self):
+        """A callback raising during validation leaves the caller's grad mode as it was."""
+
+        class Boom(Callback):
+            def on_valid_batch_end(self, batch_number, logs):
+                raise RuntimeError("boom")
+
+        x, y = _data(16)
+        with pytest.raises(RuntimeError, match="boom"):
+            _model().fit_generator(_batches(x, y, 8), _batches(x, y, 8), epochs=1,
+                                   callbacks=[Boom()], verbose=False)
+        assert torch.is_grad_enabled()
+
+    def test_numpy_targets_with_tensor_inputs_train_without_a_device(self):
+        """A (tensor, NumPy array) batch trains with device=None, as with a device."""
+        x, y = _data(16)
+        batches = [(bx, by.numpy()) for bx, by in _batches(x, y, 8)]
+        assert len(_model().fit_generator(batches, epochs=1, verbose=False)) == 1
+
+    def test_nested_callback_list_subscribes_only_the_hooks_used(self):
+        """A CallbackList nested in the callbacks subscribes only its members' hooks (no
+        per-step batch logs for an epoch-only callback)."""
+        from epochal import CallbackList
+
+        calls = []
+
+        class EpochOnly(Callback):
+            def on_epoch_end(self, epoch_number, logs):
+                calls.append(epoch_number)
+
+        x, y = _data(16)
+        model = _model()
+        model.fit_generator(_batches(x, y, 8), epochs=1, verbose=False,
+                            callbacks=[CallbackList([EpochOnly()])])
+        assert calls == [1]
+        assert not model.bus.has_subscribers(StepRecord)

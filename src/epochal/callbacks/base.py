@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from epochal.bus import RecordBus, Subscription
+from epochal.core.directives import StopTraining
 from epochal.core.records import (
     BackwardEnd,
     EpochBegin,
@@ -29,7 +30,7 @@ from epochal.core.records import (
 if TYPE_CHECKING:
     from epochal.model import Model
 
-__all__ = ["Callback", "CallbackBusAdapter", "CallbackList"]
+__all__ = ["Callback", "CallbackBusAdapter", "CallbackList", "hooks_used_by"]
 
 _HOOKS = (
     "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
@@ -127,12 +128,18 @@ class Callback:
         ``batches_per_step`` batches and normalised) and before ``optimizer.step()``."""
 
 
-def _overrides(callback: Callback, hook: str) -> bool:
-    used = getattr(callback, "used_hooks", None)
-    if used is not None:  # callbacks that forward hooks dynamically declare what they use
-        return hook in used
-    method = getattr(type(callback), hook, None)
-    return method is not None and method is not getattr(Callback, hook)
+def hooks_used_by(callback: Callback) -> frozenset[str]:
+    """The hooks ``callback`` acts on: its ``used_hooks`` when it declares them, else the
+    hooks its class overrides (for a ``CallbackList``, the union over its members, nested
+    lists included)."""
+    declared = getattr(callback, "used_hooks", None)
+    if declared is not None:
+        return frozenset(declared)
+    if isinstance(callback, CallbackList):
+        return frozenset().union(*(hooks_used_by(c) for c in callback.callbacks))
+    return frozenset(
+        hook for hook in _HOOKS if getattr(type(callback), hook, None) is not getattr(Callback, hook)
+    )
 
 
 class CallbackList(Callback):
@@ -170,6 +177,10 @@ class CallbackList(Callback):
         for callback in self.callbacks:
             copied = tuple(dict(a) if isinstance(a, dict) else a for a in args)
             value = getattr(callback, hook)(*copied)
+            if isinstance(value, StopTraining) and getattr(self, "model", None) is not None:
+                # Applied at once, so that the members after this one (a bundle committing
+                # its state, say) already see the stop request.
+                self.model.stop_training = True
             if result is None and value is not None:
                 result = value
         return result
@@ -227,8 +238,7 @@ class CallbackBusAdapter:
 
     def attach(self, bus: RecordBus) -> None:
         cb = self.callback
-        members = cb.callbacks if isinstance(cb, CallbackList) else [cb]
-        wanted = {h for h in _HOOKS if any(_overrides(m, h) for m in members)}
+        wanted = hooks_used_by(cb)
 
         def sub(record_type: type, handler: Callable[[Any], Any]) -> None:
             self._subscriptions.append(bus.subscribe(record_type, handler))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from epochal.callbacks.base import _HOOKS, Callback, CallbackList
+from epochal.callbacks.base import _HOOKS, Callback, CallbackList, hooks_used_by
 from epochal.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -15,19 +15,6 @@ if TYPE_CHECKING:
 __all__ = ["DelayCallback", "LambdaCallback", "hooks_used_by"]
 
 HookFunction = Callable[..., Any]
-
-
-def hooks_used_by(callback: Callback) -> frozenset[str]:
-    """The hooks ``callback`` acts on: its ``used_hooks`` when it declares them, else the
-    hooks its class overrides (for a ``CallbackList``, the union over its members)."""
-    declared = getattr(callback, "used_hooks", None)
-    if declared is not None:
-        return frozenset(declared)
-    if isinstance(callback, CallbackList):
-        return frozenset().union(*(hooks_used_by(c) for c in callback.callbacks))
-    return frozenset(
-        hook for hook in _HOOKS if getattr(type(callback), hook, None) is not getattr(Callback, hook)
-    )
 
 
 class LambdaCallback(Callback):

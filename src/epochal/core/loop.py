@@ -115,12 +115,13 @@ def train_step(
         (detached 0-dim tensors, no host sync) and the detached network output.
     """
     assert setup.loss_function is not None
-    y_pred = forward(setup.network, x)
-    loss = compute_loss(setup.loss_function, y_pred, y)
-    if loss_scale is None:
-        loss.backward()  # type: ignore[no-untyped-call]
-    else:
-        (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
+    with torch.enable_grad():
+        y_pred = forward(setup.network, x)
+        loss = compute_loss(setup.loss_function, y_pred, y)
+        if loss_scale is None:
+            loss.backward()  # type: ignore[no-untyped-call]
+        else:
+            (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
     y_pred = _detach(y_pred)  # metrics of a detached output build no graph
     values = _batch_metric_values(setup, y_pred, y)
     if setup.epoch_metrics:
@@ -243,67 +244,67 @@ def run_epoch(
     samples = 0
     group_batches: list[int] = []
     complete = True
-    grad_context = torch.enable_grad() if training else torch.no_grad()
-    with grad_context:
-        for batch in batches:
-            step += 1
-            if before_step is not None:
-                before_step(step)
-            step_start = clock() if emit_steps else 0.0
-            # Fast paths for the common (tensor, tensor) batch keep per-step Python short.
-            if has_ground_truth and type(batch) in (tuple, list) and len(batch) == 2:
-                x, y = batch
-            else:
-                x, y = split_batch(batch, has_ground_truth=has_ground_truth)
-            if device is not None:
-                x = to_device(x, device)
-                y = to_device(y, device)
-            if type(x) is torch.Tensor and x.dim() > 0:
-                size = x.shape[0]
-            else:
-                x = to_device(x, None)  # NumPy arrays become tensors
-                y = to_device(y, None)
-                size = infer_batch_size(x, y)
-            if training:
-                assert optimizer is not None
-                if not group_batches:
-                    optimizer.zero_grad()
-                train_loss, values, y_pred = train_step(
-                    setup, x, y, loss_scale=float(size) if accumulate else None
+    # Grad mode is set inside train_step / eval_step, never held across a yield.
+    for batch in batches:
+        step += 1
+        if before_step is not None:
+            before_step(step)
+        step_start = clock() if emit_steps else 0.0
+        # Fast paths for the common (tensor, tensor) batch keep per-step Python short.
+        if has_ground_truth and type(batch) in (tuple, list) and len(batch) == 2:
+            x, y = batch
+        else:
+            x, y = split_batch(batch, has_ground_truth=has_ground_truth)
+        if device is not None:
+            x = to_device(x, device)
+            y = to_device(y, device)
+        elif type(x) is not torch.Tensor or (y is not None and type(y) is not torch.Tensor):
+            x = to_device(x, None)  # NumPy arrays (nested too) become tensors
+            y = to_device(y, None)
+        if type(x) is torch.Tensor and x.dim() > 0:
+            size = x.shape[0]
+        else:
+            size = infer_batch_size(x, y)
+        if training:
+            assert optimizer is not None
+            if not group_batches:
+                optimizer.zero_grad()
+            train_loss, values, y_pred = train_step(
+                setup, x, y, loss_scale=float(size) if accumulate else None
+            )
+            group_batches.append(size)
+            if len(group_batches) == group:
+                _optimizer_step(
+                    optimizer, params, group_batches, accumulate, before_optimizer_step,
+                    step,
                 )
-                group_batches.append(size)
-                if len(group_batches) == group:
-                    _optimizer_step(
-                        optimizer, params, group_batches, accumulate, before_optimizer_step,
-                        step,
-                    )
-                    group_batches = []
-                global_step += 1
-                step_global = global_step
-                loss: torch.Tensor | float = train_loss
-            else:
-                eval_loss, values, y_pred = eval_step(setup, x, y)
-                step_global = step
-                loss = eval_loss
-            if on_outputs is not None:
-                on_outputs(y_pred, y)
-            samples += size
-            if isinstance(loss, torch.Tensor):
-                accumulator.add(loss, values, size)
-            if emit_steps:
-                yield StepRecord(
-                    phase=phase,
-                    epoch=epoch,
-                    step=step,
-                    global_step=step_global,
-                    batch_size=size,
-                    loss=loss,
-                    metrics=types.MappingProxyType(dict(zip(names, values))),
-                    duration_s=clock() - step_start,
-                )
-            if should_stop is not None and should_stop():
-                complete = False
-                break
+                group_batches = []
+            global_step += 1
+            step_global = global_step
+            loss: torch.Tensor | float = train_loss
+        else:
+            eval_loss, values, y_pred = eval_step(setup, x, y)
+            step_global = step
+            loss = eval_loss
+        if on_outputs is not None:
+            on_outputs(y_pred, y)
+        samples += size
+        if isinstance(loss, torch.Tensor):
+            accumulator.add(loss, values, size)
+        if emit_steps:
+            yield StepRecord(
+                phase=phase,
+                epoch=epoch,
+                step=step,
+                global_step=step_global,
+                batch_size=size,
+                loss=loss,
+                metrics=types.MappingProxyType(dict(zip(names, values))),
+                duration_s=clock() - step_start,
+            )
+        if should_stop is not None and should_stop():
+            complete = False
+            break
     if training and group_batches and optimizer is not None:
         # The trailing partial group is stepped (also when a stop request ended the pass; not
         # when an exception did, nor when the consumer abandoned the generator).
