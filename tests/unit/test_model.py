@@ -507,3 +507,12 @@ class TestReviewRegressions:
                             callbacks=[CallbackList([EpochOnly()])])
         assert calls == [1]
         assert not model.bus.has_subscribers(StepRecord)
+
+    def test_fit_under_no_grad_still_trains(self):
+        """fit called inside torch.no_grad() still computes gradients and updates weights."""
+        x, y = _data(16)
+        model = _model()
+        before = model.get_weight_copies()["weight"]
+        with torch.no_grad():
+            model.fit_generator(_batches(x, y, 8), epochs=1, verbose=False)
+        assert not torch.equal(before, model.get_weight_copies()["weight"])

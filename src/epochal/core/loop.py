@@ -115,13 +115,15 @@ def train_step(
         (detached 0-dim tensors, no host sync) and the detached network output.
     """
     assert setup.loss_function is not None
-    with torch.enable_grad():
-        y_pred = forward(setup.network, x)
-        loss = compute_loss(setup.loss_function, y_pred, y)
-        if loss_scale is None:
-            loss.backward()  # type: ignore[no-untyped-call]
-        else:
-            (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
+    if not torch.is_grad_enabled():  # e.g. called under the caller's torch.no_grad()
+        with torch.enable_grad():
+            return train_step(setup, x, y, loss_scale=loss_scale)
+    y_pred = forward(setup.network, x)
+    loss = compute_loss(setup.loss_function, y_pred, y)
+    if loss_scale is None:
+        loss.backward()  # type: ignore[no-untyped-call]
+    else:
+        (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
     y_pred = _detach(y_pred)  # metrics of a detached output build no graph
     values = _batch_metric_values(setup, y_pred, y)
     if setup.epoch_metrics:
