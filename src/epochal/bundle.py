@@ -54,7 +54,7 @@ from torch import nn
 from epochal._io import torch_bytes, torch_from_bytes
 from epochal.callbacks.base import Callback
 from epochal.callbacks.checkpoint import get_random_states, set_random_states
-from epochal.core.monitor import Monitor, best_epoch
+from epochal.core.monitor import Monitor, MonitorState, best_epoch
 from epochal.exceptions import (
     CheckpointError,
     ConfigurationError,
@@ -176,7 +176,7 @@ class _BundleCallback(Callback):
         self.keep_only_last_best = keep_only_last_best
         self.save_every_epoch = save_every_epoch
         self.rows: list[dict[str, Any]] = list(snapshot["log_rows"]) if snapshot else []
-        self.best = dict(snapshot["best"]) if snapshot else {"value": None, "epoch": None}
+        self.best = MonitorState.from_dict(snapshot["best"]) if snapshot else MonitorState()
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         if self.bundle.monitor is not None:
@@ -219,11 +219,9 @@ class _BundleCallback(Callback):
         self.rows.append(dict(logs))
         monitor = self.bundle.monitor
         is_best = False
-        if monitor is not None:
-            value = logs.get(monitor.key)
-            if value is not None and monitor.improves(float(value), self.best["value"]):
-                self.best = {"value": float(value), "epoch": epoch_number}
-                is_best = True
+        if monitor is not None and logs.get(monitor.key) is not None:
+            self.best = self.best.update(monitor, epoch_number, float(logs[monitor.key]))
+            is_best = self.best.best_epoch == epoch_number
         self.bundle._commit(
             epoch=epoch_number,
             snapshot={
@@ -241,7 +239,7 @@ class _BundleCallback(Callback):
                 "random_states": get_random_states(),
                 "loader_generators": [g.get_state() for g in self.generators],
                 "log_rows": [dict(r) for r in self.rows],
-                "best": dict(self.best),
+                "best": self.best.to_dict(),
                 "stopped": bool(self.model.stop_training),
             },
             is_best=is_best,
@@ -486,8 +484,8 @@ class ModelBundle:
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
             "global_step": snapshot["global_step"],
-            "best_epoch": snapshot["best"]["epoch"],
-            "best_value": snapshot["best"]["value"],
+            "best_epoch": snapshot["best"]["best_epoch"],
+            "best_value": snapshot["best"]["best"],
             "monitor": self.monitor.key if self.monitor else None,
             "stopped": snapshot["stopped"],
         }
@@ -518,10 +516,10 @@ class ModelBundle:
             if name not in committed:  # left by a crash between state and manifest writes
                 self.store.delete(name)
         last_epoch = int(snapshot["epoch"])
-        best_epoch = snapshot["best"]["epoch"]
+        kept_best = snapshot["best"]["best_epoch"]
         for epoch in self.get_saved_epochs():
             uncommitted = epoch > last_epoch
-            superseded = keep_only_last_best and not save_every_epoch and epoch != best_epoch
+            superseded = keep_only_last_best and not save_every_epoch and epoch != kept_best
             if uncommitted or superseded:
                 self.store.delete(f"checkpoint_epoch_{epoch}.ckpt")
 

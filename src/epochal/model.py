@@ -108,6 +108,11 @@ def _to_numpy(obj: Any) -> Any:
     return obj
 
 
+def _collect(outputs: list[Any], concatenate: bool) -> Any:
+    """Per-batch outputs as NumPy: concatenated along the batch dimension, or one per batch."""
+    return _concat(outputs) if concatenate else _to_numpy(outputs)
+
+
 class _ArrayDataset(torch.utils.data.Dataset[Any]):
     """Examples ``i`` of nested tensors/arrays (tuples, lists, dicts), for ``fit(x, y)``."""
 
@@ -496,9 +501,8 @@ class Model:
         )
         valid = None
         if validation_data is not None:
-            valid = torch.utils.data.DataLoader(
-                _ArrayDataset(*validation_data),
-                **{"batch_size": batch_size, **_no_shuffle(dataloader_kwargs)},
+            valid = _ordered_loader(
+                _ArrayDataset(*validation_data), batch_size, 0, None, dataloader_kwargs
             )
         return self.fit_generator(train, valid, epochs=epochs, **kwargs)
 
@@ -526,8 +530,8 @@ class Model:
         )
         valid = None
         if valid_dataset is not None:
-            valid = torch.utils.data.DataLoader(
-                valid_dataset, **{**base, **_no_shuffle(dataloader_kwargs)}
+            valid = _ordered_loader(
+                valid_dataset, batch_size, num_workers, collate_fn, dataloader_kwargs
             )
         return self.fit_generator(train, valid, epochs=epochs, **kwargs)
 
@@ -594,9 +598,9 @@ class Model:
                 result = (record.loss, np.array(values))
         extra: list[Any] = []
         if return_pred:
-            extra.append(_concat(preds) if concatenate_returns else _to_numpy(preds))
+            extra.append(_collect(preds, concatenate_returns))
         if return_ground_truth:
-            extra.append(_concat(trues) if concatenate_returns else _to_numpy(trues))
+            extra.append(_collect(trues, concatenate_returns))
         if not extra:
             return result
         if isinstance(result, tuple):
@@ -693,9 +697,9 @@ class Model:
             progress_options=progress_options,
         )
         del record
-        out = _concat(preds) if concatenate_returns else _to_numpy(preds)
+        out = _collect(preds, concatenate_returns)
         if return_ground_truth:
-            return out, (_concat(trues) if concatenate_returns else _to_numpy(trues))
+            return out, _collect(trues, concatenate_returns)
         return out
 
     def predict(
@@ -736,16 +740,7 @@ class Model:
         """
         if self.optimizer is None or self.loss_function is None:
             raise ValueError("train_on_batch needs an optimizer and a loss function.")
-        preds: list[Any] = []
-        records = list(
-            run_epoch(
-                self._setup(), [(x, y)], phase=Phase.TRAIN, epoch=0,
-                clock=self.clock, on_outputs=lambda p, t: preds.append(p),
-            )
-        )
-        record = records[-1]
-        assert isinstance(record, EpochRecord)
-        return self._batch_result(record, preds, return_pred, return_dict_format)
+        return self._on_batch(Phase.TRAIN, x, y, return_pred, return_dict_format)
 
     def evaluate_on_batch(
         self, x: Any, y: Any, *, return_pred: bool = False, return_dict_format: bool = False
@@ -754,14 +749,16 @@ class Model:
         :meth:`train_on_batch`."""
         if self.loss_function is None:
             raise ValueError("evaluate_on_batch needs a loss function.")
+        return self._on_batch(Phase.TEST, x, y, return_pred, return_dict_format)
+
+    def _on_batch(
+        self, phase: Phase, x: Any, y: Any, return_pred: bool, return_dict_format: bool
+    ) -> Any:
         preds: list[Any] = []
-        records = list(
-            run_epoch(
-                self._setup(), [(x, y)], phase=Phase.TEST, epoch=0,
-                clock=self.clock, on_outputs=lambda p, t: preds.append(p),
-            )
+        *_, record = run_epoch(
+            self._setup(), [(x, y)], phase=phase, epoch=0, clock=self.clock,
+            on_outputs=lambda p, t: preds.append(p),
         )
-        record = records[-1]
         assert isinstance(record, EpochRecord)
         return self._batch_result(record, preds, return_pred, return_dict_format)
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import torch
@@ -737,6 +737,28 @@ class BatchMetric:
         )
 
 
+_Resolved = TypeVar("_Resolved", "BatchMetric", "EpochMetricState")
+
+
+def _resolve_list(
+    specs: Sequence[Any] | None,
+    argument: str,
+    example: str,
+    resolve: Callable[[Any, int], _Resolved],
+) -> list[_Resolved]:
+    """Resolve a list of metric specs with ``resolve(spec, position)``; names must be unique."""
+    if specs is None:
+        return []
+    if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence):
+        raise TypeError(
+            f"{argument} must be a list of metrics; got {type(specs).__name__}. "
+            f"Write {argument}=[{example}], not {argument}={example}."
+        )
+    metrics = [resolve(spec, position) for position, spec in enumerate(specs)]
+    check_unique_names(name for metric in metrics for name in metric.names)
+    return metrics
+
+
 def _resolve_batch_name(name: str, what: str) -> tuple[str, Callable[[Any, Any], Any]]:
     key = _metric_key(name)
     log_name = _BATCH_BY_KEY.get(key)
@@ -804,16 +826,7 @@ def resolve_batch_metrics(specs: Sequence[Any] | None) -> list[BatchMetric]:
             with the same log name (the message names it).
         TypeError: A spec of the wrong type (the message says what was expected).
     """
-    if specs is None:
-        return []
-    if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence):
-        raise TypeError(
-            f"batch_metrics must be a list of metrics; got {type(specs).__name__}. "
-            "Write batch_metrics=['accuracy'], not batch_metrics='accuracy'."
-        )
-    metrics = [_resolve_batch_metric(spec, position) for position, spec in enumerate(specs)]
-    check_unique_names(name for metric in metrics for name in metric.names)
-    return metrics
+    return _resolve_list(specs, "batch_metrics", "'accuracy'", _resolve_batch_metric)
 
 
 # --------------------------------------------------------------------------------------------
@@ -962,13 +975,4 @@ def resolve_epoch_metrics(specs: Sequence[Any] | None) -> list[EpochMetricState]
             with the same log name (the message names it).
         TypeError: A spec of the wrong type (the message says what was expected).
     """
-    if specs is None:
-        return []
-    if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence):
-        raise TypeError(
-            f"epoch_metrics must be a list of metrics; got {type(specs).__name__}. "
-            "Write epoch_metrics=['f1'], not epoch_metrics='f1'."
-        )
-    metrics = [_resolve_epoch_metric(spec, position) for position, spec in enumerate(specs)]
-    check_unique_names(name for metric in metrics for name in metric.names)
-    return metrics
+    return _resolve_list(specs, "epoch_metrics", "'f1'", _resolve_epoch_metric)
