@@ -339,10 +339,13 @@ class Model:
         keys = ["epoch", "time", "loss", *self.metrics_names]
         if with_validation:
             keys += ["val_loss", *(f"val_{n}" for n in self.metrics_names)]
-        keys += list(self._lr_logs())
+        keys += list(self.learning_rates())
         return tuple(keys)
 
-    def _lr_logs(self) -> dict[str, float]:
+    def learning_rates(self) -> dict[str, float]:
+        """The optimizer's current learning rates: ``{'lr': x}`` for one parameter group,
+        ``{'lr_group_0': x0, ...}`` for several, ``{}`` without an optimizer (the
+        :class:`~epochal.ports.TrainingContext` port)."""
         if self.optimizer is None:
             return {}
         groups = self.optimizer.param_groups
@@ -455,7 +458,7 @@ class Model:
                         epoch=epoch,
                     )
                     logs.update(valid_record.logs())
-                logs.update(self._lr_logs())
+                logs.update(self.learning_rates())
                 logs["time"] = self.clock() - epoch_start
                 last_epoch = epoch
                 history.append(dict(logs))

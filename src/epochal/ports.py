@@ -9,11 +9,14 @@ to run against every adapter.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
 
 from epochal.bus import RecordBus
 
-__all__ = ["Attachable", "CheckpointStore", "Clock", "RecordHandler"]
+__all__ = ["Attachable", "CheckpointStore", "Clock", "RecordHandler", "TrainingContext"]
 
 #: Seconds from an arbitrary origin, monotonic (``time.perf_counter`` in production, a
 #: fake that advances by a fixed amount in tests).
@@ -65,3 +68,36 @@ class Attachable(Protocol):
     def attach(self, bus: RecordBus) -> None: ...
 
     def detach(self) -> None: ...
+
+
+@runtime_checkable
+class TrainingContext(Protocol):
+    """What a callback may read of the training it is attached to (``callback.model``).
+
+    :class:`epochal.Model` implements it; ``epochal.testing`` has a fake. Poutyne-style user
+    callbacks may read more of the ``Model`` (it is Poutyne's object); epochal's own callbacks
+    read only this.
+
+    Attributes:
+        network: The network being trained (unwrapped: never a ``DistributedDataParallel``).
+        optimizer: Its optimizer, or None for evaluation only.
+        stop_training: Set to True to stop at the end of the current step.
+        metrics_names: Log names of the batch then epoch metrics, in order (Poutyne's).
+        epoch_log_keys: The keys of the epoch logs the current ``fit`` writes, in order
+            (``epoch``, ``time``, ``loss``, metrics, ``val_loss``, ``val_<metric>``); known
+            before ``on_train_begin``.
+        epoch_complete: False while ``on_epoch_end`` handles an epoch a stop request cut
+            short.
+    """
+
+    network: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None
+    stop_training: bool
+    metrics_names: list[str]
+    epoch_log_keys: tuple[str, ...]
+    epoch_complete: bool
+
+    def learning_rates(self) -> dict[str, float]:
+        """The optimizer's current learning rates: ``{'lr': x}`` for one parameter group,
+        ``{'lr_group_0': x0, 'lr_group_1': x1, ...}`` for several, ``{}`` without optimizer."""
+        ...

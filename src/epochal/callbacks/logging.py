@@ -231,9 +231,9 @@ class CSVLogger(Callback):
         if not self.batch_granularity:
             return
         row: dict[str, Any] = {"epoch": self._epoch, **logs, "batch": batch_number}
-        lr_logs = getattr(self.model, "_lr_logs", None)
-        if callable(lr_logs):
-            row.update(lr_logs())
+        learning_rates = getattr(self.model, "learning_rates", None)
+        if callable(learning_rates):
+            row.update(learning_rates())
         self._add_row(row)
 
     def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
