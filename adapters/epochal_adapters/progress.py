@@ -45,7 +45,7 @@ from epochal.core.records import (
     EpochBegin,
     EpochEnd,
     EpochRecord,
-    Phase,
+    PassPhase,
     PhaseBegin,
     StepRecord,
     TrainBegin,
@@ -86,11 +86,11 @@ _COLORS: Mapping[str, tuple[int, str]] = {
 
 _RESET = "\x1b[0m"
 
-_PHASE_LABELS: Mapping[Phase, str] = {
-    Phase.TRAIN: "Train",
-    Phase.VALID: "Val",
-    Phase.TEST: "Test",
-    Phase.PREDICT: "Predict",
+_PHASE_LABELS: Mapping[PassPhase, str] = {
+    PassPhase.TRAIN: "Train",
+    PassPhase.VALID: "Val",
+    PassPhase.TEST: "Test",
+    PassPhase.PREDICT: "Predict",
 }
 
 # Keys of the epoch logs that the summary line shows apart (or not at all).
@@ -225,9 +225,9 @@ class TqdmProgress:
         # Training state.
         self._params: Mapping[str, Any] = {}
         self._epoch: int | None = None
-        self._pass_steps: dict[Phase, int] = {}
+        self._pass_steps: dict[PassPhase, int] = {}
         # Current pass.
-        self._phase: Phase | None = None
+        self._phase: PassPhase | None = None
         self._total: int | None = None
         self._bar: Any = None
         self._next_s = math.inf
@@ -295,7 +295,7 @@ class TqdmProgress:
         p = self._palette
         label = _PHASE_LABELS.get(record.phase, record.phase.value.capitalize())
         values: dict[str, Any] = dict(record.logs())
-        if record.phase is Phase.PREDICT:
+        if record.phase is PassPhase.PREDICT:
             values.pop(f"{record.phase.prefix}loss", None)
         line = (
             f"{p.text}{label} steps: {p.ratio}{record.steps} "
@@ -307,7 +307,7 @@ class TqdmProgress:
         self._end_pass()
         p = self._palette
         parts = [f"{p.text}Epoch: {p.ratio}{self._epoch_ratio(record.epoch)} "]
-        for phase in (Phase.TRAIN, Phase.VALID, Phase.TEST):
+        for phase in (PassPhase.TRAIN, PassPhase.VALID, PassPhase.TEST):
             steps = self._pass_steps.get(phase)
             if steps is not None:
                 parts.append(f"{p.text}{_PHASE_LABELS[phase]} steps: {p.ratio}{steps} ")
@@ -331,7 +331,7 @@ class TqdmProgress:
 
     # -- passes -------------------------------------------------------------------------------
 
-    def _begin_pass(self, phase: Phase) -> None:
+    def _begin_pass(self, phase: PassPhase) -> None:
         self._end_pass()
         self._phase = phase
         self._total = self._expected_steps(phase)
@@ -349,8 +349,8 @@ class TqdmProgress:
         self._phase = None
         self._next_s = math.inf if not self._subscriptions else 0.0
 
-    def _expected_steps(self, phase: Phase) -> int | None:
-        key = {Phase.TRAIN: "steps", Phase.VALID: "valid_steps"}.get(phase)
+    def _expected_steps(self, phase: PassPhase) -> int | None:
+        key = {PassPhase.TRAIN: "steps", PassPhase.VALID: "valid_steps"}.get(phase)
         total = self._params.get(key) if key is not None else None
         return int(total) if total is not None else None
 
@@ -358,21 +358,21 @@ class TqdmProgress:
         epochs = self._params.get("epochs")
         return f"{epoch}/{epochs}" if epochs is not None else f"{epoch}"
 
-    def _bar_label(self, phase: Phase) -> str:
+    def _bar_label(self, phase: PassPhase) -> str:
         """``Epoch: 1/5`` for training, ``Epoch: 1/5 Val`` for validation, ``Test`` alone."""
         label = _PHASE_LABELS.get(phase, phase.value.capitalize())
         if self._epoch is None:
             return label
         ratio = self._epoch_ratio(self._epoch)
-        return f"Epoch: {ratio}" if phase is Phase.TRAIN else f"Epoch: {ratio} {label}"
+        return f"Epoch: {ratio}" if phase is PassPhase.TRAIN else f"Epoch: {ratio} {label}"
 
-    def _plain_label(self, phase: Phase) -> str:
+    def _plain_label(self, phase: PassPhase) -> str:
         """``Epoch 1/5`` for training, ``Epoch 1/5 val`` for validation, ``Test`` alone."""
         label = _PHASE_LABELS.get(phase, phase.value.capitalize())
         if self._epoch is None:
             return label
         ratio = self._epoch_ratio(self._epoch)
-        return f"Epoch {ratio}" if phase is Phase.TRAIN else f"Epoch {ratio} {label.lower()}"
+        return f"Epoch {ratio}" if phase is PassPhase.TRAIN else f"Epoch {ratio} {label.lower()}"
 
     def _new_bar(self) -> Any:
         p = self._palette
@@ -386,7 +386,7 @@ class TqdmProgress:
             bar_format = "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]"
         return tqdm(
             total=self._total,
-            desc=f"{p.text}{self._bar_label(self._phase or Phase.TRAIN)}{p.reset}",
+            desc=f"{p.text}{self._bar_label(self._phase or PassPhase.TRAIN)}{p.reset}",
             file=self._file,
             leave=False,
             dynamic_ncols=True,
@@ -406,7 +406,7 @@ class TqdmProgress:
         p = self._palette
         values: dict[str, Any] = {}
         prefix = record.phase.prefix
-        if record.phase is not Phase.PREDICT:
+        if record.phase is not PassPhase.PREDICT:
             values[f"{prefix}loss"] = record.loss
         for key, value in record.metrics.items():
             values[f"{prefix}{key}"] = value

@@ -8,12 +8,12 @@ training ends (``TrainEnd``). The library never configures logging: the logger i
 Example:
     >>> from structlog.testing import capture_logs
     >>> from epochal.bus import RecordBus
-    >>> from epochal.core.records import EpochRecord, Phase
+    >>> from epochal.core.records import EpochRecord, PassPhase
     >>> bus = RecordBus()
     >>> sink = StructlogRecordSink()
     >>> sink.attach(bus)
     >>> with capture_logs() as events:
-    ...     _ = bus.publish(EpochRecord(phase=Phase.TRAIN, epoch=1, steps=2, samples=64,
+    ...     _ = bus.publish(EpochRecord(phase=PassPhase.TRAIN, epoch=1, steps=2, samples=64,
     ...                                 loss=0.5, metrics={"acc": 80.0}, duration_s=1.25))
     >>> events[0]["event"], events[0]["phase"], events[0]["acc"]
     ('epoch_end', 'train', 80.0)

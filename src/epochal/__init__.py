@@ -61,7 +61,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "epochal.exceptions",
     "ResumeError": "epochal.exceptions",
     # core values users meet
-    "Phase": "epochal.core.records",
+    "PassPhase": "epochal.core.records",
     "StepRecord": "epochal.core.records",
     "EpochRecord": "epochal.core.records",
     "StopTraining": "epochal.core.directives",
@@ -96,7 +96,7 @@ if TYPE_CHECKING:
     from epochal.bus import RecordBus as RecordBus
     from epochal.core.directives import StopTraining as StopTraining
     from epochal.core.records import EpochRecord as EpochRecord
-    from epochal.core.records import Phase as Phase
+    from epochal.core.records import PassPhase as PassPhase
     from epochal.core.records import StepRecord as StepRecord
     from epochal.model import Model as Model
     from epochal.seeding import set_seeds as set_seeds

@@ -33,7 +33,7 @@ from epochal.core.records import (
     EpochBegin,
     EpochEnd,
     EpochRecord,
-    Phase,
+    PassPhase,
     PhaseBegin,
     StepBegin,
     StepRecord,
@@ -272,7 +272,7 @@ class Model:
         setup: EpochSetup,
         batches: Iterable[Any],
         *,
-        phase: Phase,
+        phase: PassPhase,
         epoch: int,
         has_ground_truth: bool = True,
         on_outputs: Callable[[Any, Any], None] | None = None,
@@ -286,7 +286,7 @@ class Model:
                 self._publish(StepBegin(phase=phase, epoch=epoch, step=step))
 
         before_optimizer_step = None
-        if phase is Phase.TRAIN and bus.has_subscribers(BackwardEnd):
+        if phase is PassPhase.TRAIN and bus.has_subscribers(BackwardEnd):
 
             def before_optimizer_step(step: int) -> None:
                 self._publish(BackwardEnd(epoch=epoch, step=step))
@@ -302,7 +302,7 @@ class Model:
             has_ground_truth=has_ground_truth,
             before_step=before_step,
             before_optimizer_step=before_optimizer_step,
-            should_stop=(lambda: self.stop_training) if phase is Phase.TRAIN else None,
+            should_stop=(lambda: self.stop_training) if phase is PassPhase.TRAIN else None,
             on_outputs=on_outputs,
             emit_steps=publish_steps,
         )
@@ -317,7 +317,7 @@ class Model:
                 assert isinstance(record, EpochRecord)
                 epoch_record = record
         assert epoch_record is not None
-        if phase is Phase.TRAIN:
+        if phase is PassPhase.TRAIN:
             self._global_step += epoch_record.steps
         self._publish(epoch_record)
         return epoch_record
@@ -445,7 +445,7 @@ class Model:
                 train_record = self._run_pass(
                     train_setup,
                     cycle_batches(train_generator, steps_per_epoch, what="training"),
-                    phase=Phase.TRAIN,
+                    phase=PassPhase.TRAIN,
                     epoch=epoch,
                 )
                 logs: dict[str, Any] = {"epoch": epoch, "time": 0.0}
@@ -454,7 +454,7 @@ class Model:
                     valid_record = self._run_pass(
                         valid_setup,
                         cycle_batches(valid_generator, validation_steps, what="validation"),
-                        phase=Phase.VALID,
+                        phase=PassPhase.VALID,
                         epoch=epoch,
                     )
                     logs.update(valid_record.logs())
@@ -545,7 +545,7 @@ class Model:
         generator: Iterable[Any],
         *,
         steps: int | None,
-        phase: Phase,
+        phase: PassPhase,
         collect: bool,
         has_ground_truth: bool,
         verbose: bool,
@@ -566,7 +566,7 @@ class Model:
 
         try:
             record = self._run_pass(
-                self._setup(loss=phase is not Phase.PREDICT),
+                self._setup(loss=phase is not PassPhase.PREDICT),
                 cycle_batches(generator, steps, what=phase.value),
                 phase=phase,
                 epoch=0,
@@ -641,7 +641,7 @@ class Model:
         if self.loss_function is None:
             raise ValueError("evaluate needs a loss function; this Model was built without one.")
         record, preds, trues = self._evaluate_pass(
-            generator, steps=steps, phase=Phase.TEST,
+            generator, steps=steps, phase=PassPhase.TEST,
             collect=return_pred or return_ground_truth, has_ground_truth=True,
             verbose=verbose, callbacks=callbacks, progress_options=progress_options,
         )
@@ -695,7 +695,7 @@ class Model:
         if return_ground_truth and not has_ground_truth:
             raise ValueError("return_ground_truth=True needs has_ground_truth=True.")
         record, preds, trues = self._evaluate_pass(
-            generator, steps=steps, phase=Phase.PREDICT, collect=True,
+            generator, steps=steps, phase=PassPhase.PREDICT, collect=True,
             has_ground_truth=has_ground_truth, verbose=verbose, callbacks=callbacks,
             progress_options=progress_options,
         )
@@ -743,7 +743,7 @@ class Model:
         """
         if self.optimizer is None or self.loss_function is None:
             raise ValueError("train_on_batch needs an optimizer and a loss function.")
-        return self._on_batch(Phase.TRAIN, x, y, return_pred, return_dict_format)
+        return self._on_batch(PassPhase.TRAIN, x, y, return_pred, return_dict_format)
 
     def evaluate_on_batch(
         self, x: Any, y: Any, *, return_pred: bool = False, return_dict_format: bool = False
@@ -752,10 +752,10 @@ class Model:
         :meth:`train_on_batch`."""
         if self.loss_function is None:
             raise ValueError("evaluate_on_batch needs a loss function.")
-        return self._on_batch(Phase.TEST, x, y, return_pred, return_dict_format)
+        return self._on_batch(PassPhase.TEST, x, y, return_pred, return_dict_format)
 
     def _on_batch(
-        self, phase: Phase, x: Any, y: Any, return_pred: bool, return_dict_format: bool
+        self, phase: PassPhase, x: Any, y: Any, return_pred: bool, return_dict_format: bool
     ) -> Any:
         preds: list[Any] = []
         *_, record = run_epoch(
@@ -771,7 +771,7 @@ class Model:
         preds: list[Any] = []
         list(
             run_epoch(
-                self._setup(loss=False), [x], phase=Phase.PREDICT, epoch=0,
+                self._setup(loss=False), [x], phase=PassPhase.PREDICT, epoch=0,
                 clock=self.clock, has_ground_truth=False,
                 on_outputs=lambda p, t: preds.append(p),
             )

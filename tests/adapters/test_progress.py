@@ -15,7 +15,7 @@ from epochal.core.records import (
     EpochBegin,
     EpochEnd,
     EpochRecord,
-    Phase,
+    PassPhase,
     PhaseBegin,
     StepBegin,
     StepRecord,
@@ -74,7 +74,7 @@ def attached(progress: TqdmProgress) -> RecordBus:
     return bus
 
 
-def step(phase: Phase, epoch: int, index: int, loss: object = 0.5, acc: object = 80.0) -> StepRecord:
+def step(phase: PassPhase, epoch: int, index: int, loss: object = 0.5, acc: object = 80.0) -> StepRecord:
     return StepRecord(
         phase=phase,
         epoch=epoch,
@@ -87,7 +87,7 @@ def step(phase: Phase, epoch: int, index: int, loss: object = 0.5, acc: object =
     )
 
 
-def run_pass(bus: RecordBus, phase: Phase, epoch: int, steps: int, clock: ManualClock | None = None,
+def run_pass(bus: RecordBus, phase: PassPhase, epoch: int, steps: int, clock: ManualClock | None = None,
              dt_s: float = 0.0) -> None:
     bus.publish(PhaseBegin(phase=phase, epoch=epoch))
     for index in range(1, steps + 1):
@@ -103,9 +103,9 @@ def run_pass(bus: RecordBus, phase: Phase, epoch: int, steps: int, clock: Manual
 def run_epoch(bus: RecordBus, epoch: int = 1, *, train_steps: int = 4, valid_steps: int | None = 2,
               logs: dict[str, float] | None = None) -> None:
     bus.publish(EpochBegin(epoch=epoch))
-    run_pass(bus, Phase.TRAIN, epoch, train_steps)
+    run_pass(bus, PassPhase.TRAIN, epoch, train_steps)
     if valid_steps is not None:
-        run_pass(bus, Phase.VALID, epoch, valid_steps)
+        run_pass(bus, PassPhase.VALID, epoch, valid_steps)
     bus.publish(EpochEnd(epoch=epoch, logs=dict(LOGS if logs is None else logs, epoch=epoch)))
 
 
@@ -140,7 +140,7 @@ class TestTqdmProgressPlainOutput:
         bus = attached(TqdmProgress(file=out, coloring=True, min_interval_s=1.0, clock=clock))
         bus.publish(train_begin(steps=40))
         bus.publish(EpochBegin(epoch=1))
-        run_pass(bus, Phase.TRAIN, 1, 40, clock, dt_s=0.5)
+        run_pass(bus, PassPhase.TRAIN, 1, 40, clock, dt_s=0.5)
         bus.publish(EpochEnd(epoch=1, logs=LOGS))
         text = out.getvalue()
         assert progress_lines(text)
@@ -155,7 +155,7 @@ class TestTqdmProgressPlainOutput:
         bus = attached(TqdmProgress(file=out, min_interval_s=5.0, clock=clock))
         bus.publish(train_begin(steps=20))
         bus.publish(EpochBegin(epoch=1))
-        run_pass(bus, Phase.TRAIN, 1, 20, clock, dt_s=1.0)  # steps at t = 1, 2, ..., 20
+        run_pass(bus, PassPhase.TRAIN, 1, 20, clock, dt_s=1.0)  # steps at t = 1, 2, ..., 20
         shown = progress_lines(out.getvalue())
         assert [line.split()[3] for line in shown] == ["5/20", "10/20", "15/20", "20/20"]
         assert shown[0] == "Epoch 1/5 step 5/20 loss: 0.500000 acc: 80.000000"
@@ -167,7 +167,7 @@ class TestTqdmProgressPlainOutput:
         bus = attached(TqdmProgress(file=out, min_interval_s=5.0, clock=clock))
         bus.publish(train_begin(steps=100))
         bus.publish(EpochBegin(epoch=1))
-        run_pass(bus, Phase.TRAIN, 1, 100, clock, dt_s=0.01)
+        run_pass(bus, PassPhase.TRAIN, 1, 100, clock, dt_s=0.01)
         bus.publish(EpochEnd(epoch=1, logs=LOGS))
         assert len(lines(out.getvalue())) == 1
 
@@ -178,13 +178,13 @@ class TestTqdmProgressPlainOutput:
         bus = attached(TqdmProgress(file=out, min_interval_s=5.0, clock=clock))
         bus.publish(train_begin(steps=None))
         bus.publish(EpochBegin(epoch=1))
-        bus.publish(PhaseBegin(phase=Phase.TRAIN, epoch=1))
+        bus.publish(PhaseBegin(phase=PassPhase.TRAIN, epoch=1))
         values = []
         for index in range(1, 101):
             clock.now_s = index * 0.1  # 10 s in all: two lines
             value = CountingValue(0.25)
             values.append(value)
-            bus.publish(step(Phase.TRAIN, 1, index, loss=value))
+            bus.publish(step(PassPhase.TRAIN, 1, index, loss=value))
         assert sum(v.reads for v in values) == 2
         assert len(progress_lines(out.getvalue())) == 2
 
@@ -195,7 +195,7 @@ class TestTqdmProgressPlainOutput:
         bus = attached(TqdmProgress(file=out, min_interval_s=1.0, clock=clock))
         bus.publish(train_begin(valid_steps=3))
         bus.publish(EpochBegin(epoch=2))
-        run_pass(bus, Phase.VALID, 2, 3, clock, dt_s=1.0)
+        run_pass(bus, PassPhase.VALID, 2, 3, clock, dt_s=1.0)
         assert progress_lines(out.getvalue())[0] == (
             "Epoch 2/5 val step 1/3 val_loss: 0.500000 val_acc: 80.000000"
         )
@@ -207,7 +207,7 @@ class TestTqdmProgressPlainOutput:
         bus = attached(TqdmProgress(file=out, min_interval_s=1.0, clock=clock))
         bus.publish(train_begin(steps=None, valid_steps=None))
         bus.publish(EpochBegin(epoch=1))
-        run_pass(bus, Phase.TRAIN, 1, 3, clock, dt_s=1.0)
+        run_pass(bus, PassPhase.TRAIN, 1, 3, clock, dt_s=1.0)
         bus.publish(EpochEnd(epoch=1, logs={"epoch": 1, "time": 0.5, "loss": 0.5}))
         text = out.getvalue()
         assert "None" not in text
@@ -241,11 +241,11 @@ class TestTqdmProgressPlainOutput:
         """An evaluation outside training prints one 'Test steps' line from its record."""
         out = io.StringIO()
         bus = attached(TqdmProgress(file=out))
-        bus.publish(PhaseBegin(phase=Phase.TEST, epoch=0))
+        bus.publish(PhaseBegin(phase=PassPhase.TEST, epoch=0))
         for index in (1, 2, 3):
-            bus.publish(step(Phase.TEST, 0, index))
+            bus.publish(step(PassPhase.TEST, 0, index))
         bus.publish(
-            EpochRecord(phase=Phase.TEST, epoch=0, steps=313, samples=10000, loss=0.05,
+            EpochRecord(phase=PassPhase.TEST, epoch=0, steps=313, samples=10000, loss=0.05,
                         metrics={"acc": 98.1}, duration_s=1.214)
         )
         assert lines(out.getvalue()) == [
@@ -259,7 +259,7 @@ class TestTqdmProgressPlainOutput:
         bus.publish(train_begin(epochs=1))
         run_epoch(bus)
         bus.publish(TrainEnd(last_epoch=1, stopped=False, logs=LOGS))
-        run_pass(bus, Phase.TEST, 0, 2)
+        run_pass(bus, PassPhase.TEST, 0, 2)
         assert lines(out.getvalue())[-1] == "Test steps: 2 1.00s test_loss: 0.500000 test_acc: 80.000000"
 
 
@@ -273,7 +273,7 @@ class TestTqdmProgressTerminal:
         bus = attached(TqdmProgress(file=out, coloring=False, clock=clock))
         bus.publish(train_begin())
         bus.publish(EpochBegin(epoch=1))
-        run_pass(bus, Phase.TRAIN, 1, 4, clock, dt_s=0.2)
+        run_pass(bus, PassPhase.TRAIN, 1, 4, clock, dt_s=0.2)
         text = out.getvalue()
         assert "\r" in text
         assert "4/4" in text
@@ -307,8 +307,8 @@ class TestTqdmProgressTerminal:
         bus = attached(TqdmProgress(file=out, coloring=False, clock=clock))
         bus.publish(train_begin())
         bus.publish(EpochBegin(epoch=1))
-        run_pass(bus, Phase.TRAIN, 1, 4, clock, dt_s=0.2)
-        run_pass(bus, Phase.VALID, 1, 2, clock, dt_s=0.2)
+        run_pass(bus, PassPhase.TRAIN, 1, 4, clock, dt_s=0.2)
+        run_pass(bus, PassPhase.VALID, 1, 2, clock, dt_s=0.2)
         bus.publish(EpochEnd(epoch=1, logs=LOGS))
         assert "\x1b[" not in out.getvalue()
 
@@ -335,13 +335,13 @@ class TestTqdmProgressTerminal:
         bus = attached(progress)
         bus.publish(train_begin(steps=1000))
         bus.publish(EpochBegin(epoch=1))
-        bus.publish(PhaseBegin(phase=Phase.TRAIN, epoch=1))
+        bus.publish(PhaseBegin(phase=PassPhase.TRAIN, epoch=1))
         values = []
         for index in range(1, 1001):
             clock.now_s = index * 0.001  # 1 s of steps: at most 10 refreshes
             value = CountingValue(0.25)
             values.append(value)
-            bus.publish(step(Phase.TRAIN, 1, index, loss=value))
+            bus.publish(step(PassPhase.TRAIN, 1, index, loss=value))
         progress.detach()
         assert 9 <= sum(v.reads for v in values) <= 10
 
@@ -352,7 +352,7 @@ class TestTqdmProgressTerminal:
         bus = attached(TqdmProgress(file=out, coloring=False, progress_bar=False, clock=clock))
         bus.publish(train_begin())
         bus.publish(EpochBegin(epoch=1))
-        run_pass(bus, Phase.TRAIN, 1, 4, clock, dt_s=0.2)
+        run_pass(bus, PassPhase.TRAIN, 1, 4, clock, dt_s=0.2)
         text = out.getvalue()
         assert "3/4" in text
         assert "|" not in text
@@ -364,7 +364,7 @@ class TestTqdmProgressTerminal:
         bus = attached(TqdmProgress(file=out, coloring=False, clock=clock))
         bus.publish(train_begin(steps=None, valid_steps=None))
         bus.publish(EpochBegin(epoch=1))
-        run_pass(bus, Phase.TRAIN, 1, 3, clock, dt_s=0.2)
+        run_pass(bus, PassPhase.TRAIN, 1, 3, clock, dt_s=0.2)
         text = out.getvalue()
         assert "None" not in text
         assert "3step" in text
@@ -379,7 +379,7 @@ class TestTqdmProgressTerminal:
         bus.publish(EpochBegin(epoch=1))
         for index in (1, 2, 3):
             clock.now_s += 0.2
-            bus.publish(step(Phase.TRAIN, 1, index))
+            bus.publish(step(PassPhase.TRAIN, 1, index))
         progress.detach()
         assert "Epoch: 1/5" in out.getvalue()
         assert "3/4" in out.getvalue()
@@ -391,7 +391,7 @@ class TestTqdmProgressTerminal:
         bus = attached(progress)
         bus.publish(train_begin())
         bus.publish(EpochBegin(epoch=1))
-        bus.publish(PhaseBegin(phase=Phase.TRAIN, epoch=1))
+        bus.publish(PhaseBegin(phase=PassPhase.TRAIN, epoch=1))
         progress.detach()
         cleared = out.getvalue().rsplit("\r", 2)
         assert "0/4" in cleared[0]

@@ -9,7 +9,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from epochal.bus import RecordBus
-from epochal.core.records import EpochEnd, EpochRecord, Phase, StepRecord, TrainEnd
+from epochal.core.records import EpochEnd, EpochRecord, PassPhase, StepRecord, TrainEnd
 from epochal.ports import Attachable
 from epochal_adapters.structlog_sink import StructlogRecordSink
 
@@ -24,7 +24,7 @@ class RecordingLogger:
         self.events.append((event, key_values))
 
 
-def epoch_record(phase: Phase = Phase.TRAIN, **metrics: float) -> EpochRecord:
+def epoch_record(phase: PassPhase = PassPhase.TRAIN, **metrics: float) -> EpochRecord:
     return EpochRecord(
         phase=phase, epoch=2, steps=10, samples=320, loss=0.25,
         metrics=metrics or {"acc": 91.5}, duration_s=3.5,
@@ -42,8 +42,8 @@ class TestStructlogRecordSink:
         """Each EpochRecord becomes one 'epoch_end' event with the pass's key-values."""
         bus = attached(StructlogRecordSink())
         with capture_logs() as events:
-            bus.publish(epoch_record(Phase.TRAIN))
-            bus.publish(epoch_record(Phase.VALID))
+            bus.publish(epoch_record(PassPhase.TRAIN))
+            bus.publish(epoch_record(PassPhase.VALID))
         assert events == [
             {
                 "event": "epoch_end", "log_level": "info", "epoch": 2, "phase": phase,
@@ -67,7 +67,7 @@ class TestStructlogRecordSink:
         """Step records and epoch ends produce no event."""
         bus = attached(StructlogRecordSink())
         with capture_logs() as events:
-            bus.publish(StepRecord(phase=Phase.TRAIN, epoch=1, step=1, global_step=1,
+            bus.publish(StepRecord(phase=PassPhase.TRAIN, epoch=1, step=1, global_step=1,
                                    batch_size=4, loss=0.5, duration_s=0.1))
             bus.publish(EpochEnd(epoch=1, logs={"epoch": 1, "loss": 0.5}))
         assert events == []
@@ -76,7 +76,7 @@ class TestStructlogRecordSink:
         """An injected logger receives the events instead of structlog's."""
         logger = RecordingLogger()
         bus = attached(StructlogRecordSink(logger, event="pass_end"))
-        bus.publish(epoch_record(Phase.TEST))
+        bus.publish(epoch_record(PassPhase.TEST))
         assert logger.events == [
             ("pass_end", {"epoch": 2, "phase": "test", "samples": 320, "steps": 10,
                           "loss": 0.25, "acc": 91.5, "duration_s": 3.5, "complete": True})

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from epochal import Callback, Model, StopTraining
-from epochal.core.records import EpochRecord, Phase, StepRecord
+from epochal.core.records import EpochRecord, PassPhase, StepRecord
 from epochal.exceptions import ConfigurationError, EmptyLoaderError, ShapeMismatchError
 from epochal.testing import FakeClock, RecordingSink
 
@@ -118,7 +118,7 @@ class TestFit:
         sink = RecordingSink(StepRecord)
         sink.attach(model.bus)
         model.fit_generator(_batches(x, y, 8), epochs=2, steps_per_epoch=5, verbose=False)
-        steps = [r for r in sink.of_type(StepRecord) if r.phase is Phase.TRAIN]
+        steps = [r for r in sink.of_type(StepRecord) if r.phase is PassPhase.TRAIN]
         assert [r.step for r in steps] == [1, 2, 3, 4, 5] * 2
         assert [r.global_step for r in steps] == list(range(1, 11))
 
@@ -158,7 +158,7 @@ class TestFit:
         sink.attach(model.bus)
         history = model.fit_generator(_batches(x, y, 8), _batches(x, y, 8), epochs=3,
                                       callbacks=[StopAt3()], verbose=False)
-        train_steps = [r for r in sink.of_type(StepRecord) if r.phase is Phase.TRAIN]
+        train_steps = [r for r in sink.of_type(StepRecord) if r.phase is PassPhase.TRAIN]
         assert len(train_steps) == 3
         assert len(history) == 1 and "val_loss" not in history[0]
         assert sink.of_type(EpochRecord)[0].complete is False

@@ -19,7 +19,7 @@ from epochal.core.records import (
     EpochBegin,
     EpochEnd,
     EpochRecord,
-    Phase,
+    PassPhase,
     PhaseBegin,
     StepBegin,
     StepRecord,
@@ -213,12 +213,12 @@ for _hook in _HOOKS:
     setattr(CallbackList, _hook, _make_fan_out(_hook))
 
 
-_BEGIN_HOOK = {Phase.VALID: "on_valid_begin", Phase.TEST: "on_test_begin",
-               Phase.PREDICT: "on_predict_begin"}
-_END_HOOK = {Phase.VALID: "on_valid_end", Phase.TEST: "on_test_end",
-             Phase.PREDICT: "on_predict_end"}
-_BATCH_BEGIN = {p: f"on_{p.value}_batch_begin" for p in Phase}
-_BATCH_END = {p: f"on_{p.value}_batch_end" for p in Phase}
+_BEGIN_HOOK = {PassPhase.VALID: "on_valid_begin", PassPhase.TEST: "on_test_begin",
+               PassPhase.PREDICT: "on_predict_begin"}
+_END_HOOK = {PassPhase.VALID: "on_valid_end", PassPhase.TEST: "on_test_end",
+             PassPhase.PREDICT: "on_predict_end"}
+_BATCH_BEGIN = {p: f"on_{p.value}_batch_begin" for p in PassPhase}
+_BATCH_END = {p: f"on_{p.value}_batch_end" for p in PassPhase}
 
 
 class CallbackBusAdapter:

@@ -21,7 +21,7 @@ import torch
 
 from epochal.core.batches import forward, infer_batch_size, split_batch, to_device
 from epochal.core.metrics import BatchMetric, EpochMetricState
-from epochal.core.records import EpochRecord, Phase, StepRecord
+from epochal.core.records import EpochRecord, PassPhase, StepRecord
 from epochal.exceptions import ShapeMismatchError
 
 __all__ = ["EpochSetup", "compute_loss", "eval_step", "run_epoch", "train_step"]
@@ -173,7 +173,7 @@ def run_epoch(
     setup: EpochSetup,
     batches: Iterable[Any],
     *,
-    phase: Phase,
+    phase: PassPhase,
     epoch: int,
     clock: Callable[[], float],
     global_step: int = 0,
@@ -187,7 +187,7 @@ def run_epoch(
     """Run one pass of ``phase`` over ``batches``; yield a :class:`StepRecord` per batch, then
     one :class:`EpochRecord`.
 
-    Training (``Phase.TRAIN``) groups ``setup.batches_per_step`` consecutive batches into one
+    Training (``PassPhase.TRAIN``) groups ``setup.batches_per_step`` consecutive batches into one
     optimizer step: gradients are zeroed at the start of a group; with more than one batch
     per step each batch's loss is back-propagated weighted by its size and the summed
     gradients are divided by the group's sample count before the step, so the step equals one
@@ -222,7 +222,7 @@ def run_epoch(
         ShapeMismatchError: The loss or a metric rejects the shapes.
         ValueError: Training without an optimizer or a loss function.
     """
-    training = phase is Phase.TRAIN
+    training = phase is PassPhase.TRAIN
     network = setup.network
     optimizer = setup.optimizer
     if training and (optimizer is None or setup.loss_function is None):

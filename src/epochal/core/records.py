@@ -21,7 +21,7 @@ __all__ = [
     "EpochBegin",
     "EpochEnd",
     "EpochRecord",
-    "Phase",
+    "PassPhase",
     "PhaseBegin",
     "StepBegin",
     "StepRecord",
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-class Phase(str, enum.Enum):
+class PassPhase(str, enum.Enum):
     """Which pass a record belongs to. The value is Poutyne's log prefix stem."""
 
     TRAIN = "train"
@@ -104,7 +104,7 @@ class StepRecord:
         duration_s: Wall time of the step, seconds, from the injected clock.
     """
 
-    phase: Phase
+    phase: PassPhase
     epoch: int
     step: int
     global_step: int
@@ -147,7 +147,7 @@ class EpochRecord:
         complete: False when a stop request ended the pass before its last batch.
     """
 
-    phase: Phase
+    phase: PassPhase
     epoch: int
     steps: int
     samples: int
@@ -223,7 +223,7 @@ class EpochEnd:
 class PhaseBegin:
     """A pass of ``phase`` is about to start (Poutyne's ``on_valid_begin``, ...)."""
 
-    phase: Phase
+    phase: PassPhase
     epoch: int
 
 
@@ -234,7 +234,7 @@ class StepBegin:
     ``step`` is 1-based within the pass.
     """
 
-    phase: Phase
+    phase: PassPhase
     epoch: int
     step: int
 
