@@ -15,10 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from epochal._arrays import ArrayDataset, check_positive, collect, ordered_loader, to_numpy
+from epochal._driver import TrainingDriver
 from epochal.bus import RecordBus
 from epochal.callbacks.base import Callback, CallbackBusAdapter, CallbackList
-from epochal.core.batches import cycle_batches, to_tensor
-from epochal.core.directives import StopTraining
+from epochal.core.batches import cycle_batches
+from epochal.core.logs import epoch_log_keys
 from epochal.core.loop import EpochSetup, run_epoch
 from epochal.core.metrics import (
     BatchMetric,
@@ -28,23 +30,14 @@ from epochal.core.metrics import (
     resolve_epoch_metrics,
     resolve_loss,
 )
-from epochal.core.records import (
-    BackwardEnd,
-    EpochBegin,
-    EpochEnd,
-    EpochRecord,
-    PassPhase,
-    PhaseBegin,
-    StepBegin,
-    StepRecord,
-    TrainBegin,
-    TrainEnd,
-)
-from epochal.exceptions import ConfigurationError
+from epochal.core.records import EpochRecord, PassPhase
 from epochal.optimizers import check_optimizer_parameters, resolve_optimizer
 from epochal.ports import Attachable
 
 __all__ = ["Model"]
+
+# The array helpers' former private names (``epochal.bundle`` imports ``_ArrayDataset``).
+_ArrayDataset = ArrayDataset
 
 PathOrFile = str | BinaryIO
 
@@ -54,104 +47,6 @@ def _loader_len(loader: Any) -> int | None:
         return len(loader)
     except TypeError:
         return None
-
-
-def _check_positive(name: str, value: int | None, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive int; got {value!r}.")
-
-
-def _no_shuffle(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """DataLoader keywords for an evaluation loader: the user's, except ``shuffle``
-    (evaluation and prediction keep the data order, as in Poutyne)."""
-    return {k: v for k, v in dict(options or {}).items() if k != "shuffle"}
-
-
-def _ordered_loader(
-    dataset: Any,
-    batch_size: int,
-    num_workers: int,
-    collate_fn: Callable[..., Any] | None,
-    dataloader_kwargs: Mapping[str, Any] | None,
-) -> torch.utils.data.DataLoader[Any]:
-    """A DataLoader for evaluation or prediction: the data order kept, the user's keywords
-    winning over ours (but ``shuffle``)."""
-    _check_positive("batch_size", batch_size, allow_none=False)
-    options: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
-    if collate_fn is not None:
-        options["collate_fn"] = collate_fn
-    return torch.utils.data.DataLoader(dataset, **{**options, **_no_shuffle(dataloader_kwargs)})
-
-
-def _concat(outputs: list[Any]) -> Any:
-    first = outputs[0]
-    if isinstance(first, torch.Tensor):
-        if first.dim() == 0:
-            return torch.stack(outputs).cpu().numpy()
-        return torch.cat(outputs, dim=0).cpu().numpy()
-    if isinstance(first, (tuple, list)):
-        return type(first)(_concat([o[i] for o in outputs]) for i in range(len(first)))
-    if isinstance(first, Mapping):
-        return {k: _concat([o[k] for o in outputs]) for k in first}
-    return outputs
-
-
-def _to_numpy(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu().numpy()
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_to_numpy(o) for o in obj)
-    if isinstance(obj, Mapping):
-        return {k: _to_numpy(v) for k, v in obj.items()}
-    return obj
-
-
-def _collect(outputs: list[Any], concatenate: bool) -> Any:
-    """Per-batch outputs as NumPy: concatenated along the batch dimension, or one per batch."""
-    return _concat(outputs) if concatenate else _to_numpy(outputs)
-
-
-class _ArrayDataset(torch.utils.data.Dataset[Any]):
-    """Examples ``i`` of nested tensors/arrays (tuples, lists, dicts), for ``fit(x, y)``."""
-
-    def __init__(self, *parts: Any) -> None:
-        self.parts = [to_tensor(p) for p in parts]
-        lengths = {self._len(p) for p in self.parts if p is not None}
-        if len(lengths) != 1:
-            raise ValueError(
-                f"x and y must have the same number of examples (first dimension); got "
-                f"{sorted(lengths)}."
-            )
-        self.length = lengths.pop()
-
-    @classmethod
-    def _len(cls, obj: Any) -> int:
-        if isinstance(obj, torch.Tensor):
-            return int(obj.shape[0])
-        if isinstance(obj, (tuple, list)):
-            return cls._len(obj[0])
-        if isinstance(obj, Mapping):
-            return cls._len(next(iter(obj.values())))
-        raise TypeError(f"expected tensors or NumPy arrays; got {type(obj).__name__}")
-
-    @classmethod
-    def _index(cls, obj: Any, i: int) -> Any:
-        if isinstance(obj, torch.Tensor):
-            return obj[i]
-        if isinstance(obj, (tuple, list)):
-            return type(obj)(cls._index(o, i) for o in obj)
-        if isinstance(obj, Mapping):
-            return {k: cls._index(v, i) for k, v in obj.items()}
-        return obj
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> Any:
-        items = tuple(self._index(p, i) for p in self.parts)
-        return items if len(items) > 1 else items[0]
 
 
 class Model:
@@ -240,13 +135,10 @@ class Model:
             batches_per_step=batches_per_step,
         )
 
-    def _publish(self, record: Any) -> None:
-        self._apply(self.bus.publish(record))
-
-    def _apply(self, directives: list[Any]) -> None:
-        for directive in directives:
-            if isinstance(directive, StopTraining):
-                self.stop_training = True
+    def _driver(self) -> TrainingDriver:
+        return TrainingDriver(
+            bus=self.bus, context=self, clock=self.clock, global_step=self._global_step
+        )
 
     def _attachments(
         self,
@@ -267,61 +159,6 @@ class Model:
             attachments.append(CallbackBusAdapter(callback_list))
         return attachments
 
-    def _run_pass(
-        self,
-        setup: EpochSetup,
-        batches: Iterable[Any],
-        *,
-        phase: PassPhase,
-        epoch: int,
-        has_ground_truth: bool = True,
-        on_outputs: Callable[[Any, Any], None] | None = None,
-    ) -> EpochRecord:
-        bus = self.bus
-        self._publish(PhaseBegin(phase=phase, epoch=epoch))
-        before_step = None
-        if bus.has_subscribers(StepBegin):
-
-            def before_step(step: int) -> None:
-                self._publish(StepBegin(phase=phase, epoch=epoch, step=step))
-
-        before_optimizer_step = None
-        if phase is PassPhase.TRAIN and bus.has_subscribers(BackwardEnd):
-
-            def before_optimizer_step(step: int) -> None:
-                self._publish(BackwardEnd(epoch=epoch, step=step))
-
-        publish_steps = bus.has_subscribers(StepRecord)
-        records = run_epoch(
-            setup,
-            batches,
-            phase=phase,
-            epoch=epoch,
-            clock=self.clock,
-            global_step=self._global_step,
-            has_ground_truth=has_ground_truth,
-            before_step=before_step,
-            before_optimizer_step=before_optimizer_step,
-            should_stop=(lambda: self.stop_training) if phase is PassPhase.TRAIN else None,
-            on_outputs=on_outputs,
-            emit_steps=publish_steps,
-        )
-        epoch_record: EpochRecord | None = None
-        publish = bus.publish
-        for record in records:
-            if type(record) is StepRecord:
-                directives = publish(record)
-                if directives:
-                    self._apply(directives)
-            else:
-                assert isinstance(record, EpochRecord)
-                epoch_record = record
-        assert epoch_record is not None
-        if phase is PassPhase.TRAIN:
-            self._global_step += epoch_record.steps
-        self._publish(epoch_record)
-        return epoch_record
-
     @property
     def global_step(self) -> int:
         """Training batches run so far (across ``fit`` calls), updated at the end of each
@@ -333,14 +170,10 @@ class Model:
         self._global_step = int(value)
 
     def log_keys(self, *, with_validation: bool) -> tuple[str, ...]:
-        """The keys of the epoch logs ``fit`` writes, in order: ``epoch``, ``time``,
-        ``loss``, the metrics, then ``val_loss`` and ``val_<metric>`` when validating, then
-        ``lr`` (or ``lr_group_<i>``)."""
-        keys = ["epoch", "time", "loss", *self.metrics_names]
-        if with_validation:
-            keys += ["val_loss", *(f"val_{n}" for n in self.metrics_names)]
-        keys += list(self.learning_rates())
-        return tuple(keys)
+        """The keys of the epoch logs ``fit`` writes, in Poutyne's order: ``epoch``,
+        ``time``, ``loss``, the metrics, then ``val_loss`` and ``val_<metric>`` when
+        validating (see :func:`epochal.core.logs.epoch_log_keys`)."""
+        return epoch_log_keys(self.metrics_names, with_validation=with_validation)
 
     def learning_rates(self) -> dict[str, float]:
         """The optimizer's current learning rates: ``{'lr': x}`` for one parameter group,
@@ -409,11 +242,11 @@ class Model:
             )
         if self.loss_function is None:
             raise ValueError("fit needs a loss function; this Model was built without one.")
-        _check_positive("epochs", epochs, allow_none=False)
-        _check_positive("steps_per_epoch", steps_per_epoch)
-        _check_positive("validation_steps", validation_steps)
-        _check_positive("batches_per_step", batches_per_step, allow_none=False)
-        _check_positive("initial_epoch", initial_epoch, allow_none=False)
+        check_positive("epochs", epochs, allow_none=False)
+        check_positive("steps_per_epoch", steps_per_epoch)
+        check_positive("validation_steps", validation_steps)
+        check_positive("batches_per_step", batches_per_step, allow_none=False)
+        check_positive("initial_epoch", initial_epoch, allow_none=False)
         if callbacks is not None and not isinstance(callbacks, (list, tuple, CallbackList)):
             raise TypeError(f"callbacks must be a list of Callback; got {type(callbacks).__name__}")
         self.stop_training = False
@@ -431,49 +264,23 @@ class Model:
         attachments = self._attachments(list(callbacks or []), params, verbose, progress_options)
         for attachment in attachments:
             attachment.attach(self.bus)
-        train_setup = self._setup(batches_per_step=batches_per_step)
-        valid_setup = self._setup()
-        history: list[dict[str, Any]] = []
-        last_epoch = initial_epoch - 1
+        driver = self._driver()
         try:
-            self._publish(TrainBegin(params=params, initial_epoch=initial_epoch))
-            for epoch in range(initial_epoch, epochs + 1):
-                if self.stop_training:
-                    break
-                self._publish(EpochBegin(epoch=epoch))
-                epoch_start = self.clock()
-                train_record = self._run_pass(
-                    train_setup,
-                    cycle_batches(train_generator, steps_per_epoch, what="training"),
-                    phase=PassPhase.TRAIN,
-                    epoch=epoch,
-                )
-                logs: dict[str, Any] = {"epoch": epoch, "time": 0.0}
-                logs.update(train_record.logs())
-                if valid_generator is not None and train_record.complete:
-                    valid_record = self._run_pass(
-                        valid_setup,
-                        cycle_batches(valid_generator, validation_steps, what="validation"),
-                        phase=PassPhase.VALID,
-                        epoch=epoch,
-                    )
-                    logs.update(valid_record.logs())
-                logs.update(self.learning_rates())
-                logs["time"] = self.clock() - epoch_start
-                last_epoch = epoch
-                history.append(dict(logs))
-                self.epoch_complete = train_record.complete
-                self._publish(EpochEnd(epoch=epoch, logs=logs, complete=train_record.complete))
-                if not train_record.complete:
-                    self.stop_training = True
-            self._publish(
-                TrainEnd(
-                    last_epoch=last_epoch,
-                    stopped=self.stop_training,
-                    logs=history[-1] if history else {},
-                )
+            history = driver.fit(
+                train_setup=self._setup(batches_per_step=batches_per_step),
+                valid_setup=self._setup(),
+                train_generator=train_generator,
+                valid_generator=valid_generator,
+                steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                params=params,
+                log_keys=self.epoch_log_keys,
+                learning_rates=self.learning_rates,
             )
         finally:
+            self._global_step = driver.global_step
             for attachment in attachments:
                 attachment.detach()
         return history
@@ -497,15 +304,15 @@ class Model:
         Returns:
             The history, as :meth:`fit_generator`.
         """
-        _check_positive("batch_size", batch_size, allow_none=False)
+        check_positive("batch_size", batch_size, allow_none=False)
         train = torch.utils.data.DataLoader(
-            _ArrayDataset(x, y),
+            ArrayDataset(x, y),
             **{"batch_size": batch_size, "shuffle": True, **dict(dataloader_kwargs or {})},
         )
         valid = None
         if validation_data is not None:
-            valid = _ordered_loader(
-                _ArrayDataset(*validation_data), batch_size, 0, None, dataloader_kwargs
+            valid = ordered_loader(
+                ArrayDataset(*validation_data), batch_size, 0, None, dataloader_kwargs
             )
         return self.fit_generator(train, valid, epochs=epochs, **kwargs)
 
@@ -526,14 +333,14 @@ class Model:
         Returns:
             The history, as :meth:`fit_generator`.
         """
-        _check_positive("batch_size", batch_size, allow_none=False)
+        check_positive("batch_size", batch_size, allow_none=False)
         base = {"batch_size": batch_size, "num_workers": num_workers, "collate_fn": collate_fn}
         train = torch.utils.data.DataLoader(
             train_dataset, **{**base, "shuffle": True, **dict(dataloader_kwargs or {})}
         )
         valid = None
         if valid_dataset is not None:
-            valid = _ordered_loader(
+            valid = ordered_loader(
                 valid_dataset, batch_size, num_workers, collate_fn, dataloader_kwargs
             )
         return self.fit_generator(train, valid, epochs=epochs, **kwargs)
@@ -552,31 +359,25 @@ class Model:
         callbacks: Sequence[Callback] | None,
         progress_options: Mapping[str, Any] | None = None,
     ) -> tuple[EpochRecord, list[Any], list[Any]]:
-        _check_positive("steps", steps)
+        check_positive("steps", steps)
         params = {"steps": steps if steps is not None else _loader_len(generator)}
         attachments = self._attachments(list(callbacks or []), params, verbose, progress_options)
         for attachment in attachments:
             attachment.attach(self.bus)
-        preds: list[Any] = []
-        trues: list[Any] = []
-
-        def on_outputs(y_pred: Any, y_true: Any) -> None:
-            preds.append(y_pred)
-            trues.append(y_true)
-
+        outputs: list[tuple[Any, Any]] = []
         try:
-            record = self._run_pass(
+            record = self._driver().run_pass(
                 self._setup(loss=phase is not PassPhase.PREDICT),
                 cycle_batches(generator, steps, what=phase.value),
                 phase=phase,
                 epoch=0,
                 has_ground_truth=has_ground_truth,
-                on_outputs=on_outputs if collect else None,
+                outputs=outputs if collect else None,
             )
         finally:
             for attachment in attachments:
                 attachment.detach()
-        return record, preds, trues
+        return record, [p for p, _ in outputs], [t for _, t in outputs]
 
     def _evaluate_result(
         self,
@@ -601,9 +402,9 @@ class Model:
                 result = (record.loss, np.array(values))
         extra: list[Any] = []
         if return_pred:
-            extra.append(_collect(preds, concatenate_returns))
+            extra.append(collect(preds, concatenate_returns))
         if return_ground_truth:
-            extra.append(_collect(trues, concatenate_returns))
+            extra.append(collect(trues, concatenate_returns))
         if not extra:
             return result
         if isinstance(result, tuple):
@@ -656,7 +457,7 @@ class Model:
         dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> Any:
         """Evaluate on tensors or NumPy arrays; keywords as :meth:`evaluate_generator`."""
-        loader = _ordered_loader(_ArrayDataset(x, y), batch_size, 0, None, dataloader_kwargs)
+        loader = ordered_loader(ArrayDataset(x, y), batch_size, 0, None, dataloader_kwargs)
         return self.evaluate_generator(loader, **kwargs)
 
     def evaluate_dataset(
@@ -665,7 +466,7 @@ class Model:
         dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> Any:
         """Evaluate on a dataset of ``(x, y)``; keywords as :meth:`evaluate_generator`."""
-        loader = _ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
+        loader = ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
         return self.evaluate_generator(loader, **kwargs)
 
     def predict_generator(
@@ -700,9 +501,9 @@ class Model:
             progress_options=progress_options,
         )
         del record
-        out = _collect(preds, concatenate_returns)
+        out = collect(preds, concatenate_returns)
         if return_ground_truth:
-            return out, _collect(trues, concatenate_returns)
+            return out, collect(trues, concatenate_returns)
         return out
 
     def predict(
@@ -710,7 +511,7 @@ class Model:
         dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> Any:
         """Predict on tensors or NumPy arrays; keywords as :meth:`predict_generator`."""
-        loader = _ordered_loader(_ArrayDataset(x), batch_size, 0, None, dataloader_kwargs)
+        loader = ordered_loader(ArrayDataset(x), batch_size, 0, None, dataloader_kwargs)
         return self.predict_generator(loader, **kwargs)
 
     def predict_dataset(
@@ -719,7 +520,7 @@ class Model:
         dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> Any:
         """Predict on a dataset; keywords as :meth:`predict_generator`."""
-        loader = _ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
+        loader = ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
         return self.predict_generator(loader, **kwargs)
 
     # ------------------------------------------------------------------ single batches
@@ -757,26 +558,25 @@ class Model:
     def _on_batch(
         self, phase: PassPhase, x: Any, y: Any, return_pred: bool, return_dict_format: bool
     ) -> Any:
-        preds: list[Any] = []
+        outputs: list[tuple[Any, Any]] = []
         *_, record = run_epoch(
-            self._setup(), [(x, y)], phase=phase, epoch=0, clock=self.clock,
-            on_outputs=lambda p, t: preds.append(p),
+            self._setup(), [(x, y)], phase=phase, epoch=0, clock=self.clock, outputs=outputs,
         )
         assert isinstance(record, EpochRecord)
+        preds = [p for p, _ in outputs]
         return self._batch_result(record, preds, return_pred, return_dict_format)
 
     def predict_on_batch(self, x: Any) -> Any:
         """Network output for one batch of inputs, as NumPy arrays (eval mode, no
         gradients)."""
-        preds: list[Any] = []
+        outputs: list[tuple[Any, Any]] = []
         list(
             run_epoch(
                 self._setup(loss=False), [x], phase=PassPhase.PREDICT, epoch=0,
-                clock=self.clock, has_ground_truth=False,
-                on_outputs=lambda p, t: preds.append(p),
+                clock=self.clock, has_ground_truth=False, outputs=outputs,
             )
         )
-        return _to_numpy(preds[0])
+        return to_numpy(outputs[0][0])
 
     # ------------------------------------------------------------------ weights and devices
 

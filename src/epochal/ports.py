@@ -8,7 +8,7 @@ to run against every adapter.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -88,6 +88,8 @@ class TrainingContext(Protocol):
             before ``on_train_begin``.
         epoch_complete: False while ``on_epoch_end`` handles an epoch a stop request cut
             short.
+        global_step: Training batches run so far, across ``fit`` calls (updated at the end
+            of each training pass).
     """
 
     network: torch.nn.Module
@@ -96,6 +98,15 @@ class TrainingContext(Protocol):
     metrics_names: list[str]
     epoch_log_keys: tuple[str, ...]
     epoch_complete: bool
+    global_step: int
+
+    def get_weight_copies(self) -> dict[str, torch.Tensor]:
+        """Copies of the network's weights on the CPU, safe to keep while training goes on."""
+        ...
+
+    def set_weights(self, weights: Mapping[str, torch.Tensor], strict: bool = True) -> Any:
+        """Load a ``state_dict`` into the network (``load_state_dict``'s result)."""
+        ...
 
     def learning_rates(self) -> dict[str, float]:
         """The optimizer's current learning rates: ``{'lr': x}`` for one parameter group,

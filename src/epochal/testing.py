@@ -10,11 +10,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from epochal.bus import RecordBus, Subscription
 
-__all__ = ["FakeClock", "MemoryCheckpointStore", "RecordingSink"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FakeClock", "FakeTrainingContext", "MemoryCheckpointStore", "RecordingSink"]
 
 
 class MemoryCheckpointStore:
@@ -115,3 +119,50 @@ class RecordingSink:
     def of_type(self, record_type: type) -> list[Any]:
         """The received records of exactly ``record_type``, in order."""
         return [r for r in self.records if type(r) is record_type]
+
+
+class FakeTrainingContext:
+    """A :class:`epochal.ports.TrainingContext` without a training: what a callback reads of
+    ``self.model``, as plain attributes a test sets and asserts on.
+
+    Args:
+        network: The network (any ``nn.Module``; None when the callback never reads it).
+        optimizer: Its optimizer, or None.
+        metrics_names: Log names of the metrics.
+        epoch_log_keys: The keys of the epoch logs; defaults to Poutyne's keys for
+            ``metrics_names`` with validation.
+        lrs: What :meth:`learning_rates` returns (a copy each call).
+
+    Example:
+        >>> from epochal.testing import FakeTrainingContext
+        >>> context = FakeTrainingContext(metrics_names=["acc"], lrs={"lr": 0.1})
+        >>> context.epoch_log_keys
+        ('epoch', 'time', 'loss', 'acc', 'val_loss', 'val_acc')
+        >>> context.learning_rates()
+        {'lr': 0.1}
+    """
+
+    def __init__(
+        self,
+        *,
+        network: torch.nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        metrics_names: Sequence[str] = (),
+        epoch_log_keys: Sequence[str] | None = None,
+        lrs: Mapping[str, float] | None = None,
+    ) -> None:
+        self.network = network
+        self.optimizer = optimizer
+        self.stop_training = False
+        self.metrics_names = list(metrics_names)
+        if epoch_log_keys is None:
+            names = self.metrics_names
+            epoch_log_keys = ("epoch", "time", "loss", *names, "val_loss",
+                              *(f"val_{n}" for n in names))
+        self.epoch_log_keys: tuple[str, ...] = tuple(epoch_log_keys)
+        self.epoch_complete = True
+        self.lrs: dict[str, float] = dict(lrs or {})
+
+    def learning_rates(self) -> dict[str, float]:
+        """A copy of ``lrs``."""
+        return dict(self.lrs)

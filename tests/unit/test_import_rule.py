@@ -30,7 +30,8 @@ class TestImportRule:
     @pytest.mark.parametrize(
         "module",
         ["epochal.core", "epochal.core.loop", "epochal.core.metrics", "epochal.core.monitor",
-         "epochal.core.records", "epochal.bus", "epochal.ports", "epochal"],
+         "epochal.core.records", "epochal.core.logs", "epochal.bus", "epochal.ports",
+         "epochal"],
     )
     def test_inner_rings_load_no_outer_dependency(self, module: str) -> None:
         """Importing the core, the bus, the ports or the lazy top package loads no adapter
@@ -55,8 +56,8 @@ class TestImportRule:
         """Importing every adapter module loads none of the shell (model, callbacks, bundle)."""
         loaded = _new_modules(
             "epochal_adapters.storage", "epochal_adapters.progress",
-            "epochal_adapters.structlog_sink",
+            "epochal_adapters.structlog_sink", "epochal_adapters.tsv", "epochal_adapters.data",
         )
         shell = [m for m in loaded if m.startswith(("epochal.model", "epochal.callbacks",
-                                                    "epochal.bundle"))]
+                                                    "epochal.bundle", "epochal._driver"))]
         assert shell == []

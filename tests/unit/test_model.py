@@ -94,12 +94,13 @@ class TestConstruction:
 
 class TestFit:
     def test_history_has_poutyne_keys(self):
-        """fit_generator returns one dict per epoch with epoch, time, loss, acc, val_*, lr."""
+        """fit_generator returns one dict per epoch with exactly Poutyne's keys: epoch, time,
+        loss, acc, val_loss, val_acc (no lr)."""
         x, y = _data()
         history = _model().fit_generator(_batches(x, y, 8), _batches(x, y, 16), epochs=2,
                                          verbose=False)
         assert [h["epoch"] for h in history] == [1, 2]
-        assert list(history[0]) == ["epoch", "time", "loss", "acc", "val_loss", "val_acc", "lr"]
+        assert list(history[0]) == ["epoch", "time", "loss", "acc", "val_loss", "val_acc"]
         assert all(h["time"] >= 0 for h in history)
 
     def test_last_batch_weighs_by_its_size(self):

@@ -10,7 +10,7 @@ at the end of the current step) or returns ``epochal.StopTraining()`` from a hoo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from epochal.bus import RecordBus, Subscription
 from epochal.core.directives import StopTraining
@@ -26,9 +26,7 @@ from epochal.core.records import (
     TrainBegin,
     TrainEnd,
 )
-
-if TYPE_CHECKING:
-    from epochal.model import Model
+from epochal.ports import TrainingContext
 
 __all__ = ["Callback", "CallbackBusAdapter", "CallbackList", "hooks_used_by"]
 
@@ -47,15 +45,18 @@ class Callback:
     Attributes:
         params: ``{'epochs': int, 'steps': int | None, 'valid_steps': int | None}``, set by
             ``set_params`` before training begins.
-        model: The ``epochal.Model`` being trained, set by ``set_model``.
+        model: The training it is attached to, set by ``set_model``: an ``epochal.Model``
+            (a :class:`epochal.ports.TrainingContext`; epochal's own callbacks read only that
+            port's members).
 
     Hooks get ``logs``, a fresh ``dict`` per call: batch logs have ``batch``, ``size``,
     ``time``, ``loss`` and the batch metrics; epoch logs have ``epoch``, ``time``, ``loss``,
-    the metrics, ``val_loss``, ``val_<metric>`` and ``lr``.
+    the metrics, ``val_loss`` and ``val_<metric>`` (Poutyne's keys; the learning rates are
+    ``self.model.learning_rates()``).
     """
 
     params: dict[str, Any]
-    model: Model
+    model: TrainingContext
 
     def __init__(self) -> None:
         self.params = {}
@@ -64,7 +65,7 @@ class Callback:
         """Receive the training parameters (``epochs``, ``steps``, ``valid_steps``)."""
         self.params = params
 
-    def set_model(self, model: Model) -> None:
+    def set_model(self, model: TrainingContext) -> None:
         """Receive the model being trained."""
         self.model = model
 
@@ -167,7 +168,7 @@ class CallbackList(Callback):
         for callback in self.callbacks:
             callback.set_params(dict(params))
 
-    def set_model(self, model: Model) -> None:
+    def set_model(self, model: TrainingContext) -> None:
         super().set_model(model)
         for callback in self.callbacks:
             callback.set_model(model)

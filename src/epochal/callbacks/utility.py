@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from epochal.callbacks.base import _HOOKS, Callback, CallbackList, hooks_used_by
 from epochal.exceptions import ConfigurationError
+from epochal.ports import TrainingContext
 
 if TYPE_CHECKING:
-    from epochal.model import Model
+    pass
 
 __all__ = ["DelayCallback", "LambdaCallback", "hooks_used_by"]
 
@@ -162,7 +163,7 @@ class DelayCallback(Callback):
         super().set_params(params)
         self.callbacks.set_params(dict(params))
 
-    def set_model(self, model: Model) -> None:
+    def set_model(self, model: TrainingContext) -> None:
         super().set_model(model)
         self.callbacks.set_model(model)
 

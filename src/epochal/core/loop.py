@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import torch
@@ -24,7 +24,7 @@ from epochal.core.metrics import BatchMetric, EpochMetricState
 from epochal.core.records import EpochRecord, PassPhase, StepRecord
 from epochal.exceptions import ShapeMismatchError
 
-__all__ = ["EpochSetup", "compute_loss", "eval_step", "run_epoch", "train_step"]
+__all__ = ["EpochSetup", "PassHooks", "compute_loss", "eval_step", "run_epoch", "train_step"]
 
 _NO_LOSS = float("nan")
 
@@ -169,6 +169,33 @@ def _scale_gradients(parameters: Iterable[torch.nn.Parameter], factor: float) ->
         torch._foreach_mul_(grads, factor)
 
 
+class PassHooks(Protocol):
+    """What a pass tells its driver, and asks it, between batches (one object per pass).
+
+    The flags are read once at the start of the pass: a hook whose flag is False is never
+    called, so a pass nobody listens to makes no call per step.
+
+    Attributes:
+        announces_steps: Call :meth:`step_begins` before each batch.
+        announces_backward: Call :meth:`gradients_ready` before each optimizer step.
+    """
+
+    announces_steps: bool
+    announces_backward: bool
+
+    def step_begins(self, step: int) -> None:
+        """Batch ``step`` (1-based within the pass) is about to run."""
+
+    def gradients_ready(self, step: int) -> None:
+        """The gradients of an optimizer step are final (accumulated and normalised) and
+        ``optimizer.step()`` is next (gradient clipping acts here); ``step`` is the batch that
+        closes the group."""
+
+    def stop_requested(self) -> bool:
+        """Polled after each step record is consumed; True ends the pass early."""
+        ...
+
+
 def run_epoch(
     setup: EpochSetup,
     batches: Iterable[Any],
@@ -178,10 +205,8 @@ def run_epoch(
     clock: Callable[[], float],
     global_step: int = 0,
     has_ground_truth: bool = True,
-    before_step: Callable[[int], None] | None = None,
-    before_optimizer_step: Callable[[int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    on_outputs: Callable[[Any, Any], None] | None = None,
+    hooks: PassHooks | None = None,
+    outputs: list[tuple[Any, Any]] | None = None,
     emit_steps: bool = True,
 ) -> Iterator[StepRecord | EpochRecord]:
     """Run one pass of ``phase`` over ``batches``; yield a :class:`StepRecord` per batch, then
@@ -204,13 +229,10 @@ def run_epoch(
         clock: Seconds, monotonic; read twice per step and twice per pass.
         global_step: Training batches already run before this pass.
         has_ground_truth: False for prediction on inputs alone.
-        before_step: Called with the 1-based step index before each batch.
-        before_optimizer_step: Called with the step index after the gradients of a group are
-            final (normalised) and before ``optimizer.step()`` (gradient clipping goes here).
-        should_stop: Polled after each step record is consumed; True ends the pass early
-            (the epoch record then has ``complete=False``).
-        on_outputs: Called with ``(y_pred, y_true)`` (detached, on the device) per batch, to
-            collect predictions.
+        hooks: The driver's :class:`PassHooks` (step announcements, the moment before each
+            optimizer step, stop requests), or None.
+        outputs: A list to which ``(y_pred, y_true)`` (detached, on the device) is appended
+            per batch, to collect predictions; None collects nothing.
         emit_steps: False skips building and yielding the step records (when nobody reads
             them); the pass then yields its epoch record alone.
 
@@ -219,9 +241,16 @@ def run_epoch(
         ``EpochRecord``.
 
     Raises:
-        ShapeMismatchError: The loss or a metric rejects the shapes.
+        ShapeMismatchError: The network, the loss or a metric rejects the batch's shapes.
         ValueError: Training without an optimizer or a loss function.
     """
+    before_step: Callable[[int], None] | None = None
+    before_optimizer_step: Callable[[int], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    if hooks is not None:
+        before_step = hooks.step_begins if hooks.announces_steps else None
+        before_optimizer_step = hooks.gradients_ready if hooks.announces_backward else None
+        should_stop = hooks.stop_requested
     training = phase is PassPhase.TRAIN
     network = setup.network
     optimizer = setup.optimizer
@@ -288,8 +317,8 @@ def run_epoch(
             eval_loss, values, y_pred = eval_step(setup, x, y)
             step_global = step
             loss = eval_loss
-        if on_outputs is not None:
-            on_outputs(y_pred, y)
+        if outputs is not None:
+            outputs.append((y_pred, y))
         samples += size
         if isinstance(loss, torch.Tensor):
             accumulator.add(loss, values, size)

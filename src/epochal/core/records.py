@@ -77,6 +77,10 @@ def _detach(value: Any) -> Any:
     return value
 
 
+def _to_tuple(value: Any) -> tuple[str, ...]:
+    return tuple(value)
+
+
 def to_float(value: float | torch.Tensor) -> float:
     """A Python float from a float or a 0-dim tensor (a host sync for a device tensor)."""
     if isinstance(value, torch.Tensor):
@@ -174,10 +178,14 @@ class TrainBegin:
         params: Poutyne's ``params``: ``epochs``, ``steps`` (training batches per epoch, or
             None when unknown) and ``valid_steps``.
         initial_epoch: The first epoch that will run (1-based).
+        log_keys: The keys of the epoch logs this training writes, in order (``epoch``,
+            ``time``, ``loss``, metrics, ``val_loss``, ``val_<metric>``), for sinks that
+            write columns.
     """
 
     params: Mapping[str, Any] = attrs.field(converter=frozen_mapping)
     initial_epoch: int = 1
+    log_keys: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
 
 
 @attrs.frozen(kw_only=True)
@@ -204,19 +212,23 @@ class EpochBegin:
 
 @attrs.frozen(kw_only=True)
 class EpochEnd:
-    """An epoch ended; ``logs`` is its full log row (``epoch``, ``time``, ``loss``, metrics,
-    ``val_*``, ``lr``).
+    """An epoch ended; ``logs`` is its full log row with Poutyne's keys (``epoch``, ``time``,
+    ``loss``, metrics, ``val_loss``, ``val_<metric>``).
 
     Attributes:
         epoch: 1-based epoch number.
         logs: The log row, Python floats (``epoch`` is an int).
         complete: False when a stop request ended the epoch's training pass early (validation
             is then skipped and the ``val_*`` keys are absent).
+        lrs: The optimizer's learning rates at the epoch's end (``{'lr': x}``, or
+            ``{'lr_group_<i>': x}`` per parameter group; empty without an optimizer), for
+            sinks that write them beside the log row.
     """
 
     epoch: int
     logs: Mapping[str, float] = attrs.field(converter=frozen_mapping)
     complete: bool = True
+    lrs: Mapping[str, float] = attrs.field(factory=dict, converter=frozen_mapping)
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,132 @@
+"""Loaders from in-memory arrays and the collection of per-batch outputs as NumPy arrays.
+
+The shell's helpers behind ``Model.fit``/``evaluate``/``predict`` on tensors and NumPy arrays:
+a dataset over nested arrays, an order-keeping loader for evaluation, and the conversion of
+collected outputs to NumPy.
+
+Example:
+    >>> import torch
+    >>> from epochal._arrays import ArrayDataset, collect
+    >>> dataset = ArrayDataset(torch.arange(6.0).reshape(3, 2), torch.tensor([0, 1, 0]))
+    >>> len(dataset), dataset[1]
+    (3, (tensor([2., 3.]), tensor(1)))
+    >>> collect([torch.zeros(2), torch.ones(1)], concatenate=True)
+    array([0., 0., 1.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from epochal.core.batches import to_tensor
+from epochal.exceptions import ConfigurationError
+
+__all__ = ["ArrayDataset", "check_positive", "collect", "concat", "ordered_loader", "to_numpy"]
+
+
+def check_positive(name: str, value: int | None, *, allow_none: bool = True) -> None:
+    """Raise unless ``value`` is a positive int (or None when ``allow_none``).
+
+    Raises:
+        ConfigurationError: The message names the argument and the value given.
+    """
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive int; got {value!r}.")
+
+
+def _no_shuffle(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """DataLoader keywords for an evaluation loader: the user's, except ``shuffle``
+    (evaluation and prediction keep the data order, as in Poutyne)."""
+    return {k: v for k, v in dict(options or {}).items() if k != "shuffle"}
+
+
+def ordered_loader(
+    dataset: Any,
+    batch_size: int,
+    num_workers: int,
+    collate_fn: Callable[..., Any] | None,
+    dataloader_kwargs: Mapping[str, Any] | None,
+) -> torch.utils.data.DataLoader[Any]:
+    """A DataLoader for evaluation or prediction: the data order kept, the user's keywords
+    winning over ours (but ``shuffle``)."""
+    check_positive("batch_size", batch_size, allow_none=False)
+    options: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+    if collate_fn is not None:
+        options["collate_fn"] = collate_fn
+    return torch.utils.data.DataLoader(dataset, **{**options, **_no_shuffle(dataloader_kwargs)})
+
+
+def concat(outputs: list[Any]) -> Any:
+    first = outputs[0]
+    if isinstance(first, torch.Tensor):
+        if first.dim() == 0:
+            return torch.stack(outputs).cpu().numpy()
+        return torch.cat(outputs, dim=0).cpu().numpy()
+    if isinstance(first, (tuple, list)):
+        return type(first)(concat([o[i] for o in outputs]) for i in range(len(first)))
+    if isinstance(first, Mapping):
+        return {k: concat([o[k] for o in outputs]) for k in first}
+    return outputs
+
+
+def to_numpy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu().numpy()
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_numpy(o) for o in obj)
+    if isinstance(obj, Mapping):
+        return {k: to_numpy(v) for k, v in obj.items()}
+    return obj
+
+
+def collect(outputs: list[Any], concatenate: bool) -> Any:
+    """Per-batch outputs as NumPy: concatenated along the batch dimension, or one per batch."""
+    return concat(outputs) if concatenate else to_numpy(outputs)
+
+
+class ArrayDataset(torch.utils.data.Dataset[Any]):
+    """Examples ``i`` of nested tensors/arrays (tuples, lists, dicts), for ``fit(x, y)``."""
+
+    def __init__(self, *parts: Any) -> None:
+        self.parts = [to_tensor(p) for p in parts]
+        lengths = {self._len(p) for p in self.parts if p is not None}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"x and y must have the same number of examples (first dimension); got "
+                f"{sorted(lengths)}."
+            )
+        self.length = lengths.pop()
+
+    @classmethod
+    def _len(cls, obj: Any) -> int:
+        if isinstance(obj, torch.Tensor):
+            return int(obj.shape[0])
+        if isinstance(obj, (tuple, list)):
+            return cls._len(obj[0])
+        if isinstance(obj, Mapping):
+            return cls._len(next(iter(obj.values())))
+        raise TypeError(f"expected tensors or NumPy arrays; got {type(obj).__name__}")
+
+    @classmethod
+    def _index(cls, obj: Any, i: int) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj[i]
+        if isinstance(obj, (tuple, list)):
+            return type(obj)(cls._index(o, i) for o in obj)
+        if isinstance(obj, Mapping):
+            return {k: cls._index(v, i) for k, v in obj.items()}
+        return obj
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> Any:
+        items = tuple(self._index(p, i) for p in self.parts)
+        return items if len(items) > 1 else items[0]
+
+

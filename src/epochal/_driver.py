@@ -1,0 +1,237 @@
+"""The training driver: the epoch loop over :func:`epochal.core.loop.run_epoch`.
+
+It runs passes, publishes their records on the bus, applies the directives handlers return
+(``StopTraining``), counts the global step and builds each epoch's log row with the pure
+:func:`epochal.core.logs.epoch_log_row`. ``Model`` (Poutyne's façade) checks arguments, builds
+loaders and shapes return values around it; the distributed layer plugs in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from epochal.bus import RecordBus
+from epochal.core.batches import cycle_batches
+from epochal.core.directives import StopTraining
+from epochal.core.logs import epoch_log_row
+from epochal.core.loop import EpochSetup, run_epoch
+from epochal.core.records import (
+    BackwardEnd,
+    EpochBegin,
+    EpochEnd,
+    EpochRecord,
+    PassPhase,
+    PhaseBegin,
+    StepBegin,
+    StepRecord,
+    TrainBegin,
+    TrainEnd,
+)
+from epochal.ports import TrainingContext
+
+__all__ = ["TrainingDriver"]
+
+
+class _PassHooks:
+    """The :class:`epochal.core.loop.PassHooks` of one pass: publishes ``StepBegin`` and
+    ``BackwardEnd`` when someone listens, and passes the context's stop request on."""
+
+    __slots__ = ("_driver", "_epoch", "_phase", "_training", "announces_backward",
+                 "announces_steps")
+
+    def __init__(self, driver: TrainingDriver, phase: PassPhase, epoch: int) -> None:
+        self._driver = driver
+        self._phase = phase
+        self._epoch = epoch
+        self._training = phase is PassPhase.TRAIN
+        bus = driver.bus
+        self.announces_steps = bus.has_subscribers(StepBegin)
+        self.announces_backward = self._training and bus.has_subscribers(BackwardEnd)
+
+    def step_begins(self, step: int) -> None:
+        self._driver.publish(StepBegin(phase=self._phase, epoch=self._epoch, step=step))
+
+    def gradients_ready(self, step: int) -> None:
+        self._driver.publish(BackwardEnd(epoch=self._epoch, step=step))
+
+    def stop_requested(self) -> bool:
+        return self._training and self._driver.context.stop_training
+
+
+class TrainingDriver:
+    """Runs passes and epochs for one training context, on one bus.
+
+    Args:
+        bus: Where records are published.
+        context: The training's state that callbacks read and write (``stop_training``,
+            ``epoch_complete``, ``learning_rates()``): the ``Model``.
+        clock: Seconds, monotonic.
+        global_step: Training batches run before (a resumed training's count).
+
+    Attributes:
+        global_step: Training batches run so far, updated at the end of each training pass.
+    """
+
+    def __init__(
+        self,
+        *,
+        bus: RecordBus,
+        context: TrainingContext,
+        clock: Callable[[], float],
+        global_step: int = 0,
+    ) -> None:
+        self.bus = bus
+        self.context = context
+        self.clock = clock
+        self.global_step = global_step
+
+    def publish(self, record: Any) -> None:
+        """Publish ``record`` and apply the directives its handlers return."""
+        directives = self.bus.publish(record)
+        if directives:
+            self.apply(directives)
+
+    def apply(self, directives: list[Any]) -> None:
+        """Apply directives: ``StopTraining`` sets ``context.stop_training``."""
+        for directive in directives:
+            if isinstance(directive, StopTraining):
+                self.context.stop_training = True
+
+    def run_pass(
+        self,
+        setup: EpochSetup,
+        batches: Iterable[Any],
+        *,
+        phase: PassPhase,
+        epoch: int,
+        has_ground_truth: bool = True,
+        outputs: list[tuple[Any, Any]] | None = None,
+    ) -> EpochRecord:
+        """Run one pass, publishing ``PhaseBegin``, the step records (when subscribed) and
+        the epoch record.
+
+        Args:
+            setup: The pass's network, loss, metrics, optimizer and device.
+            batches: The pass's batches, iterated once.
+            phase: Which pass.
+            epoch: 1-based epoch (0 outside ``fit``).
+            has_ground_truth: False for inputs alone (prediction).
+            outputs: Receives ``(y_pred, y_true)`` per batch when given.
+
+        Returns:
+            The pass's epoch record (also published).
+        """
+        bus = self.bus
+        self.publish(PhaseBegin(phase=phase, epoch=epoch))
+        hooks = _PassHooks(self, phase, epoch)
+        records = run_epoch(
+            setup,
+            batches,
+            phase=phase,
+            epoch=epoch,
+            clock=self.clock,
+            global_step=self.global_step,
+            has_ground_truth=has_ground_truth,
+            hooks=hooks if phase is PassPhase.TRAIN or hooks.announces_steps else None,
+            outputs=outputs,
+            emit_steps=bus.has_subscribers(StepRecord),
+        )
+        epoch_record: EpochRecord | None = None
+        publish = bus.publish
+        for record in records:
+            if type(record) is StepRecord:
+                directives = publish(record)
+                if directives:
+                    self.apply(directives)
+            else:
+                assert isinstance(record, EpochRecord)
+                epoch_record = record
+        assert epoch_record is not None
+        if phase is PassPhase.TRAIN:
+            self.global_step += epoch_record.steps
+        self.publish(epoch_record)
+        return epoch_record
+
+    def fit(
+        self,
+        *,
+        train_setup: EpochSetup,
+        valid_setup: EpochSetup,
+        train_generator: Iterable[Any],
+        valid_generator: Iterable[Any] | None,
+        steps_per_epoch: int | None,
+        validation_steps: int | None,
+        epochs: int,
+        initial_epoch: int,
+        params: Mapping[str, Any],
+        log_keys: tuple[str, ...],
+        learning_rates: Callable[[], dict[str, float]],
+    ) -> list[dict[str, Any]]:
+        """Run epochs ``initial_epoch..epochs``: each a training pass, then a validation pass
+        when a validation generator is given and the training pass was not cut short.
+
+        Publishes ``TrainBegin``, then per epoch ``EpochBegin``, the passes' records and
+        ``EpochEnd``, then ``TrainEnd``. A stop request (``context.stop_training`` set, or a
+        ``StopTraining`` directive) ends the current training pass after its step and the
+        training after the epoch.
+
+        Args:
+            train_setup: Setup of the training passes.
+            valid_setup: Setup of the validation passes.
+            train_generator: Training batches (re-iterated each epoch).
+            valid_generator: Validation batches, or None.
+            steps_per_epoch: Training batches per epoch (cycling the generator), or None for
+                one pass over it.
+            validation_steps: Validation batches per epoch, likewise.
+            epochs: Last epoch (inclusive).
+            initial_epoch: First epoch.
+            params: Poutyne's ``params`` for ``TrainBegin``.
+            log_keys: The epoch-log keys, for ``TrainBegin``.
+            learning_rates: Reads the learning rates for each ``EpochEnd``.
+
+        Returns:
+            The epoch log rows, in order.
+        """
+        context = self.context
+        history: list[dict[str, Any]] = []
+        last_epoch = initial_epoch - 1
+        self.publish(TrainBegin(params=params, initial_epoch=initial_epoch, log_keys=log_keys))
+        for epoch in range(initial_epoch, epochs + 1):
+            if context.stop_training:
+                break
+            self.publish(EpochBegin(epoch=epoch))
+            epoch_start = self.clock()
+            train_record = self.run_pass(
+                train_setup,
+                cycle_batches(train_generator, steps_per_epoch, what="training"),
+                phase=PassPhase.TRAIN,
+                epoch=epoch,
+            )
+            valid_record = None
+            if valid_generator is not None and train_record.complete:
+                valid_record = self.run_pass(
+                    valid_setup,
+                    cycle_batches(valid_generator, validation_steps, what="validation"),
+                    phase=PassPhase.VALID,
+                    epoch=epoch,
+                )
+            lrs = learning_rates()
+            logs = epoch_log_row(
+                epoch=epoch, train=train_record, valid=valid_record,
+                duration_s=self.clock() - epoch_start,
+            )
+            last_epoch = epoch
+            history.append(dict(logs))
+            context.epoch_complete = train_record.complete
+            self.publish(EpochEnd(epoch=epoch, logs=logs, complete=train_record.complete, lrs=lrs))
+            if not train_record.complete:
+                context.stop_training = True
+        self.publish(
+            TrainEnd(
+                last_epoch=last_epoch,
+                stopped=context.stop_training,
+                logs=history[-1] if history else {},
+            )
+        )
+        return history
