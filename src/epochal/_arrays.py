@@ -61,20 +61,30 @@ def ordered_loader(
     return torch.utils.data.DataLoader(dataset, **{**options, **_no_shuffle(dataloader_kwargs)})
 
 
-def concat(outputs: list[Any]) -> Any:
+def concat(outputs: list[Any], *, numpy: bool = True) -> Any:
+    """Per-batch outputs concatenated along the batch dimension (0-dim outputs stacked),
+    keeping the nesting of tuples, lists and dicts.
+
+    Args:
+        outputs: One output per batch, all with the same structure.
+        numpy: Convert the tensors to NumPy arrays (on the CPU); else keep tensors where
+            they are.
+    """
     first = outputs[0]
     if isinstance(first, torch.Tensor):
-        if first.dim() == 0:
-            return torch.stack(outputs).cpu().numpy()
-        return torch.cat(outputs, dim=0).cpu().numpy()
+        joined = torch.stack(outputs) if first.dim() == 0 else torch.cat(outputs, dim=0)
+        return joined.cpu().numpy() if numpy else joined
     if isinstance(first, (tuple, list)):
-        return type(first)(concat([o[i] for o in outputs]) for i in range(len(first)))
+        return type(first)(
+            concat([o[i] for o in outputs], numpy=numpy) for i in range(len(first))
+        )
     if isinstance(first, Mapping):
-        return {k: concat([o[k] for o in outputs]) for k in first}
+        return {k: concat([o[k] for o in outputs], numpy=numpy) for k in first}
     return outputs
 
 
 def to_numpy(obj: Any) -> Any:
+    """Every tensor in ``obj`` (nested tuples, lists, dicts) as a NumPy array on the CPU."""
     if isinstance(obj, torch.Tensor):
         return obj.cpu().numpy()
     if isinstance(obj, (tuple, list)):
@@ -84,16 +94,64 @@ def to_numpy(obj: Any) -> Any:
     return obj
 
 
-def collect(outputs: list[Any], concatenate: bool) -> Any:
-    """Per-batch outputs as NumPy: concatenated along the batch dimension, or one per batch."""
-    return concat(outputs) if concatenate else to_numpy(outputs)
+def collect(outputs: list[Any], concatenate: bool, *, convert_to_numpy: bool = True) -> Any:
+    """Per-batch outputs, concatenated along the batch dimension or one per batch, as NumPy
+    arrays (``convert_to_numpy``) or as the tensors the network returned."""
+    if concatenate:
+        return concat(outputs, numpy=convert_to_numpy)
+    return to_numpy(outputs) if convert_to_numpy else outputs
+
+
+def _is_number_list(obj: Any) -> bool:
+    while isinstance(obj, (list, tuple)) and obj:
+        obj = obj[0]
+    return isinstance(obj, (int, float, bool)) and not isinstance(obj, torch.Tensor)
+
+
+def _cast_floats(obj: Any, dtype: torch.dtype) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dtype) if obj.is_floating_point() and obj.dtype != dtype else obj
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_cast_floats(o, dtype) for o in obj)
+    if isinstance(obj, Mapping):
+        return {k: _cast_floats(v, dtype) for k, v in obj.items()}
+    return obj
 
 
 class ArrayDataset(torch.utils.data.Dataset[Any]):
-    """Examples ``i`` of nested tensors/arrays (tuples, lists, dicts), for ``fit(x, y)``."""
+    """Examples ``i`` of nested tensors/arrays (tuples, lists, dicts), for ``fit(x, y)``.
 
-    def __init__(self, *parts: Any) -> None:
+    Args:
+        *parts: The inputs, then the targets (tensors, NumPy arrays, or tuples/lists/dicts
+            of them), all with the same first dimension.
+        names: A name per part for messages (default ``x``, ``y``, ...).
+        float_dtype: When given, floating inputs and targets are cast to it once, here (as
+            Keras does): NumPy's float64 arrays then train a float32 network.
+
+    Raises:
+        TypeError: A part is a Python list of numbers, or not an array at all; the message
+            says what to pass.
+        ValueError: The parts hold different numbers of examples.
+    """
+
+    def __init__(
+        self,
+        *parts: Any,
+        names: tuple[str, ...] = ("x", "y"),
+        float_dtype: torch.dtype | None = None,
+    ) -> None:
+        for i, part in enumerate(parts):
+            if _is_number_list(part):
+                name = names[i] if i < len(names) else f"part {i}"
+                raise TypeError(
+                    f"{name} is a Python {type(part).__name__} of numbers; expected a tensor or "
+                    f"a NumPy array (tuples/lists/dicts of them for several inputs). Pass "
+                    f"np.asarray({name}, dtype=np.float32) (or np.int64 for class targets) or "
+                    f"torch.tensor({name})."
+                )
         self.parts = [to_tensor(p) for p in parts]
+        if float_dtype is not None:
+            self.parts = [_cast_floats(p, float_dtype) for p in self.parts]
         lengths = {self._len(p) for p in self.parts if p is not None}
         if len(lengths) != 1:
             raise ValueError(
@@ -110,7 +168,10 @@ class ArrayDataset(torch.utils.data.Dataset[Any]):
             return cls._len(obj[0])
         if isinstance(obj, Mapping):
             return cls._len(next(iter(obj.values())))
-        raise TypeError(f"expected tensors or NumPy arrays; got {type(obj).__name__}")
+        raise TypeError(
+            f"expected tensors or NumPy arrays (or tuples/lists/dicts of them); got "
+            f"{type(obj).__name__}. Convert the data with np.asarray(...) or torch.tensor(...)."
+        )
 
     @classmethod
     def _index(cls, obj: Any, i: int) -> Any:

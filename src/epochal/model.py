@@ -8,6 +8,7 @@ records on its bus and turns them into Poutyne's return values.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, BinaryIO
 
@@ -19,7 +20,7 @@ from epochal._arrays import ArrayDataset, check_positive, collect, ordered_loade
 from epochal._driver import TrainingDriver
 from epochal.bus import RecordBus
 from epochal.callbacks.base import Callback, CallbackBusAdapter, CallbackList
-from epochal.core.batches import cycle_batches
+from epochal.core.batches import cycle_batches, to_device
 from epochal.core.logs import epoch_log_keys
 from epochal.core.loop import EpochSetup, run_epoch
 from epochal.core.metrics import (
@@ -31,6 +32,7 @@ from epochal.core.metrics import (
     resolve_loss,
 )
 from epochal.core.records import EpochRecord, PassPhase
+from epochal.exceptions import CheckpointError, ConfigurationError, EmptyLoaderError
 from epochal.optimizers import check_optimizer_parameters, resolve_optimizer
 from epochal.ports import Attachable
 
@@ -47,6 +49,20 @@ def _loader_len(loader: Any) -> int | None:
         return len(loader)
     except TypeError:
         return None
+
+
+def _some(keys: Sequence[str], limit: int = 8) -> str:
+    """Up to ``limit`` keys, comma-separated, with a count of the rest."""
+    keys = list(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _loss_and_metrics(loss: float, metrics: list[float]) -> tuple[Any, ...]:
+    """Poutyne's ``(loss,)``, ``(loss, metric)`` or ``(loss, array_of_metrics)``."""
+    if len(metrics) <= 1:
+        return (loss, *metrics)
+    return (loss, np.array(metrics))
 
 
 class Model:
@@ -154,8 +170,8 @@ class Model:
             attachments.append(TqdmProgress(**dict(progress_options or {})))
         if callbacks:
             callback_list = CallbackList(callbacks)
+            callback_list.set_model(self)  # Poutyne's order: the model, then the params
             callback_list.set_params(dict(params))
-            callback_list.set_model(self)
             attachments.append(CallbackBusAdapter(callback_list))
         return attachments
 
@@ -212,8 +228,14 @@ class Model:
             valid_generator: Batches for validation, or None.
             epochs: Last epoch to run (1-based, inclusive).
             steps_per_epoch: Training batches per epoch; more than the loader holds cycles
-                it (a new pass starts), fewer ends the epoch early. None: one full pass.
-            validation_steps: Validation batches per epoch, likewise.
+                it (a new pass starts), fewer ends the epoch early. None: one full pass
+                (``len(train_generator)`` batches when it has a ``len()``; a generator
+                without one is read until it is exhausted, so an endless generator needs
+                ``steps_per_epoch``).
+            validation_steps: Validation batches per epoch, likewise. None: one full pass
+                when the validation generator has a ``len()``; without one,
+                ``steps_per_epoch`` batches (cycling it) when that is set, else until it is
+                exhausted (Poutyne's rules).
             batches_per_step: Batches whose gradients are accumulated into one optimizer step,
                 normalised by their total sample count (equal to one step on the
                 concatenated batch for mean-reduced losses); a trailing partial group is
@@ -225,14 +247,16 @@ class Model:
             callbacks: ``epochal.Callback`` instances.
 
         Returns:
-            The history: one dict per epoch with ``epoch``, ``time`` (seconds), ``loss``, the
-            metrics, ``val_loss`` and ``val_<metric>`` (when validating), and ``lr`` (or
-            ``lr_group_<i>`` for several parameter groups).
+            The history: one dict per epoch with exactly Poutyne's keys: ``epoch``, ``time``
+            (seconds), ``loss``, the metrics, ``val_loss`` and ``val_<metric>`` (when
+            validating). The learning rates are :meth:`learning_rates` (``CSVLogger`` writes
+            them beside each row).
 
         Raises:
             ValueError: No optimizer or loss function.
             ConfigurationError: Non-positive ``epochs``/steps/``batches_per_step``.
-            EmptyLoaderError: A loader yields no batch.
+            EmptyLoaderError: A loader yields no batch (a validation loader whose ``len()`` is
+                0 is found before the first training step).
             ShapeMismatchError: The network output does not fit the loss or a metric.
         """
         if self.optimizer is None:
@@ -250,12 +274,21 @@ class Model:
         if callbacks is not None and not isinstance(callbacks, (list, tuple, CallbackList)):
             raise TypeError(f"callbacks must be a list of Callback; got {type(callbacks).__name__}")
         self.stop_training = False
-        steps = steps_per_epoch if steps_per_epoch is not None else _loader_len(train_generator)
+        train_len = _loader_len(train_generator)
+        steps = steps_per_epoch if steps_per_epoch is not None else train_len
         valid_steps = None
         if valid_generator is not None:
-            valid_steps = (
-                validation_steps if validation_steps is not None else _loader_len(valid_generator)
-            )
+            valid_len = _loader_len(valid_generator)
+            if valid_len == 0 and validation_steps is None:
+                raise EmptyLoaderError(
+                    "The validation loader yielded no batch (len() is 0); found before training "
+                    "started. Expected at least one validation batch: check the validation "
+                    "dataset's length, batch_size and drop_last, or pass no validation data."
+                )
+            # Poutyne's rule: validation_steps, else len(), else steps_per_epoch (cycled).
+            if validation_steps is None and valid_len is None:
+                validation_steps = steps_per_epoch
+            valid_steps = validation_steps if validation_steps is not None else valid_len
         params = {"epochs": epochs, "steps": steps, "valid_steps": valid_steps}
         self.epoch_log_keys = self.log_keys(with_validation=valid_generator is not None)
         self.epoch_complete = True
@@ -285,6 +318,16 @@ class Model:
                 attachment.detach()
         return history
 
+    def _float_dtype(self) -> torch.dtype | None:
+        """The network's floating dtype (of its first floating parameter), or None."""
+        for parameter in self.network.parameters():
+            if parameter.is_floating_point():
+                return parameter.dtype
+        return None
+
+    def _array_dataset(self, *parts: Any, names: tuple[str, ...] = ("x", "y")) -> ArrayDataset:
+        return ArrayDataset(*parts, names=names, float_dtype=self._float_dtype())
+
     def fit(
         self,
         x: Any,
@@ -293,28 +336,61 @@ class Model:
         *,
         batch_size: int = 32,
         epochs: int = 1000,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        batches_per_step: int = 1,
+        initial_epoch: int = 1,
+        verbose: bool = True,
+        progress_options: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Callback] | None = None,
         dataloader_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Any,
     ) -> list[dict[str, Any]]:
         """Train on tensors or NumPy arrays (``x`` may be a tuple of inputs or a dict).
 
-        Shuffles the training examples each epoch. ``validation_data`` is ``(x_val, y_val)``.
-        Other keywords are those of :meth:`fit_generator`.
+        Shuffles the training examples each epoch. Floating inputs and targets are cast once
+        to the network's floating dtype (as Keras does), so NumPy's float64 arrays train a
+        float32 network; integer targets (class indices) are kept.
+
+        Args:
+            x: Inputs: a tensor or NumPy array ``(examples, ...)``, or a tuple/list/dict of
+                them for several inputs.
+            y: Targets, likewise.
+            validation_data: ``(x_val, y_val)``, or None.
+            batch_size: Examples per batch.
+            dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours).
+            epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,
+                verbose, progress_options, callbacks: As :meth:`fit_generator`.
 
         Returns:
             The history, as :meth:`fit_generator`.
+
+        Raises:
+            ConfigurationError: ``validation_data`` is not an ``(x_val, y_val)`` pair (found
+                before any training step).
+            TypeError: ``x`` or ``y`` is a Python list of numbers (the message says what to
+                pass).
         """
         check_positive("batch_size", batch_size, allow_none=False)
-        train = torch.utils.data.DataLoader(
-            ArrayDataset(x, y),
-            **{"batch_size": batch_size, "shuffle": True, **dict(dataloader_kwargs or {})},
-        )
-        valid = None
+        train_dataset = self._array_dataset(x, y)
+        valid_dataset = None
         if validation_data is not None:
-            valid = ordered_loader(
-                ArrayDataset(*validation_data), batch_size, 0, None, dataloader_kwargs
-            )
-        return self.fit_generator(train, valid, epochs=epochs, **kwargs)
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                kind = type(validation_data).__name__
+                size = (f" of length {len(validation_data)}"
+                        if isinstance(validation_data, (tuple, list)) else "")
+                raise ConfigurationError(
+                    f"validation_data must be an (x_val, y_val) pair; got a {kind}{size}. "
+                    "Pass validation_data=(x_val, y_val): validation needs the targets to "
+                    "compute val_loss."
+                )
+            valid_dataset = self._array_dataset(*validation_data, names=("x_val", "y_val"))
+        return self.fit_dataset(
+            train_dataset, valid_dataset, batch_size=batch_size, epochs=epochs,
+            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+            batches_per_step=batches_per_step, initial_epoch=initial_epoch, verbose=verbose,
+            progress_options=progress_options, callbacks=callbacks,
+            dataloader_kwargs=dataloader_kwargs,
+        )
 
     def fit_dataset(
         self,
@@ -323,18 +399,38 @@ class Model:
         *,
         batch_size: int = 32,
         epochs: int = 1000,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        batches_per_step: int = 1,
+        initial_epoch: int = 1,
+        verbose: bool = True,
+        progress_options: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Callback] | None = None,
         num_workers: int = 0,
         collate_fn: Callable[..., Any] | None = None,
         dataloader_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        """Train on datasets of ``(x, y)`` examples (shuffled each epoch for training).
+        """Train on datasets of ``(x, y)`` examples (shuffled each epoch for training;
+        validation keeps the data order).
+
+        Args:
+            train_dataset: Training examples.
+            valid_dataset: Validation examples, or None.
+            batch_size: Examples per batch.
+            num_workers: ``DataLoader`` worker processes.
+            collate_fn: ``DataLoader``'s ``collate_fn``, or None for PyTorch's default.
+            dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours; validation
+                never shuffles).
+            epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,
+                verbose, progress_options, callbacks: As :meth:`fit_generator`.
 
         Returns:
             The history, as :meth:`fit_generator`.
         """
         check_positive("batch_size", batch_size, allow_none=False)
-        base = {"batch_size": batch_size, "num_workers": num_workers, "collate_fn": collate_fn}
+        base: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+        if collate_fn is not None:
+            base["collate_fn"] = collate_fn
         train = torch.utils.data.DataLoader(
             train_dataset, **{**base, "shuffle": True, **dict(dataloader_kwargs or {})}
         )
@@ -343,7 +439,12 @@ class Model:
             valid = ordered_loader(
                 valid_dataset, batch_size, num_workers, collate_fn, dataloader_kwargs
             )
-        return self.fit_generator(train, valid, epochs=epochs, **kwargs)
+        return self.fit_generator(
+            train, valid, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps, batches_per_step=batches_per_step,
+            initial_epoch=initial_epoch, verbose=verbose, progress_options=progress_options,
+            callbacks=callbacks,
+        )
 
     # ------------------------------------------------------------------ evaluation
 
@@ -379,38 +480,6 @@ class Model:
                 attachment.detach()
         return record, [p for p, _ in outputs], [t for _, t in outputs]
 
-    def _evaluate_result(
-        self,
-        record: EpochRecord,
-        preds: list[Any],
-        trues: list[Any],
-        *,
-        return_pred: bool,
-        return_ground_truth: bool,
-        return_dict_format: bool,
-        concatenate_returns: bool,
-    ) -> Any:
-        if return_dict_format:
-            result: Any = record.logs()
-        else:
-            values = [record.metrics[n] for n in self.metrics_names]
-            if not values:
-                result = record.loss
-            elif len(values) == 1:
-                result = (record.loss, values[0])
-            else:
-                result = (record.loss, np.array(values))
-        extra: list[Any] = []
-        if return_pred:
-            extra.append(collect(preds, concatenate_returns))
-        if return_ground_truth:
-            extra.append(collect(trues, concatenate_returns))
-        if not extra:
-            return result
-        if isinstance(result, tuple):
-            return (*result, *extra)
-        return (result, *extra)
-
     def evaluate_generator(
         self,
         generator: Iterable[Any],
@@ -418,22 +487,35 @@ class Model:
         steps: int | None = None,
         return_pred: bool = False,
         return_ground_truth: bool = False,
+        return_dict_format: bool = False,
         concatenate_returns: bool = True,
+        convert_to_numpy: bool = True,
         verbose: bool = True,
         progress_options: Mapping[str, Any] | None = None,
         callbacks: Sequence[Callback] | None = None,
-        return_dict_format: bool = False,
     ) -> Any:
         """Evaluate on batches of ``(x, y)`` without gradients, the network in eval mode.
+
+        Args:
+            generator: Batches of ``(x, y)``.
+            steps: Batches to evaluate (cycling the generator); None: one pass.
+            return_pred: Also return the network's outputs.
+            return_ground_truth: Also return the targets.
+            return_dict_format: Return ``{'time': s, 'test_loss': ..., 'test_<metric>': ...}``
+                instead of the loss and metrics.
+            concatenate_returns: Concatenate the outputs/targets along the batch dimension;
+                else a list with one entry per batch.
+            convert_to_numpy: Outputs/targets as NumPy arrays; else as tensors.
+            verbose: Show the progress display.
+            progress_options: Keywords of ``TqdmProgress``.
+            callbacks: ``epochal.Callback`` instances (``on_test_*`` hooks).
 
         Returns:
             As Poutyne: the loss alone when the model has no metric; else ``(loss, metric)``
             with a float for a single metric or a NumPy array of the metrics in
-            ``metrics_names`` order. With ``return_dict_format``, a dict ``{'test_loss': ...,
-            'test_<metric>': ...}`` instead. ``return_pred`` / ``return_ground_truth`` append
-            the network outputs / targets as NumPy arrays concatenated along the batch
-            dimension (nested outputs keep their structure; a list per batch when
-            ``concatenate_returns=False``).
+            ``metrics_names`` order. With ``return_dict_format``, the dict above.
+            ``return_pred`` / ``return_ground_truth`` append the outputs / targets (nested
+            outputs keep their structure).
 
         Raises:
             EmptyLoaderError: The loader yields no batch.
@@ -446,28 +528,71 @@ class Model:
             collect=return_pred or return_ground_truth, has_ground_truth=True,
             verbose=verbose, callbacks=callbacks, progress_options=progress_options,
         )
-        return self._evaluate_result(
-            record, preds, trues, return_pred=return_pred,
-            return_ground_truth=return_ground_truth, return_dict_format=return_dict_format,
-            concatenate_returns=concatenate_returns,
-        )
+        if return_dict_format:
+            result: tuple[Any, ...] = ({"time": record.duration_s, **record.logs()},)
+        else:
+            result = _loss_and_metrics(record.loss, [record.metrics[n] for n in self.metrics_names])
+        if return_pred:
+            result += (collect(preds, concatenate_returns, convert_to_numpy=convert_to_numpy),)
+        if return_ground_truth:
+            result += (collect(trues, concatenate_returns, convert_to_numpy=convert_to_numpy),)
+        return result[0] if len(result) == 1 else result
 
     def evaluate(
-        self, x: Any, y: Any, *, batch_size: int = 32,
-        dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
+        self,
+        x: Any,
+        y: Any,
+        *,
+        batch_size: int = 32,
+        return_pred: bool = False,
+        return_dict_format: bool = False,
+        convert_to_numpy: bool = True,
+        callbacks: Sequence[Callback] | None = None,
+        verbose: bool = True,
+        progress_options: Mapping[str, Any] | None = None,
+        dataloader_kwargs: Mapping[str, Any] | None = None,
+        return_ground_truth: bool = False,
+        concatenate_returns: bool = True,
     ) -> Any:
-        """Evaluate on tensors or NumPy arrays; keywords as :meth:`evaluate_generator`."""
-        loader = ordered_loader(ArrayDataset(x, y), batch_size, 0, None, dataloader_kwargs)
-        return self.evaluate_generator(loader, **kwargs)
+        """Evaluate on tensors or NumPy arrays (floating ones cast to the network's dtype);
+        other keywords and the return value as :meth:`evaluate_generator`
+        (``return_ground_truth`` and ``concatenate_returns`` are epochal's additions)."""
+        loader = ordered_loader(self._array_dataset(x, y), batch_size, 0, None, dataloader_kwargs)
+        return self.evaluate_generator(
+            loader, return_pred=return_pred, return_dict_format=return_dict_format,
+            return_ground_truth=return_ground_truth, concatenate_returns=concatenate_returns,
+            convert_to_numpy=convert_to_numpy, callbacks=callbacks, verbose=verbose,
+            progress_options=progress_options,
+        )
 
     def evaluate_dataset(
-        self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
-        num_workers: int = 0, collate_fn: Callable[..., Any] | None = None,
-        dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
+        self,
+        dataset: torch.utils.data.Dataset[Any],
+        *,
+        batch_size: int = 32,
+        steps: int | None = None,
+        return_pred: bool = False,
+        return_ground_truth: bool = False,
+        return_dict_format: bool = False,
+        concatenate_returns: bool = True,
+        convert_to_numpy: bool = True,
+        callbacks: Sequence[Callback] | None = None,
+        num_workers: int = 0,
+        collate_fn: Callable[..., Any] | None = None,
+        dataloader_kwargs: Mapping[str, Any] | None = None,
+        verbose: bool = True,
+        progress_options: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Evaluate on a dataset of ``(x, y)``; keywords as :meth:`evaluate_generator`."""
+        """Evaluate on a dataset of ``(x, y)`` (data order kept); ``num_workers``,
+        ``collate_fn`` and ``dataloader_kwargs`` build the ``DataLoader``; the rest as
+        :meth:`evaluate_generator`."""
         loader = ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
-        return self.evaluate_generator(loader, **kwargs)
+        return self.evaluate_generator(
+            loader, steps=steps, return_pred=return_pred,
+            return_ground_truth=return_ground_truth, return_dict_format=return_dict_format,
+            concatenate_returns=concatenate_returns, convert_to_numpy=convert_to_numpy,
+            verbose=verbose, progress_options=progress_options, callbacks=callbacks,
+        )
 
     def predict_generator(
         self,
@@ -477,6 +602,7 @@ class Model:
         has_ground_truth: bool = False,
         return_ground_truth: bool = False,
         concatenate_returns: bool = True,
+        convert_to_numpy: bool = True,
         verbose: bool = True,
         progress_options: Mapping[str, Any] | None = None,
         callbacks: Sequence[Callback] | None = None,
@@ -485,90 +611,150 @@ class Model:
 
         Args:
             generator: Batches of inputs ``x`` (or ``(x, y)`` with ``has_ground_truth``).
+            steps: Batches to run (cycling the generator); None: one pass.
             has_ground_truth: Batches are ``(x, y)`` pairs; ``y`` is ignored unless
                 ``return_ground_truth``.
+            return_ground_truth: Also return the targets; implies ``has_ground_truth``.
+            concatenate_returns: Concatenate along the batch dimension; else one entry per
+                batch.
+            convert_to_numpy: NumPy arrays; else the tensors the network returned.
+            verbose, progress_options, callbacks: As :meth:`evaluate_generator`
+                (``on_predict_*`` hooks).
 
         Returns:
-            The outputs as NumPy arrays concatenated along the batch dimension (nested outputs
-            keep their structure), or a list per batch with ``concatenate_returns=False``;
-            ``(outputs, targets)`` with ``return_ground_truth``.
+            The outputs (nested outputs keep their structure); ``(outputs, targets)`` with
+            ``return_ground_truth``.
         """
-        if return_ground_truth and not has_ground_truth:
-            raise ValueError("return_ground_truth=True needs has_ground_truth=True.")
+        if return_ground_truth:
+            has_ground_truth = True
         record, preds, trues = self._evaluate_pass(
             generator, steps=steps, phase=PassPhase.PREDICT, collect=True,
             has_ground_truth=has_ground_truth, verbose=verbose, callbacks=callbacks,
             progress_options=progress_options,
         )
         del record
-        out = collect(preds, concatenate_returns)
+        out = collect(preds, concatenate_returns, convert_to_numpy=convert_to_numpy)
         if return_ground_truth:
-            return out, collect(trues, concatenate_returns)
+            return out, collect(trues, concatenate_returns, convert_to_numpy=convert_to_numpy)
         return out
 
     def predict(
-        self, x: Any, *, batch_size: int = 32,
-        dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
+        self,
+        x: Any,
+        *,
+        batch_size: int = 32,
+        convert_to_numpy: bool = True,
+        verbose: bool = True,
+        progress_options: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        dataloader_kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Predict on tensors or NumPy arrays; keywords as :meth:`predict_generator`."""
-        loader = ordered_loader(ArrayDataset(x), batch_size, 0, None, dataloader_kwargs)
-        return self.predict_generator(loader, **kwargs)
+        """Predict on tensors or NumPy arrays (floating ones cast to the network's dtype);
+        keywords and the return value as :meth:`predict_generator`."""
+        loader = ordered_loader(
+            self._array_dataset(x, names=("x",)), batch_size, 0, None, dataloader_kwargs
+        )
+        return self.predict_generator(
+            loader, convert_to_numpy=convert_to_numpy, verbose=verbose,
+            progress_options=progress_options, callbacks=callbacks,
+        )
 
     def predict_dataset(
-        self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
-        num_workers: int = 0, collate_fn: Callable[..., Any] | None = None,
-        dataloader_kwargs: Mapping[str, Any] | None = None, **kwargs: Any,
+        self,
+        dataset: torch.utils.data.Dataset[Any],
+        *,
+        batch_size: int = 32,
+        steps: int | None = None,
+        has_ground_truth: bool = False,
+        return_ground_truth: bool = False,
+        concatenate_returns: bool = True,
+        convert_to_numpy: bool = True,
+        num_workers: int = 0,
+        collate_fn: Callable[..., Any] | None = None,
+        verbose: bool = True,
+        progress_options: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        dataloader_kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Predict on a dataset; keywords as :meth:`predict_generator`."""
+        """Predict on a dataset (data order kept); ``num_workers``, ``collate_fn`` and
+        ``dataloader_kwargs`` build the ``DataLoader``; the rest as :meth:`predict_generator`."""
         loader = ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
-        return self.predict_generator(loader, **kwargs)
+        return self.predict_generator(
+            loader, steps=steps, has_ground_truth=has_ground_truth,
+            return_ground_truth=return_ground_truth, concatenate_returns=concatenate_returns,
+            convert_to_numpy=convert_to_numpy, verbose=verbose,
+            progress_options=progress_options, callbacks=callbacks,
+        )
 
     # ------------------------------------------------------------------ single batches
 
-    def _batch_result(
-        self, record: EpochRecord, preds: list[Any], return_pred: bool, return_dict_format: bool
-    ) -> Any:
-        return self._evaluate_result(
-            record, preds, [], return_pred=return_pred, return_ground_truth=False,
-            return_dict_format=return_dict_format, concatenate_returns=True,
-        )
+    def preprocess_input(self, x: Any, y: Any = None) -> Any:
+        """Convert NumPy arrays to tensors and move them to the model's device, as the
+        training loop does before calling the network.
+
+        Returns:
+            ``(x, y)`` when ``y`` is given, else ``x``; ``x`` as a tuple of the network's
+            positional arguments (a single input becomes a 1-tuple), as Poutyne.
+        """
+        x = to_device(x, self.device)
+        x = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+        if y is None:
+            return x
+        return x, to_device(y, self.device)
 
     def train_on_batch(
-        self, x: Any, y: Any, *, return_pred: bool = False, return_dict_format: bool = False
+        self, x: Any, y: Any, *, return_pred: bool = False, return_dict_format: bool = False,
+        convert_to_numpy: bool = True,
     ) -> Any:
         """One optimizer step on one batch.
 
         Returns:
-            Like :meth:`evaluate_generator` on that batch (train-mode values; dict keys have
-            no prefix), plus the predictions with ``return_pred``.
+            As Poutyne: the loss and the *batch* metrics of that batch (train mode): the
+            loss alone without batch metric, ``(loss, metric)`` for one, ``(loss, array)``
+            for several; with ``return_dict_format`` a dict ``{'loss': ..., '<metric>': ...}``
+            (no prefix). ``return_pred`` appends the output (NumPy unless
+            ``convert_to_numpy=False``).
         """
         if self.optimizer is None or self.loss_function is None:
             raise ValueError("train_on_batch needs an optimizer and a loss function.")
-        return self._on_batch(PassPhase.TRAIN, x, y, return_pred, return_dict_format)
+        return self._on_batch(PassPhase.TRAIN, x, y, return_pred, return_dict_format,
+                              convert_to_numpy)
 
     def evaluate_on_batch(
-        self, x: Any, y: Any, *, return_pred: bool = False, return_dict_format: bool = False
+        self, x: Any, y: Any, *, return_pred: bool = False, return_dict_format: bool = False,
+        convert_to_numpy: bool = True,
     ) -> Any:
-        """Loss and metrics on one batch without gradients; returns as
-        :meth:`train_on_batch`."""
+        """Loss and batch metrics on one batch without gradients (eval mode); returns as
+        :meth:`train_on_batch` (dict keys ``loss`` and ``<metric>``, no prefix)."""
         if self.loss_function is None:
             raise ValueError("evaluate_on_batch needs a loss function.")
-        return self._on_batch(PassPhase.TEST, x, y, return_pred, return_dict_format)
+        return self._on_batch(PassPhase.TEST, x, y, return_pred, return_dict_format,
+                              convert_to_numpy)
 
     def _on_batch(
-        self, phase: PassPhase, x: Any, y: Any, return_pred: bool, return_dict_format: bool
+        self, phase: PassPhase, x: Any, y: Any, return_pred: bool, return_dict_format: bool,
+        convert_to_numpy: bool,
     ) -> Any:
         outputs: list[tuple[Any, Any]] = []
         *_, record = run_epoch(
             self._setup(), [(x, y)], phase=phase, epoch=0, clock=self.clock, outputs=outputs,
         )
         assert isinstance(record, EpochRecord)
-        preds = [p for p, _ in outputs]
-        return self._batch_result(record, preds, return_pred, return_dict_format)
+        names = self.batch_metrics_names
+        if return_dict_format:
+            result: tuple[Any, ...] = (
+                {"loss": record.loss, **{n: record.metrics[n] for n in names}},
+            )
+        else:
+            result = _loss_and_metrics(record.loss, [record.metrics[n] for n in names])
+        if return_pred:
+            pred = outputs[0][0]
+            result += (to_numpy(pred) if convert_to_numpy else pred,)
+        return result[0] if len(result) == 1 else result
 
-    def predict_on_batch(self, x: Any) -> Any:
-        """Network output for one batch of inputs, as NumPy arrays (eval mode, no
-        gradients)."""
+    def predict_on_batch(self, x: Any, *, convert_to_numpy: bool = True) -> Any:
+        """Network output for one batch of inputs (eval mode, no gradients), as NumPy
+        arrays unless ``convert_to_numpy=False``."""
         outputs: list[tuple[Any, Any]] = []
         list(
             run_epoch(
@@ -576,7 +762,8 @@ class Model:
                 clock=self.clock, has_ground_truth=False, outputs=outputs,
             )
         )
-        return to_numpy(outputs[0][0])
+        pred = outputs[0][0]
+        return to_numpy(pred) if convert_to_numpy else pred
 
     # ------------------------------------------------------------------ weights and devices
 
@@ -591,14 +778,38 @@ class Model:
     def set_weights(self, weights: Mapping[str, torch.Tensor], strict: bool = True) -> Any:
         """Load ``weights`` (a ``state_dict``) into the network.
 
+        With ``strict=False``, the keys that did not match are reported in a
+        ``UserWarning`` naming the missing and the unexpected keys.
+
         Returns:
             ``torch.nn.modules.module._IncompatibleKeys`` with ``missing_keys`` and
             ``unexpected_keys`` (both empty when ``strict``).
 
         Raises:
             RuntimeError: ``strict`` and the keys or shapes differ (PyTorch's message).
+            CheckpointError: ``strict=False`` and no key of ``weights`` matches a key of the
+                network (the weights belong to another network); nothing is loaded. The
+                message names both key sets.
         """
-        return self.network.load_state_dict(weights, strict=strict)
+        if not strict:
+            own = set(self.network.state_dict())
+            given = list(weights)
+            if given and own and not own.intersection(given):
+                raise CheckpointError(
+                    "set_weights(strict=False): none of the weights' keys matches the "
+                    f"network's; nothing was loaded. Weights' keys: {_some(given)}. Network's "
+                    f"keys: {_some(sorted(own))}. Load weights saved from this network, or "
+                    "rename the keys (e.g. strip a 'module.' prefix) first."
+                )
+        result = self.network.load_state_dict(weights, strict=strict)
+        if not strict and (result.missing_keys or result.unexpected_keys):
+            warnings.warn(
+                f"Weights loaded with strict=False: missing keys (kept as they were): "
+                f"{_some(result.missing_keys) or 'none'}; unexpected keys (ignored): "
+                f"{_some(result.unexpected_keys) or 'none'}.",
+                stacklevel=2,
+            )
+        return result
 
     def save_weights(self, f: PathOrFile, *, storage_options: Mapping[str, Any] | None = None) -> None:
         """Save the network's weights with ``torch.save`` to a path, any fsspec URL
@@ -618,11 +829,20 @@ class Model:
             ``missing_keys`` / ``unexpected_keys``, as :meth:`set_weights`.
 
         Raises:
+            FileNotFoundError: No file at ``f``; the message names it.
             CheckpointError: The file is not a weights checkpoint or holds code to run.
         """
         from epochal._io import load_torch
 
-        return self.set_weights(load_torch(f, storage_options=storage_options), strict=strict)
+        try:
+            weights = load_torch(f, storage_options=storage_options)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"load_weights: no weights file at {f!r}. Pass the path or URL of a file "
+                "written by Model.save_weights (or torch.save of a state_dict), e.g. a "
+                "ModelCheckpoint's filename with its {epoch} filled in."
+            ) from exc
+        return self.set_weights(weights, strict=strict)
 
     def save_optimizer_state(
         self, f: PathOrFile, *, storage_options: Mapping[str, Any] | None = None

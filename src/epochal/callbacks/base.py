@@ -222,6 +222,14 @@ _BATCH_BEGIN = {p: f"on_{p.value}_batch_begin" for p in PassPhase}
 _BATCH_END = {p: f"on_{p.value}_batch_end" for p in PassPhase}
 
 
+def _pass_end_logs(record: EpochRecord) -> dict[str, Any]:
+    """Poutyne's logs of ``on_valid_end``/``on_test_end``: ``time`` then the prefixed loss and
+    metrics; ``on_predict_end`` gets ``time`` alone."""
+    if record.phase is PassPhase.PREDICT:
+        return {"time": record.duration_s}
+    return {"time": record.duration_s, **record.logs()}
+
+
 class CallbackBusAdapter:
     """Subscribes a Poutyne-style callback's overridden hooks to the bus (``Attachable``).
 
@@ -259,7 +267,8 @@ class CallbackBusAdapter:
             sub(PhaseBegin, lambda r: getattr(cb, begin[r.phase])({}) if r.phase in begin else None)
         end = {p: h for p, h in _END_HOOK.items() if h in wanted}
         if end:
-            sub(EpochRecord, lambda r: getattr(cb, end[r.phase])(r.logs()) if r.phase in end else None)
+            sub(EpochRecord, lambda r: getattr(cb, end[r.phase])(_pass_end_logs(r))
+                if r.phase in end else None)
         batch_begin = {p: h for p, h in _BATCH_BEGIN.items() if h in wanted}
         if batch_begin:
             sub(

@@ -119,17 +119,23 @@ class StepRecord:
     )
     duration_s: float
 
-    def logs(self) -> dict[str, float]:
-        """Poutyne's batch logs: ``batch``, ``size``, ``time``, ``loss`` and each metric, as
-        Python floats (a host sync per call on an accelerator; call it sparingly)."""
-        out: dict[str, float] = {
-            "batch": float(self.step),
-            "size": float(self.batch_size),
+    def logs(self) -> dict[str, Any]:
+        """Poutyne's batch logs: ``batch`` and ``size`` (ints), ``time``, the loss and each
+        metric with the phase prefix (``loss``/``acc`` in training, ``val_loss``/``val_acc``
+        in validation, ``test_loss``/``test_acc`` in a test pass); a prediction's logs are
+        ``batch`` and ``time`` alone. Values are Python floats (a host sync per call on an
+        accelerator; call it sparingly)."""
+        if self.phase is PassPhase.PREDICT:
+            return {"batch": self.step, "time": self.duration_s}
+        prefix = self.phase.prefix
+        out: dict[str, Any] = {
+            "batch": self.step,
+            "size": self.batch_size,
             "time": self.duration_s,
-            "loss": to_float(self.loss),
+            f"{prefix}loss": to_float(self.loss),
         }
         for key, value in self.metrics.items():
-            out[key] = to_float(value)
+            out[f"{prefix}{key}"] = to_float(value)
         return out
 
 
