@@ -8,6 +8,7 @@ loaders and shapes return values around it; the distributed layer plugs in here.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -174,7 +175,9 @@ class TrainingDriver:
         Publishes ``TrainBegin``, then per epoch ``EpochBegin``, the passes' records and
         ``EpochEnd``, then ``TrainEnd``. A stop request (``context.stop_training`` set, or a
         ``StopTraining`` directive) ends the current training pass after its step and the
-        training after the epoch.
+        training after the epoch. The first epoch whose training loss is non-finite gets one
+        ``RuntimeWarning`` naming the epoch and the batch (found from the values copied to
+        the host once per epoch; no host sync per step).
 
         Args:
             train_setup: Setup of the training passes.
@@ -196,6 +199,7 @@ class TrainingDriver:
         context = self.context
         history: list[dict[str, Any]] = []
         last_epoch = initial_epoch - 1
+        warned_nonfinite = False
         self.publish(TrainBegin(params=params, initial_epoch=initial_epoch, log_keys=log_keys))
         for epoch in range(initial_epoch, epochs + 1):
             if context.stop_training:
@@ -208,6 +212,16 @@ class TrainingDriver:
                 phase=PassPhase.TRAIN,
                 epoch=epoch,
             )
+            if train_record.first_nonfinite_step is not None and not warned_nonfinite:
+                warned_nonfinite = True
+                warnings.warn(
+                    f"The training loss became non-finite (nan or inf) in epoch {epoch}, first "
+                    f"at batch {train_record.first_nonfinite_step}; the steps after it trained "
+                    "on non-finite gradients. Add epochal.TerminateOnNaN() to the callbacks to "
+                    "stop at the first such batch, and check the learning rate and the inputs.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
             valid_record = None
             if valid_generator is not None and train_record.complete:
                 valid_record = self.run_pass(

@@ -236,7 +236,7 @@ class TestFit:
             "backward_end", "batch_end", "valid_begin", "valid_end", "epoch_end", "train_end",
         ]
         assert calls[4][2] == ["acc", "batch", "loss", "size", "time"]
-        assert calls[9][1] == ["val_acc", "val_loss"]
+        assert calls[9][1] == ["time", "val_acc", "val_loss"]
 
 
 class TestAccumulation:

@@ -12,6 +12,7 @@ float64 (as Python floats are), so a last batch of 10 among batches of 256 weigh
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -24,7 +25,10 @@ from epochal.core.metrics import BatchMetric, EpochMetricState
 from epochal.core.records import EpochRecord, PassPhase, StepRecord
 from epochal.exceptions import ShapeMismatchError
 
-__all__ = ["EpochSetup", "PassHooks", "compute_loss", "eval_step", "run_epoch", "train_step"]
+__all__ = [
+    "EpochSetup", "PassHooks", "compute_loss", "eval_step", "expected_input", "run_epoch",
+    "train_step",
+]
 
 _NO_LOSS = float("nan")
 
@@ -39,6 +43,63 @@ def _shape_of(obj: Any) -> str:
     return type(obj).__name__
 
 
+def _describe(obj: Any) -> str:
+    """Shapes and dtypes of the tensors in ``obj``: ``(8, 5) float32``, nested as given."""
+    if isinstance(obj, torch.Tensor):
+        return f"{tuple(obj.shape)} {str(obj.dtype).removeprefix('torch.')}"
+    if isinstance(obj, (tuple, list)):
+        return "(" + ", ".join(_describe(o) for o in obj) + ")"
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in obj.items()) + "}"
+    return type(obj).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message without its trailing period (it is embedded in a sentence)."""
+    return str(exc).strip().rstrip(".")
+
+
+def expected_input(network: torch.nn.Module) -> str | None:
+    """What the network's first layer expects, when it can be read: the ``in_features`` of a
+    first ``Linear`` or the ``in_channels`` of a first convolution; else None."""
+    for module in network.modules():
+        if isinstance(module, torch.nn.Linear) and module.in_features > 0:
+            return (f"first layer ({type(module).__name__}) expects inputs whose last "
+                    f"dimension is {module.in_features}, of dtype "
+                    f"{str(module.weight.dtype).removeprefix('torch.')}")
+        if isinstance(module, torch.nn.modules.conv._ConvNd) and module.in_channels > 0:
+            return (f"first layer ({type(module).__name__}) expects "
+                    f"{module.in_channels} input channels (dimension 1), of dtype "
+                    f"{str(module.weight.dtype).removeprefix('torch.')}")
+    return None
+
+
+class _NetworkRejected(ShapeMismatchError):
+    """The network's forward raised on a batch (re-raised by :func:`run_epoch` with the
+    phase and the batch index)."""
+
+
+def _in_batch(exc: _NetworkRejected, phase: PassPhase, epoch: int, step: int) -> ShapeMismatchError:
+    where = f"epoch {epoch}, " if epoch else ""
+    return ShapeMismatchError(f"In the {phase.value} pass ({where}batch {step}), {exc}")
+
+
+def _call_network(network: torch.nn.Module, x: Any) -> Any:
+    try:
+        return forward(network, x)
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        expected = expected_input(network)
+        raise _NetworkRejected(
+            f"the network {type(network).__name__} rejected the input of shape and dtype "
+            f"{_describe(x)}: {_reason(exc)}. "
+            + (f"The network's {expected}. " if expected else "")
+            + "Check the input's shape (batch dimension first), dtype and the network's first "
+            "layer."
+        ) from exc
+
+
 def compute_loss(loss_function: Callable[..., Any], y_pred: Any, y_true: Any) -> torch.Tensor:
     """``loss_function(y_pred, y_true)``, with a shape error turned into a clear message.
 
@@ -51,7 +112,8 @@ def compute_loss(loss_function: Callable[..., Any], y_pred: Any, y_true: Any) ->
         raise ShapeMismatchError(
             f"The loss function {getattr(loss_function, '__name__', type(loss_function).__name__)}"
             f" rejected the network output of shape {_shape_of(y_pred)} against the target of "
-            f"shape {_shape_of(y_true)}: {exc}. Check the network's last layer and the targets."
+            f"shape {_shape_of(y_true)}: {_reason(exc)}. Check the network's last layer and the "
+            "targets."
         ) from exc
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         shape = _shape_of(loss)
@@ -118,7 +180,7 @@ def train_step(
     if not torch.is_grad_enabled():  # e.g. called under the caller's torch.no_grad()
         with torch.enable_grad():
             return train_step(setup, x, y, loss_scale=loss_scale)
-    y_pred = forward(setup.network, x)
+    y_pred = _call_network(setup.network, x)
     loss = compute_loss(setup.loss_function, y_pred, y)
     if loss_scale is None:
         loss.backward()  # type: ignore[no-untyped-call]
@@ -143,7 +205,7 @@ def eval_step(
         ``y`` is None (prediction).
     """
     with torch.no_grad():
-        y_pred = forward(setup.network, x)
+        y_pred = _call_network(setup.network, x)
         if y is None or setup.loss_function is None:
             return _NO_LOSS, (), y_pred
         loss = compute_loss(setup.loss_function, y_pred, y)
@@ -300,9 +362,12 @@ def run_epoch(
             assert optimizer is not None
             if not group_batches:
                 optimizer.zero_grad()
-            train_loss, values, y_pred = train_step(
-                setup, x, y, loss_scale=float(size) if accumulate else None
-            )
+            try:
+                train_loss, values, y_pred = train_step(
+                    setup, x, y, loss_scale=float(size) if accumulate else None
+                )
+            except _NetworkRejected as exc:
+                raise _in_batch(exc, phase, epoch, step) from exc.__cause__
             group_batches.append(size)
             if len(group_batches) == group:
                 _optimizer_step(
@@ -314,7 +379,10 @@ def run_epoch(
             step_global = global_step
             loss: torch.Tensor | float = train_loss
         else:
-            eval_loss, values, y_pred = eval_step(setup, x, y)
+            try:
+                eval_loss, values, y_pred = eval_step(setup, x, y)
+            except _NetworkRejected as exc:
+                raise _in_batch(exc, phase, epoch, step) from exc.__cause__
             step_global = step
             loss = eval_loss
         if outputs is not None:
@@ -342,8 +410,11 @@ def run_epoch(
         _optimizer_step(optimizer, params, group_batches, accumulate, before_optimizer_step, step)
     has_values = accumulator.samples > 0
     means: dict[str, float] = {}
+    first_nonfinite: int | None = None
     if has_values:
         means = dict(zip(("loss", *names), accumulator.means()))  # one host sync per pass
+        if not math.isfinite(means["loss"]):
+            first_nonfinite = accumulator.first_nonfinite_loss()
     epoch_values = _epoch_metric_values(setup) if has_values else {}
     metrics: dict[str, float] = {name: means[name] for name in names if name in means}
     metrics.update(epoch_values)
@@ -356,6 +427,7 @@ def run_epoch(
         metrics=metrics,
         duration_s=clock() - pass_start,
         complete=complete,
+        first_nonfinite_step=first_nonfinite,
     )
 
 
@@ -399,6 +471,7 @@ class _PassAccumulator:
     def means(self) -> list[float]:
         self._flush()
         columns = torch.stack([torch.cat(chunks) for chunks in self.chunks]).tolist()
+        self.losses: list[float] = columns[0]
         means = []
         for column in columns:
             total = 0.0
@@ -406,6 +479,14 @@ class _PassAccumulator:
                 total += value * size
             means.append(total / self.samples)
         return means
+
+
+    def first_nonfinite_loss(self) -> int | None:
+        """1-based index of the first batch whose loss is nan or inf (after :meth:`means`)."""
+        for i, value in enumerate(getattr(self, "losses", ()), 1):
+            if not math.isfinite(value):
+                return i
+        return None
 
 
 def _optimizer_step(

@@ -155,6 +155,9 @@ class EpochRecord:
             the pass), by log name, as floats.
         duration_s: Wall time of the pass, seconds, from the injected clock.
         complete: False when a stop request ended the pass before its last batch.
+        first_nonfinite_step: 1-based index of the first batch whose loss was nan or inf,
+            found once at the end of the pass (no host sync per step); None when the pass
+            loss is finite.
     """
 
     phase: PassPhase
@@ -165,6 +168,7 @@ class EpochRecord:
     metrics: Mapping[str, float] = attrs.field(factory=dict, converter=frozen_mapping)
     duration_s: float
     complete: bool = True
+    first_nonfinite_step: int | None = None
 
     def logs(self) -> dict[str, float]:
         """Logs of this pass with the phase prefix: ``loss``, ``acc`` for training;
