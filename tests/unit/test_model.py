@@ -517,3 +517,239 @@ class TestReviewRegressions:
         with torch.no_grad():
             model.fit_generator(_batches(x, y, 8), epochs=1, verbose=False)
         assert not torch.equal(before, model.get_weight_copies()["weight"])
+
+
+class _Counting(Callback):
+    """Counts training batches that ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch_number, logs):
+        self.batches += 1
+
+
+class _BatchLogs(Callback):
+    def __init__(self):
+        super().__init__()
+        self.logs: dict[str, list] = {}
+
+    def _keep(self, name, logs):
+        self.logs.setdefault(name, []).append(logs)
+
+    def on_train_batch_end(self, batch_number, logs):
+        self._keep("train", logs)
+
+    def on_valid_batch_end(self, batch_number, logs):
+        self._keep("valid", logs)
+
+    def on_test_batch_end(self, batch_number, logs):
+        self._keep("test", logs)
+
+
+class TestPoutyneBehaviour:
+    def test_batch_logs_carry_phase_prefixes_and_int_counts(self):
+        """Validation and test batch logs use val_/test_ keys; batch and size are ints."""
+        x, y = _data(16)
+        spy = _BatchLogs()
+        model = _model()
+        model.fit_generator(_batches(x, y, 8), _batches(x, y, 8), epochs=1, verbose=False,
+                            callbacks=[spy])
+        model.evaluate_generator(_batches(x, y, 8), verbose=False, callbacks=[spy])
+        assert set(spy.logs["train"][0]) == {"batch", "size", "time", "loss", "acc"}
+        assert set(spy.logs["valid"][0]) == {"batch", "size", "time", "val_loss", "val_acc"}
+        assert set(spy.logs["test"][0]) == {"batch", "size", "time", "test_loss", "test_acc"}
+        assert type(spy.logs["valid"][1]["batch"]) is int and spy.logs["valid"][1]["size"] == 8
+
+    def test_epoch_log_keys_hold_no_lr(self):
+        """epoch_log_keys and every history row hold Poutyne's keys only; lrs stay readable."""
+        x, y = _data(16)
+        model = _model()
+        history = model.fit_generator(_batches(x, y, 8), epochs=1, verbose=False)
+        assert model.epoch_log_keys == ("epoch", "time", "loss", "acc") == tuple(history[0])
+        assert model.learning_rates() == {"lr": 0.1}
+
+    def test_on_batch_results_use_batch_metrics_and_plain_keys(self):
+        """*_on_batch return loss and batch metrics only; dict keys have no prefix."""
+        x, y = _data(8)
+        model = _model(epoch_metrics=["f1"])
+        logs = model.evaluate_on_batch(x, y, return_dict_format=True)
+        assert set(logs) == {"loss", "acc"}
+        loss, acc = model.train_on_batch(x, y)
+        assert isinstance(loss, float) and isinstance(acc, float)
+        loss, acc, pred = model.evaluate_on_batch(x, y, return_pred=True, convert_to_numpy=False)
+        assert isinstance(pred, torch.Tensor) and pred.shape == (8, 3)
+
+    def test_convert_to_numpy_false_keeps_tensors(self):
+        """predict/evaluate with convert_to_numpy=False return tensors, concatenated."""
+        x, y = _data(20)
+        model = _model()
+        pred = model.predict(x, batch_size=6, verbose=False, convert_to_numpy=False)
+        assert isinstance(pred, torch.Tensor) and pred.shape == (20, 3)
+        *_, true = model.evaluate_generator(_batches(x, y, 6), verbose=False,
+                                            return_ground_truth=True, convert_to_numpy=False)
+        assert torch.equal(true, y)
+        assert isinstance(model.predict_on_batch(x, convert_to_numpy=False), torch.Tensor)
+
+    def test_return_ground_truth_implies_has_ground_truth(self):
+        """predict_generator(return_ground_truth=True) reads (x, y) batches without the flag."""
+        x, y = _data(12)
+        pred, true = _model().predict_generator(_batches(x, y, 5), return_ground_truth=True,
+                                                verbose=False)
+        assert pred.shape == (12, 3) and np.array_equal(true, y.numpy())
+
+    def test_set_model_is_called_before_set_params(self):
+        """Callbacks receive the model before the params, as in Poutyne."""
+        order = []
+
+        class Spy(Callback):
+            def set_model(self, model):
+                order.append("model")
+                super().set_model(model)
+
+            def set_params(self, params):
+                order.append("params")
+                super().set_params(params)
+
+        x, y = _data(8)
+        _model().fit_generator(_batches(x, y, 8), epochs=1, verbose=False, callbacks=[Spy()])
+        assert order == ["model", "params"]
+
+    def test_validation_generator_without_len_uses_steps_per_epoch(self):
+        """A validation generator without len() runs steps_per_epoch batches, cycled."""
+        x, y = _data(16)
+        seen = []
+
+        class Endless:
+            def __iter__(self):
+                for batch in _batches(x, y, 8):
+                    seen.append(1)
+                    yield batch
+
+        spy = _BatchLogs()
+        model = _model()
+        model.fit_generator(_batches(x, y, 8) * 3, Endless(), epochs=1, steps_per_epoch=3,
+                            verbose=False, callbacks=[spy])
+        assert len(spy.logs["valid"]) == 3 and len(seen) == 3
+
+    def test_generator_without_len_and_count_runs_until_exhausted(self):
+        """Without a count, a generator without len() is read until it is exhausted."""
+        x, y = _data(24)
+        counting = _Counting()
+        _model().fit_generator((b for b in _batches(x, y, 8)), epochs=1, verbose=False,
+                               callbacks=[counting])
+        assert counting.batches == 3
+
+    def test_signatures_cover_poutyne_keywords(self):
+        """Every keyword of poutyne.Model's public methods exists on epochal.Model with the
+        same default (cpu/cuda's *args aside)."""
+        import inspect
+
+        poutyne = pytest.importorskip("poutyne")
+        missing = []
+        for name in dir(poutyne.Model):
+            if name.startswith("_") or name in ("cpu", "cuda"):
+                continue
+            theirs = getattr(poutyne.Model, name)
+            if not callable(theirs):
+                continue
+            ours = getattr(Model, name, None)
+            if ours is None:
+                missing.append(name)
+                continue
+            params = inspect.signature(ours).parameters
+            for key, value in inspect.signature(theirs).parameters.items():
+                if key not in params or params[key].default != value.default:
+                    missing.append(f"{name}({key})")
+        assert missing == []
+
+    def test_non_strict_weights_warn_with_both_key_sets(self):
+        """set_weights(strict=False) warns naming missing and unexpected keys; no match at
+        all is a CheckpointError naming both key sets, and nothing is loaded."""
+        from epochal.exceptions import CheckpointError
+
+        model = Model(nn.Linear(2, 2), None, None)
+        before = model.get_weight_copies()
+        with pytest.warns(UserWarning, match=r"missing keys .*bias.*unexpected keys .*extra"):
+            model.set_weights({"weight": torch.zeros(2, 2), "extra": torch.ones(1)},
+                              strict=False)
+        assert torch.equal(model.network.weight, torch.zeros(2, 2))
+        with pytest.raises(CheckpointError, match=r"module\.weight.*Network's keys: .*bias"):
+            model.set_weights({"module.weight": torch.ones(2, 2)}, strict=False)
+        assert torch.equal(model.network.bias, before["bias"])
+
+    def test_load_weights_of_missing_file_names_it(self, tmp_path):
+        """load_weights of a missing file names the file and says what to pass."""
+        path = tmp_path / "nothing.ckpt"
+        with pytest.raises(FileNotFoundError, match=r"nothing\.ckpt.*save_weights") as info:
+            Model(nn.Linear(2, 2), None, None).load_weights(str(path))
+        assert "names()" not in str(info.value)
+
+
+class TestFailFast:
+    def test_empty_validation_loader_fails_before_training(self):
+        """An empty validation loader is an EmptyLoaderError before any training step."""
+        x, y = _data(16)
+        counting = _Counting()
+        model = _model()
+        weights = model.get_weight_copies()
+        with pytest.raises(EmptyLoaderError, match="validation loader yielded no batch") as info:
+            model.fit_generator(_batches(x, y, 8), [], epochs=1, verbose=False,
+                                callbacks=[counting])
+        assert "before training" in str(info.value) and "batch_size" in str(info.value)
+        assert counting.batches == 0
+        assert torch.equal(model.network.weight, weights["weight"])
+
+    def test_validation_data_without_targets_fails_before_training(self):
+        """fit(validation_data=x_val) is a ConfigurationError naming validation_data and the
+        expected (x_val, y_val) pair, before any step."""
+        x, y = _data(16)
+        counting = _Counting()
+        with pytest.raises(ConfigurationError, match=r"validation_data must be an \(x_val, y_val\)"):
+            _model().fit(x, y, validation_data=x, epochs=1, verbose=False, callbacks=[counting])
+        assert counting.batches == 0
+
+    def test_network_rejecting_the_input_names_phase_batch_shapes_and_expected(self):
+        """A forward error is a ShapeMismatchError with phase, batch, shapes, dtypes and the
+        first layer's expected input, chained to PyTorch's error."""
+        x, y = _data(16, features=5)
+        model = _model()
+        with pytest.raises(ShapeMismatchError) as info:
+            model.fit_generator(_batches(x, y, 8), epochs=1, verbose=False)
+        message = str(info.value)
+        assert "train pass (epoch 1, batch 1)" in message
+        assert "(8, 5) float32" in message and "last dimension is 4" in message
+        assert isinstance(info.value.__cause__, RuntimeError)
+        with pytest.raises(ShapeMismatchError, match=r"test pass \(batch 1\)"):
+            model.evaluate(x, y, verbose=False)
+
+    def test_float64_numpy_inputs_train_a_float32_network(self):
+        """fit on float64 NumPy arrays casts them to the network's float32 and trains."""
+        x, y = _data(16)
+        history = _model().fit(x.double().numpy(), y.numpy(), validation_data=(
+            x.double().numpy(), y.numpy()), epochs=1, batch_size=8, verbose=False)
+        assert math.isfinite(history[0]["val_loss"])
+
+    def test_python_lists_get_a_message_saying_what_to_pass(self):
+        """A Python list of numbers is a TypeError saying to pass an array, before any step."""
+        with pytest.raises(TypeError, match=r"x is a Python list of numbers.*np\.asarray"):
+            _model().fit([[0.0] * 4] * 8, [0] * 8, epochs=1, verbose=False)
+
+    def test_non_finite_loss_warns_once_naming_epoch_and_batch(self):
+        """A nan loss warns once, at the end of the first epoch it appears in, naming the epoch,
+        the first non-finite batch and TerminateOnNaN."""
+        x, y = _data(24)
+        x[9] = float("nan")  # second batch of 8
+        with pytest.warns(RuntimeWarning) as record:
+            _model().fit_generator(_batches(x, y, 8), epochs=2, verbose=False)
+        messages = [str(w.message) for w in record if "non-finite" in str(w.message)]
+        assert len(messages) == 1
+        assert "epoch 1, first at batch 2" in messages[0] and "TerminateOnNaN" in messages[0]
+
+    def test_loss_error_has_no_doubled_period(self):
+        """A target out of bounds reads 'out of bounds. Check', not '..'."""
+        x, y = _data(8)
+        with pytest.raises(ShapeMismatchError) as info:
+            _model().fit(x, torch.full((8,), 3), epochs=1, verbose=False)
+        assert ".." not in str(info.value) and "out of bounds" in str(info.value)
