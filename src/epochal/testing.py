@@ -161,8 +161,23 @@ class FakeTrainingContext:
                               *(f"val_{n}" for n in names))
         self.epoch_log_keys: tuple[str, ...] = tuple(epoch_log_keys)
         self.epoch_complete = True
+        self.global_step = 0
         self.lrs: dict[str, float] = dict(lrs or {})
+        self.weights: dict[str, torch.Tensor] = {}
 
     def learning_rates(self) -> dict[str, float]:
         """A copy of ``lrs``."""
         return dict(self.lrs)
+
+    def get_weight_copies(self) -> dict[str, torch.Tensor]:
+        """Copies of the network's weights (of ``weights`` when there is no network)."""
+        if self.network is None:
+            return {k: v.clone() for k, v in self.weights.items()}
+        return {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
+
+    def set_weights(self, weights: Mapping[str, torch.Tensor], strict: bool = True) -> Any:
+        """Load into the network, or keep in ``weights`` when there is none."""
+        if self.network is None:
+            self.weights = dict(weights)
+            return None
+        return self.network.load_state_dict(weights, strict=strict)

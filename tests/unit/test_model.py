@@ -749,7 +749,7 @@ class TestFailFast:
 
     def test_loss_error_has_no_doubled_period(self):
         """A target out of bounds reads 'out of bounds. Check', not '..'."""
-        x, y = _data(8)
+        x, _y = _data(8)
         with pytest.raises(ShapeMismatchError) as info:
             _model().fit(x, torch.full((8,), 3), epochs=1, verbose=False)
         assert ".." not in str(info.value) and "out of bounds" in str(info.value)
