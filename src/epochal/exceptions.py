@@ -11,6 +11,7 @@ __all__ = [
     "EmptyLoaderError",
     "EpochalError",
     "MonitorKeyError",
+    "NetworkInputError",
     "ResumeError",
     "ShapeMismatchError",
 ]
@@ -45,3 +46,11 @@ class CheckpointError(EpochalError, ValueError):
 
 class ResumeError(EpochalError, RuntimeError):
     """A working directory's state cannot be resumed as asked."""
+
+
+class NetworkInputError(ShapeMismatchError, RuntimeError):
+    """The network's forward rejected a batch (shapes or dtypes it cannot take).
+
+    A ``ShapeMismatchError`` that is also a ``RuntimeError``, like the PyTorch error it is
+    chained to, so code that caught PyTorch's error still catches it.
+    """

@@ -721,6 +721,7 @@ class TestFailFast:
         assert "train pass (epoch 1, batch 1)" in message
         assert "(8, 5) float32" in message and "last dimension is 4" in message
         assert isinstance(info.value.__cause__, RuntimeError)
+        assert isinstance(info.value, RuntimeError)  # code catching PyTorch's error still does
         with pytest.raises(ShapeMismatchError, match=r"test pass \(batch 1\)"):
             model.evaluate(x, y, verbose=False)
 

@@ -23,7 +23,7 @@ import torch
 from epochal.core.batches import forward, infer_batch_size, split_batch, to_device
 from epochal.core.metrics import BatchMetric, EpochMetricState
 from epochal.core.records import EpochRecord, PassPhase, StepRecord
-from epochal.exceptions import ShapeMismatchError
+from epochal.exceptions import NetworkInputError, ShapeMismatchError
 
 __all__ = [
     "EpochSetup", "PassHooks", "compute_loss", "eval_step", "expected_input", "run_epoch",
@@ -74,14 +74,14 @@ def expected_input(network: torch.nn.Module) -> str | None:
     return None
 
 
-class _NetworkRejected(ShapeMismatchError):
+class _NetworkRejected(NetworkInputError):
     """The network's forward raised on a batch (re-raised by :func:`run_epoch` with the
     phase and the batch index)."""
 
 
-def _in_batch(exc: _NetworkRejected, phase: PassPhase, epoch: int, step: int) -> ShapeMismatchError:
+def _in_batch(exc: _NetworkRejected, phase: PassPhase, epoch: int, step: int) -> NetworkInputError:
     where = f"epoch {epoch}, " if epoch else ""
-    return ShapeMismatchError(f"In the {phase.value} pass ({where}batch {step}), {exc}")
+    return NetworkInputError(f"In the {phase.value} pass ({where}batch {step}), {exc}")
 
 
 def _call_network(network: torch.nn.Module, x: Any) -> Any:
@@ -303,7 +303,10 @@ def run_epoch(
         ``EpochRecord``.
 
     Raises:
-        ShapeMismatchError: The network, the loss or a metric rejects the batch's shapes.
+        NetworkInputError: The network's forward rejected a batch; the message gives the
+            phase, the batch, the input's shapes and dtypes and the first layer's expected
+            input (a ``ShapeMismatchError`` and a ``RuntimeError``, chained to the original).
+        ShapeMismatchError: The loss or a metric rejects the batch's shapes.
         ValueError: Training without an optimizer or a loss function.
     """
     before_step: Callable[[int], None] | None = None
