@@ -8,8 +8,8 @@ from torch import nn
 
 from epochal.core.metrics import (
     BUILTIN_REGISTRY,
-    DecomposableMetric,
     F1,
+    DecomposableMetric,
     FBeta,
     Metric,
     TopKAccuracy,
