@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -101,3 +103,34 @@ def test_modules_and_classes() -> None:
     assert resolve_metrics([nn.CrossEntropyLoss()], None).batch_names == ("cross_entropy_loss",)
     with pytest.raises(TypeError, match="instance"):
         resolve_metrics(None, [F1])
+
+
+def test_log_names_equal_poutyne_1_19() -> None:
+    """For the same specs, epochal's Model logs the metric names Poutyne 1.19 logs."""
+    poutyne = pytest.importorskip("poutyne")
+    import epochal
+
+    def specs(lib: object) -> tuple[list[object], list[object]]:
+        def get(name: str) -> Any:
+            return getattr(lib, name)
+
+        batch = [
+            "acc", "accuracy", "bin_acc", "binary_accuracy", "top1", "top5", "top20_acc",
+            "mse", "bce", "cross_entropy", "MSELoss", get("F1")(average="micro"),
+            ("x", get("acc")), get("TopKAccuracy")(3), get("Accuracy")(),
+        ]
+        epoch = [
+            "f1", "bin_f1", "binary_precision", "bin_recall", "precision", "recall",
+            get("FBeta")(), get("FBeta")(metric="recall", average=2),
+            get("FBeta")(metric="fscore", average="binary", pos_label=0), "acc",
+        ]
+        return batch, epoch
+
+    net = nn.Linear(2, 3)
+    ours = epochal.Model(
+        net, "sgd", "cross_entropy", batch_metrics=specs(epochal)[0], epoch_metrics=specs(epochal)[1]
+    )
+    theirs = poutyne.Model(net, "sgd", "cross_entropy", batch_metrics=specs(poutyne)[0],
+                           epoch_metrics=specs(poutyne)[1])
+    assert ours.batch_metrics_names == theirs.batch_metrics_names
+    assert ours.epoch_metrics_names == theirs.epoch_metrics_names
