@@ -93,6 +93,7 @@ _EXPORTS: dict[str, str] = {
     "do_register_metric_func": "epochal.metrics",
     "do_register_metric_class": "epochal.metrics",
     "get_metric": "epochal.metrics",
+    "IndexedArgumentMetric": "epochal.metrics",
 }
 
 __all__ = sorted(_EXPORTS)

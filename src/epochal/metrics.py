@@ -16,6 +16,7 @@ import torch
 
 from epochal.core.metrics import (
     BUILTIN_REGISTRY,
+    DecomposableMetric,
     Metric,
     MetricRegistry,
     camel_to_snake,
@@ -25,6 +26,7 @@ from epochal.core.metrics import (
 from epochal.exceptions import ConfigurationError
 
 __all__ = [
+    "IndexedArgumentMetric",
     "SKLearnMetrics",
     "clean_metric_class_name",
     "clean_metric_func_name",
@@ -163,6 +165,79 @@ def _lookup(name: str) -> Any:
         )
     log_name, obj = found
     return (log_name, obj) if log_name is not None else obj
+
+
+class IndexedArgumentMetric(Metric):
+    """A metric applied to one item of a multi-output prediction and/or target (Poutyne's).
+
+    ``IndexedArgumentMetric('acc', index=0)`` computes accuracy on ``y_pred[0]`` and
+    ``y_true[0]``; the log name is the wrapped metric's.
+
+    Args:
+        metric: A metric name, a function ``(y_pred, y_true)`` (averaged per batch, as a
+            :class:`~epochal.core.metrics.base.DecomposableMetric`), or a metric module with
+            ``compute`` and ``reset``.
+        index: Index applied to both ``y_pred`` and ``y_true``.
+        pred_index: Index applied to ``y_pred`` only.
+        true_index: Index applied to ``y_true`` only.
+
+    Raises:
+        ConfigurationError: ``index`` given with ``pred_index`` or ``true_index``; unknown name.
+    """
+
+    def __init__(
+        self,
+        metric: Any,
+        *,
+        index: Any = None,
+        pred_index: Any = None,
+        true_index: Any = None,
+    ) -> None:
+        super().__init__()
+        if index is not None and (pred_index is not None or true_index is not None):
+            raise ConfigurationError(
+                "IndexedArgumentMetric takes either index or pred_index/true_index, not both."
+            )
+        log_name: str | None = None
+        if isinstance(metric, str):
+            found = _lookup(metric)
+            log_name, metric = found if isinstance(found, tuple) else (None, found)
+        names: Any = log_name if log_name is not None else getattr(metric, "__name__", None)
+        if names is None:
+            names = camel_to_snake(type(metric).__name__)
+        if not (
+            isinstance(metric, torch.nn.Module)
+            and callable(getattr(metric, "compute", None))
+            and callable(getattr(metric, "reset", None))
+        ):
+            metric = DecomposableMetric(metric, names)
+        self.__name__: Any = names
+        self.metric = metric
+        self.pred_index = index if index is not None else pred_index
+        self.true_index = index if index is not None else true_index
+
+    def _select(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+        if self.pred_index is not None:
+            y_pred = y_pred[self.pred_index]
+        if self.true_index is not None:
+            y_true = y_true[self.true_index]
+        return y_pred, y_true
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:
+        """The wrapped metric's batch value on the selected items."""
+        return self.metric(*self._select(y_pred, y_true))
+
+    def update(self, y_pred: Any, y_true: Any) -> None:
+        """Update the wrapped metric with the selected items."""
+        self.metric.update(*self._select(y_pred, y_true))
+
+    def compute(self) -> Any:
+        """The wrapped metric's value over the pass."""
+        return self.metric.compute()
+
+    def reset(self) -> None:
+        """Reset the wrapped metric."""
+        self.metric.reset()
 
 
 class SKLearnMetrics(Metric):

@@ -230,3 +230,21 @@ def test_model_batch_metric_object_pass_value_is_compute() -> None:
     assert logs["test_top1"] == pytest.approx(100 * 4 / 6)
     assert isinstance(TopKAccuracy(2), nn.Module)
     assert np.isfinite(logs["test_loss"])
+
+
+def test_indexed_argument_metric_selects_items() -> None:
+    """IndexedArgumentMetric applies a metric to one output/target of a tuple, keeps its name,
+    and works as batch and epoch metric."""
+    from epochal.metrics import IndexedArgumentMetric
+
+    y_pred = (torch.eye(3), torch.zeros(3, 3))
+    y_true = (torch.tensor([0, 1, 2]), torch.tensor([2, 2, 2]))
+    first = IndexedArgumentMetric("acc", index=0)
+    assert first.__name__ == "acc" and first(y_pred, y_true).item() == 100.0
+    second = IndexedArgumentMetric(F1(average="micro"), pred_index=0, true_index=1)
+    second.update(y_pred, y_true)
+    assert second.__name__ == "fscore_micro" and second.compute() == pytest.approx(1 / 3)
+    with pytest.raises(ConfigurationError, match="not both"):
+        IndexedArgumentMetric("acc", index=0, pred_index=1)
+    model = Model(nn.Linear(1, 1), "sgd", "mse", batch_metrics=[first], epoch_metrics=[second])
+    assert model.metrics_names == ["acc", "fscore_micro"]

@@ -87,19 +87,21 @@ def batch_size_of(y_pred: Any, y_true: Any) -> int:
 
 
 def _as_vector(output: Any, names: Sequence[str], device: torch.device) -> Tensor:
-    """The values of ``output`` as a 1-d float64 tensor in the order of ``names``."""
+    """The values of ``output`` as a 1-d float tensor in the order of ``names`` (float64, or
+    float32 on MPS, which has no float64)."""
+    dtype = torch.float32 if device.type == "mps" else torch.float64
     if isinstance(output, Mapping):
         items: list[Any] = [output[name] for name in names]
     elif isinstance(output, Tensor):
-        return output.detach().reshape(-1).to(torch.float64)
+        return output.detach().reshape(-1).to(device=device, dtype=dtype)
     elif isinstance(output, (tuple, list)):
         items = list(output)
     else:
         items = [output]
     parts = [
-        item.detach().reshape(-1).to(device=device, dtype=torch.float64)
+        item.detach().reshape(-1).to(device=device, dtype=dtype)
         if isinstance(item, Tensor)
-        else torch.tensor([float(item)], dtype=torch.float64, device=device)
+        else torch.tensor([float(item)], dtype=dtype, device=device)
         for item in items
     ]
     return torch.cat(parts)
