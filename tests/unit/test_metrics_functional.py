@@ -77,3 +77,16 @@ def test_confusion_counts_paths_agree_and_count(data: list[tuple[int, int, bool]
         assert fast[0, c] == sum(1 for p, t, k in data if k and p == t == c)
         assert fast[1, c] == sum(1 for p, _, k in data if k and p == c)
         assert fast[2, c] == sum(1 for _, t, k in data if k and t == c)
+
+
+def test_metric_modules_check_reduction_and_apply_it() -> None:
+    """Accuracy, BinaryAccuracy and TopKAccuracy take reduction= and refuse an unknown one."""
+    from epochal.core.metrics import Accuracy, BinaryAccuracy, ReducedBatchMetric, TopKAccuracy
+
+    assert Accuracy(reduction="sum")(Y_PRED, Y_TRUE).item() == pytest.approx(200.0)
+    assert TopKAccuracy(2, reduction="none")(Y_PRED, Y_TRUE).tolist() == [100.0, 0, 100.0, 0]
+    assert BinaryAccuracy(threshold=0.5)(Y_PRED, (Y_PRED > 0.5).float()).item() == 100.0
+    assert isinstance(Accuracy(), ReducedBatchMetric)
+    for make in (Accuracy, BinaryAccuracy, lambda **kw: TopKAccuracy(2, **kw)):
+        with pytest.raises(ConfigurationError, match="reduction"):
+            make(reduction="avg")

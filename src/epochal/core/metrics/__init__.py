@@ -6,7 +6,12 @@ Pure: imports torch, attrs and the standard library only, and does no I/O; the m
 registry of user names lives in :mod:`epochal.metrics`.
 """
 
-from epochal.core.metrics.accuracy import Accuracy, BinaryAccuracy, TopKAccuracy
+from epochal.core.metrics.accuracy import (
+    Accuracy,
+    BinaryAccuracy,
+    ReducedBatchMetric,
+    TopKAccuracy,
+)
 from epochal.core.metrics.base import DecomposableMetric, Metric, batch_size_of
 from epochal.core.metrics.fscores import (
     F1,
@@ -69,6 +74,7 @@ __all__ = [
     "MetricRegistry",
     "Precision",
     "Recall",
+    "ReducedBatchMetric",
     "ResolvedMetrics",
     "TopKAccuracy",
     "acc",

@@ -8,11 +8,19 @@ from torch import Tensor, nn
 from epochal.core.metrics.functional import acc, bin_acc, check_reduction, topk
 from epochal.exceptions import ConfigurationError
 
-__all__ = ["Accuracy", "BinaryAccuracy", "TopKAccuracy"]
+__all__ = ["Accuracy", "BinaryAccuracy", "ReducedBatchMetric", "TopKAccuracy"]
 
 
-class _ReducedBatchMetric(nn.Module):
-    """A batch metric module with Poutyne's ``reduction`` argument."""
+class ReducedBatchMetric(nn.Module):
+    """Base of the batch metric modules with a ``reduction`` argument (Poutyne's
+    ``BatchMetric`` base class; in epochal ``BatchMetric`` names the loop's resolved record).
+
+    Args:
+        reduction: ``'mean'``, ``'sum'`` or ``'none'``.
+
+    Raises:
+        ConfigurationError: Unknown ``reduction``.
+    """
 
     def __init__(self, reduction: str) -> None:
         super().__init__()
@@ -20,7 +28,7 @@ class _ReducedBatchMetric(nn.Module):
         self.reduction = reduction
 
 
-class Accuracy(_ReducedBatchMetric):
+class Accuracy(ReducedBatchMetric):
     """:func:`~epochal.core.metrics.functional.acc` as a module; logs ``acc``.
 
     Args:
@@ -44,7 +52,7 @@ class Accuracy(_ReducedBatchMetric):
         return acc(y_pred, y_true, ignore_index=self.ignore_index, reduction=self.reduction)
 
 
-class BinaryAccuracy(_ReducedBatchMetric):
+class BinaryAccuracy(ReducedBatchMetric):
     """:func:`~epochal.core.metrics.functional.bin_acc` as a module; logs ``bin_acc``.
 
     Args:
@@ -68,7 +76,7 @@ class BinaryAccuracy(_ReducedBatchMetric):
         return bin_acc(y_pred, y_true, threshold=self.threshold, reduction=self.reduction)
 
 
-class TopKAccuracy(_ReducedBatchMetric):
+class TopKAccuracy(ReducedBatchMetric):
     """:func:`~epochal.core.metrics.functional.topk` as a module; logs ``top{k}``.
 
     Args:
