@@ -94,6 +94,9 @@ _EXPORTS: dict[str, str] = {
     "do_register_metric_class": "epochal.metrics",
     "get_metric": "epochal.metrics",
     "IndexedArgumentMetric": "epochal.metrics",
+    "get_names_of_metric": "epochal.metrics",
+    "flatten_metric_names": "epochal.metrics",
+    "convert_decomposable_metric_to_object": "epochal.metrics",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -30,9 +30,12 @@ __all__ = [
     "SKLearnMetrics",
     "clean_metric_class_name",
     "clean_metric_func_name",
+    "convert_decomposable_metric_to_object",
     "do_register_metric_class",
     "do_register_metric_func",
+    "flatten_metric_names",
     "get_metric",
+    "get_names_of_metric",
     "metric_registry",
     "register_metric_class",
     "register_metric_func",
@@ -167,6 +170,41 @@ def _lookup(name: str) -> Any:
     return (log_name, obj) if log_name is not None else obj
 
 
+def get_names_of_metric(metric: Any) -> tuple[Any, Any]:
+    """``(names, metric)`` of a metric spec, by Poutyne's rules: a ``(names, metric)`` tuple as
+    is; else the metric's ``__name__``; else its class name in snake_case."""
+    if isinstance(metric, tuple):
+        names, metric = metric
+        return names, metric
+    names = getattr(metric, "__name__", None)
+    return (names if names is not None else camel_to_snake(type(metric).__name__)), metric
+
+
+def flatten_metric_names(metric_names: Iterable[Any]) -> list[str]:
+    """``['a', ['b', 'c']]`` -> ``['a', 'b', 'c']``."""
+    return [
+        name
+        for names in metric_names
+        for name in (names if isinstance(names, (tuple, list)) else [names])
+    ]
+
+
+def convert_decomposable_metric_to_object(
+    metric: Any, names: str | Sequence[str], is_epoch_metric: bool = False
+) -> Any:
+    """``metric`` itself when it is a module with ``compute`` and ``reset`` (and ``update``
+    for an epoch metric); else a :class:`~epochal.core.metrics.base.DecomposableMetric` of it
+    under ``names`` (Poutyne's rule)."""
+    if (
+        isinstance(metric, torch.nn.Module)
+        and callable(getattr(metric, "compute", None))
+        and callable(getattr(metric, "reset", None))
+        and (not is_epoch_metric or callable(getattr(metric, "update", None)))
+    ):
+        return metric
+    return DecomposableMetric(metric, names)
+
+
 class IndexedArgumentMetric(Metric):
     """A metric applied to one item of a multi-output prediction and/or target (Poutyne's).
 
@@ -202,15 +240,8 @@ class IndexedArgumentMetric(Metric):
         if isinstance(metric, str):
             found = _lookup(metric)
             log_name, metric = found if isinstance(found, tuple) else (None, found)
-        names: Any = log_name if log_name is not None else getattr(metric, "__name__", None)
-        if names is None:
-            names = camel_to_snake(type(metric).__name__)
-        if not (
-            isinstance(metric, torch.nn.Module)
-            and callable(getattr(metric, "compute", None))
-            and callable(getattr(metric, "reset", None))
-        ):
-            metric = DecomposableMetric(metric, names)
+        names: Any = log_name if log_name is not None else get_names_of_metric(metric)[0]
+        metric = convert_decomposable_metric_to_object(metric, names)
         self.__name__: Any = names
         self.metric = metric
         self.pred_index = index if index is not None else pred_index

@@ -248,3 +248,24 @@ def test_indexed_argument_metric_selects_items() -> None:
         IndexedArgumentMetric("acc", index=0, pred_index=1)
     model = Model(nn.Linear(1, 1), "sgd", "mse", batch_metrics=[first], epoch_metrics=[second])
     assert model.metrics_names == ["acc", "fscore_micro"]
+
+
+def test_poutyne_helpers_names_and_conversion() -> None:
+    """get_names_of_metric, flatten_metric_names and convert_decomposable_metric_to_object
+    follow Poutyne's rules."""
+    from epochal.core.metrics import DecomposableMetric
+    from epochal.metrics import (
+        convert_decomposable_metric_to_object,
+        flatten_metric_names,
+        get_names_of_metric,
+    )
+
+    assert get_names_of_metric(("x", acc)) == ("x", acc)
+    assert get_names_of_metric(acc) == ("acc", acc)
+    loss = nn.MSELoss()
+    assert get_names_of_metric(loss) == ("mse_loss", loss)
+    assert flatten_metric_names(["a", ["b", "c"], ("d",)]) == ["a", "b", "c", "d"]
+    f1 = F1()
+    assert convert_decomposable_metric_to_object(f1, "f") is f1
+    wrapped = convert_decomposable_metric_to_object(acc, "acc")
+    assert isinstance(wrapped, DecomposableMetric) and wrapped.__name__ == "acc"
