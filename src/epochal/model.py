@@ -27,12 +27,12 @@ from epochal.core.metrics import (
     BatchMetric,
     EpochMetricState,
     check_unique_names,
-    resolve_batch_metrics,
-    resolve_epoch_metrics,
     resolve_loss,
+    resolve_metrics,
 )
 from epochal.core.records import EpochRecord, PassPhase
 from epochal.exceptions import CheckpointError, ConfigurationError, EmptyLoaderError
+from epochal.metrics import metric_registry
 from epochal.optimizers import check_optimizer_parameters, resolve_optimizer
 from epochal.ports import Attachable
 
@@ -116,14 +116,13 @@ class Model:
         if self.optimizer is not None:
             check_optimizer_parameters(self.optimizer, network)
         self.loss_function = None if loss_function is None else resolve_loss(loss_function)
-        self.batch_metrics: list[BatchMetric] = resolve_batch_metrics(batch_metrics)
-        self.epoch_metrics: list[EpochMetricState] = resolve_epoch_metrics(epoch_metrics)
-        names = [n for m in self.batch_metrics for n in m.names] + [
-            n for m in self.epoch_metrics for n in m.names
-        ]
+        resolved = resolve_metrics(batch_metrics, epoch_metrics, registry=metric_registry())
+        self.batch_metrics: list[BatchMetric] = list(resolved.batch)
+        self.epoch_metrics: list[EpochMetricState] = list(resolved.epoch)
+        names = [*resolved.batch_names, *resolved.epoch_names]
         check_unique_names(names, reserved=("loss", "epoch", "time", "lr"))
-        self.batch_metrics_names = [n for m in self.batch_metrics for n in m.names]
-        self.epoch_metrics_names = [n for m in self.epoch_metrics for n in m.names]
+        self.batch_metrics_names = list(resolved.batch_names)
+        self.epoch_metrics_names = list(resolved.epoch_names)
         self.metrics_names = names
         self.bus = RecordBus()
         self.stop_training = False

@@ -1,0 +1,92 @@
+"""Tests of epochal.core.metrics.functional: Poutyne's acc, bin_acc and topk with reduction=,
+and the confusion counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from epochal.core.metrics.functional import (
+    acc,
+    bin_acc,
+    confusion_counts,
+    top1,
+    topk,
+)
+from epochal.exceptions import ConfigurationError
+
+Y_PRED = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.8, 0.1, 0.1]])
+Y_TRUE = torch.tensor([0, 2, 2, -100])
+
+
+def test_acc_reductions_match_poutyne_definitions() -> None:
+    """mean is percent of counted positions, sum is 100 x hits, none is 100/0 per position."""
+    assert acc(Y_PRED, Y_TRUE).item() == pytest.approx(200 / 3)
+    assert acc(Y_PRED, Y_TRUE, reduction="sum").item() == pytest.approx(200.0)
+    assert acc(Y_PRED, Y_TRUE, reduction="none").tolist() == [100.0, 0.0, 100.0, 0.0]
+
+
+def test_acc_positive_ignore_index_is_masked_in_every_reduction() -> None:
+    """A class index used as ignore_index counts as neither hit nor position."""
+    y_true = torch.tensor([0, 2, 2, 0])  # class 0 ignored
+    assert acc(Y_PRED, y_true, ignore_index=0).item() == pytest.approx(50.0)
+    assert acc(Y_PRED, y_true, ignore_index=0, reduction="sum").item() == pytest.approx(100.0)
+    assert acc(Y_PRED, y_true, ignore_index=0, reduction="none").tolist() == [0, 0, 100, 0]
+
+
+def test_topk_reductions() -> None:
+    """topk with k=2 under each reduction; top1 equals acc."""
+    assert topk(Y_PRED, Y_TRUE, 2).item() == pytest.approx(200 / 3)
+    assert topk(Y_PRED, Y_TRUE, 2, reduction="sum").item() == pytest.approx(200.0)
+    assert topk(Y_PRED, Y_TRUE, 2, reduction="none").tolist() == [100.0, 0.0, 100.0, 0.0]
+    assert top1(Y_PRED, Y_TRUE).item() == acc(Y_PRED, Y_TRUE).item()
+    assert top1.__name__ == "top1" and acc.__name__ == "acc"
+
+
+def test_bin_acc_reductions() -> None:
+    """bin_acc thresholds at 0 and reduces as Poutyne."""
+    y_pred, y_true = torch.tensor([1.0, -1.0, 2.0]), torch.tensor([1.0, 1.0, 1.0])
+    assert bin_acc(y_pred, y_true).item() == pytest.approx(200 / 3)
+    assert bin_acc(y_pred, y_true, reduction="sum").item() == pytest.approx(200.0)
+    assert bin_acc(y_pred, y_true, reduction="none").tolist() == [100.0, 0.0, 100.0]
+    assert bin_acc.__name__ == "bin_acc"
+
+
+def test_unknown_reduction_raises() -> None:
+    """A reduction other than mean/sum/none is a ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match="'avg'"):
+        acc(Y_PRED, Y_TRUE, reduction="avg")
+    with pytest.raises(ConfigurationError, match="'avg'"):
+        bin_acc(Y_PRED, Y_PRED, reduction="avg")
+
+
+@given(
+    data=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4), st.booleans()), max_size=60)
+)
+def test_confusion_counts_paths_agree_and_count(data: list[tuple[int, int, bool]]) -> None:
+    """The deterministic and index_add_ paths give the same exact counts as a Python count."""
+    pred = torch.tensor([p for p, _, _ in data], dtype=torch.long)
+    true = torch.tensor([t for _, t, _ in data], dtype=torch.long)
+    keep = torch.tensor([k for _, _, k in data], dtype=torch.bool)
+    fast = confusion_counts(pred, true, keep, 5)
+    slow = confusion_counts(pred, true, keep, 5, deterministic=True)
+    assert torch.equal(fast, slow)
+    for c in range(5):
+        assert fast[0, c] == sum(1 for p, t, k in data if k and p == t == c)
+        assert fast[1, c] == sum(1 for p, _, k in data if k and p == c)
+        assert fast[2, c] == sum(1 for _, t, k in data if k and t == c)
+
+
+def test_metric_modules_check_reduction_and_apply_it() -> None:
+    """Accuracy, BinaryAccuracy and TopKAccuracy take reduction= and refuse an unknown one."""
+    from epochal.core.metrics import Accuracy, BinaryAccuracy, ReducedBatchMetric, TopKAccuracy
+
+    assert Accuracy(reduction="sum")(Y_PRED, Y_TRUE).item() == pytest.approx(200.0)
+    assert TopKAccuracy(2, reduction="none")(Y_PRED, Y_TRUE).tolist() == [100.0, 0, 100.0, 0]
+    assert BinaryAccuracy(threshold=0.5)(Y_PRED, (Y_PRED > 0.5).float()).item() == 100.0
+    assert isinstance(Accuracy(), ReducedBatchMetric)
+    for make in (Accuracy, BinaryAccuracy, lambda **kw: TopKAccuracy(2, **kw)):
+        with pytest.raises(ConfigurationError, match="reduction"):
+            make(reduction="avg")
