@@ -12,15 +12,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from epochal.callbacks.base import Callback
-from epochal.callbacks.checkpoint import (
-    _check_mode_and_period,
-    _check_monitor_key,
-    _check_monitor_name,
-    _check_state_monitor,
-    _epoch_complete,
-    _monitored_value,
+from epochal.callbacks._monitoring import (
+    check_mode_and_period,
+    check_monitor_key,
+    check_monitor_name,
+    check_state_monitor,
+    epoch_complete,
+    monitored_value,
 )
+from epochal.callbacks.base import Callback
 from epochal.core.directives import StopTraining
 from epochal.core.monitor import Monitor, MonitorState, should_stop
 from epochal.exceptions import ConfigurationError
@@ -72,8 +72,8 @@ class EarlyStopping(Callback):
         mode: str = "min",
     ) -> None:
         super().__init__()
-        _check_mode_and_period(mode, 1)
-        _check_monitor_name("EarlyStopping", monitor)
+        check_mode_and_period(mode, 1)
+        check_monitor_name("EarlyStopping", monitor)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ConfigurationError(f"patience must be an int >= 0 (epochs); got {patience!r}.")
         self.monitor = monitor
@@ -102,16 +102,16 @@ class EarlyStopping(Callback):
         return self._state.wait
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
-        _check_monitor_key(self, self.monitor)
+        check_monitor_key(self, self.monitor)
         if not self._resuming:
             self._state = MonitorState()
             self.stopped_epoch = 0
         self._resuming = False
 
     def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
-        if not _epoch_complete(self):
+        if not epoch_complete(self):
             return
-        value = _monitored_value(self, self.monitor, epoch_number, logs)
+        value = monitored_value(self, self.monitor, epoch_number, logs)
         self._state = self._state.update(self._monitor, epoch_number, value)
         if should_stop(self._state, self.patience):
             self.stopped_epoch = epoch_number
@@ -138,7 +138,7 @@ class EarlyStopping(Callback):
         Raises:
             ConfigurationError: The state was saved by a callback with another monitor/mode.
         """
-        _check_state_monitor("EarlyStopping", state, self._monitor)
+        check_state_monitor("EarlyStopping", state, self._monitor)
         self._state = MonitorState.from_dict(dict(state.get("monitor_state", {})))
         self.stopped_epoch = int(state.get("stopped_epoch", 0))
         self._resuming = True
