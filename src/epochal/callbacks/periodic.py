@@ -132,9 +132,9 @@ class PeriodicSaveCallback(Callback):
         owner = type(self).__name__
         check_mode_and_period(mode, period)
         check_monitor_name(owner, monitor)
-        for flag, value in (("keep_only_last_best", keep_only_last_best),
-                            ("restore_best", restore_best)):
-            if value and not save_best_only:
+        for flag, enabled in (("keep_only_last_best", keep_only_last_best),
+                              ("restore_best", restore_best)):
+            if enabled and not save_best_only:
                 raise ConfigurationError(
                     f"{owner}: {flag}=True works only with save_best_only=True (it acts on "
                     "the best file)."
