@@ -66,6 +66,10 @@ _EXPORTS: dict[str, str] = {
     "EpochRecord": "epochal.core.records",
     "StopTraining": "epochal.core.directives",
     "RecordBus": "epochal.bus",
+    "PeriodicSaveLambda": "epochal.callbacks.periodic",
+    "StateCheckpoint": "epochal.callbacks.checkpoint",
+    "AtomicCSVLogger": "epochal.callbacks.csv_logger",
+    "Logger": "epochal.callbacks.logger",
 }
 
 __all__ = sorted(_EXPORTS)
