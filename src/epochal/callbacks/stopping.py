@@ -12,6 +12,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import torch
+
 from epochal.callbacks._monitoring import (
     check_mode_and_period,
     check_monitor_key,
@@ -144,6 +147,26 @@ class EarlyStopping(Callback):
         self._resuming = True
 
 
+def _loss_value(loss: Any, batch_number: int) -> float:
+    """The batch loss as a float: a number, or a one-element tensor/array of any shape.
+
+    Raises:
+        ConfigurationError: A tensor/array with other than one element.
+    """
+    if isinstance(loss, (int, float)):
+        return float(loss)
+    if isinstance(loss, torch.Tensor):
+        values = loss.detach().reshape(-1)
+    else:
+        values = np.asarray(loss).reshape(-1)
+    if values.shape[0] != 1:
+        raise ConfigurationError(
+            f"TerminateOnNaN: the loss of batch {batch_number} has {values.shape[0]} elements; "
+            "a loss must be a number or a one-element tensor/array (reduce it, e.g. .mean())."
+        )
+    return float(values[0])
+
+
 class TerminateOnNaN(Callback):
     """Stop training as soon as a training batch's loss is NaN or infinite.
 
@@ -171,7 +194,7 @@ class TerminateOnNaN(Callback):
         loss = logs.get("loss")
         if loss is None:
             return None
-        loss = float(loss)
+        loss = _loss_value(loss, batch_number)
         if not (math.isnan(loss) or math.isinf(loss)):
             return None
         print(f"Batch {batch_number}: Invalid loss, terminating training")
