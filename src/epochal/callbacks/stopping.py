@@ -155,6 +155,7 @@ def _loss_value(loss: Any, batch_number: int) -> float:
     """
     if isinstance(loss, (int, float)):
         return float(loss)
+    values: Any
     if isinstance(loss, torch.Tensor):
         values = loss.detach().reshape(-1)
     else:
