@@ -70,6 +70,14 @@ _EXPORTS: dict[str, str] = {
     "StateCheckpoint": "epochal.callbacks.checkpoint",
     "AtomicCSVLogger": "epochal.callbacks.csv_logger",
     "Logger": "epochal.callbacks.logger",
+    "GradientTracker": "epochal.callbacks.gradient_tracker",
+    "WeightsGradientsStatsTracker": "epochal.callbacks.gradient_tracker",
+    "TensorBoardGradientTracker": "epochal.callbacks.gradient_tracker",
+    "GradientLoggerBase": "epochal.callbacks.gradient_logger",
+    "MemoryGradientLogger": "epochal.callbacks.gradient_logger",
+    "CSVGradientLogger": "epochal.callbacks.gradient_logger",
+    "AtomicCSVGradientLogger": "epochal.callbacks.gradient_logger",
+    "TensorBoardGradientLogger": "epochal.callbacks.gradient_logger",
 }
 
 __all__ = sorted(_EXPORTS)
