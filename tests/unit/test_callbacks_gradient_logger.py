@@ -86,7 +86,7 @@ class TestCSVGradientLogger:
 
     def test_filename_without_a_layer_field_is_refused(self, tmp_path):
         """A filename without '{}' is a ConfigurationError."""
-        with pytest.raises(ConfigurationError, match="'{}'"):
+        with pytest.raises(ConfigurationError, match="needs a"):
             CSVGradientLogger(str(tmp_path / "g.csv"))
 
 
