@@ -78,6 +78,10 @@ _EXPORTS: dict[str, str] = {
     "CSVGradientLogger": "epochal.callbacks.gradient_logger",
     "AtomicCSVGradientLogger": "epochal.callbacks.gradient_logger",
     "TensorBoardGradientLogger": "epochal.callbacks.gradient_logger",
+    "NotificationCallback": "epochal.callbacks.notification",
+    "Notificator": "epochal.callbacks.notification",
+    "MLFlowLogger": "epochal.callbacks.mlflow_logger",
+    "WandBLogger": "epochal.callbacks.wandb_logger",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from epochal.callbacks.base import Callback
+from epochal.callbacks.base import _HOOKS, Callback
 
 __all__ = ["Logger", "is_lr_key"]
 
@@ -50,10 +50,12 @@ class Logger(Callback):
 
     @property
     def used_hooks(self) -> frozenset[str]:
-        """The batch hook only with ``batch_granularity`` (no per-batch work otherwise)."""
-        hooks = {"on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end"}
-        if self.batch_granularity:
-            hooks.add("on_train_batch_end")
+        """The hooks the class defines; the batch hook only with ``batch_granularity`` (no
+        per-batch work otherwise)."""
+        hooks = {hook for hook in _HOOKS
+                 if getattr(type(self), hook, None) is not getattr(Callback, hook)}
+        if not self.batch_granularity:
+            hooks.discard("on_train_batch_end")
         return frozenset(hooks)
 
     # -- columns and rows

@@ -44,7 +44,7 @@ class NotificationCallback(Callback):
 
     def __init__(
         self, notificator: Notificator, alert_frequency: int = 1,
-        experiment_name: None | str = None,
+        experiment_name: str | None = None,
     ) -> None:
         super().__init__()
         if not callable(getattr(notificator, "send_notification", None)):
