@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -17,7 +17,7 @@ from epochal.exceptions import ConfigurationError
 
 
 class _Client:
-    instances: list[_Client] = []
+    instances: ClassVar[list[_Client]] = []
 
     def __init__(self, tracking_uri: str | None = None) -> None:
         self.tracking_uri = tracking_uri

@@ -80,7 +80,7 @@ def test_epoch_validation_lr_and_test_logs(fake_wandb, tmp_path):
     assert any(m.get("validation", {}).get("loss") == history[1]["val_loss"] and s == 2
                for m, s in run.logged)
     assert ({"params": {"lr": 0.01}}, 1) in run.logged
-    training = [m["training"] for m, s in run.logged if "training" in m and s == 1][0]
+    training = next(m["training"] for m, s in run.logged if "training" in m and s == 1)
     assert training["loss"] == history[0]["loss"] and "lr" not in training
     assert run.logged[-1][1] == 3 and "loss" in run.logged[-1][0]["testing"]
     assert run.watched and run.watched[0][2] == 5
