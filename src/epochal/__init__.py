@@ -82,6 +82,8 @@ _EXPORTS: dict[str, str] = {
     "Notificator": "epochal.callbacks.notification",
     "MLFlowLogger": "epochal.callbacks.mlflow_logger",
     "WandBLogger": "epochal.callbacks.wandb_logger",
+    "ProgressionCallback": "epochal.callbacks.progress",
+    "EpochProgressionCallback": "epochal.callbacks.progress",
 }
 
 __all__ = sorted(_EXPORTS)
