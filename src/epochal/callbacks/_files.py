@@ -9,13 +9,14 @@ A callback that writes files accepts either a path/URL (``'saves/last.ckpt'``,
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from epochal.exceptions import ConfigurationError
 from epochal.ports import CheckpointStore
 
-__all__ = ["check_not_directory", "file_location"]
+__all__ = ["check_not_directory", "file_location", "fixed_prefix", "name_from_state"]
 
 
 def file_location(
@@ -71,3 +72,30 @@ def check_not_directory(owner: str, filename: str, store: CheckpointStore | None
         store is None and "://" not in filename and os.path.isdir(filename)
     ):
         raise ConfigurationError(f"{owner}: {filename!r} is a directory; {expected}")
+
+
+def fixed_prefix(template: str) -> str:
+    """The template's leading directory that no field changes (``'/run/w_{epoch}.ckpt'``
+    gives ``'/run/'``); file names kept in a callback's state are relative to it."""
+    literal = template.split("{", 1)[0]
+    cut = max(literal.rfind("/"), literal.rfind("\\"))
+    return literal[: cut + 1]
+
+
+def name_from_state(owner: str, prefix: str, name: Any) -> str | None:
+    """The full filename of a relative name read from a state (``prefix + name``), or None,
+    with a ``RuntimeWarning``, for anything that is not a plain relative name (an absolute
+    path, a URL, a ``..``: another run's file, never to be read or deleted)."""
+    if not isinstance(name, str) or not name:
+        return None
+    parts = name.replace("\\", "/").split("/")
+    if "://" in name or os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in parts:
+        warnings.warn(
+            f"{owner}.load_state_dict: ignoring the saved file {name!r}: a state holds names "
+            "relative to the callback's filename, not paths (a state of an older version or "
+            "of another run); it is neither read nor deleted.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
+    return prefix + name

@@ -26,7 +26,12 @@ from typing import IO, Any
 
 import torch
 
-from epochal.callbacks._files import check_not_directory, file_location
+from epochal.callbacks._files import (
+    check_not_directory,
+    file_location,
+    fixed_prefix,
+    name_from_state,
+)
 from epochal.callbacks._monitoring import (
     check_mode_and_period,
     check_monitor_key,
@@ -45,14 +50,6 @@ from epochal.exceptions import ConfigurationError, MonitorKeyError
 from epochal.ports import CheckpointStore
 
 __all__ = ["PeriodicSaveCallback", "PeriodicSaveLambda"]
-
-
-def _fixed_prefix(template: str) -> str:
-    """The template's leading directory that no field changes (``'/run/w_{epoch}.ckpt'``
-    gives ``'/run/'``); saved file names are kept relative to it."""
-    literal = template.split("{", 1)[0]
-    cut = max(literal.rfind("/"), literal.rfind("\\"))
-    return literal[: cut + 1]
 
 
 class PeriodicSaveCallback(Callback):
@@ -153,7 +150,7 @@ class PeriodicSaveCallback(Callback):
         self.filename = os.fspath(filename)
         check_not_directory(owner, self.filename, store)
         self._template_keys = template_keys(owner, self.filename)
-        self._prefix = _fixed_prefix(self.filename)
+        self._prefix = fixed_prefix(self.filename)
         self.monitor = monitor
         self.mode = mode
         self._monitor = Monitor(key=monitor, mode=mode)
@@ -355,27 +352,10 @@ class PeriodicSaveCallback(Callback):
             self.saved_files.remove(filename)
         self.saved_files.append(filename)
 
+    # -- state
+
     def _relative(self, filename: str) -> str:
         return filename[len(self._prefix):] if filename.startswith(self._prefix) else filename
-
-    def _absolute(self, name: Any) -> str | None:
-        """The full filename of a name from a state, or None (with a warning) for a name that
-        is not a plain relative name (a path of another run: never used)."""
-        if not isinstance(name, str) or not name:
-            return None
-        parts = name.replace("\\", "/").split("/")
-        if "://" in name or os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in parts:
-            warnings.warn(
-                f"{type(self).__name__}.load_state_dict: ignoring the saved file {name!r}: "
-                "a state holds names relative to the callback's filename, not paths (a state "
-                "of an older version or of another run); it is neither read nor deleted.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return None
-        return self._prefix + name
-
-    # -- state
 
     def state_dict(self) -> dict[str, Any]:
         """Plain values to resume with: the monitor's best value, best epoch and wait counter,
@@ -401,8 +381,9 @@ class PeriodicSaveCallback(Callback):
         """
         check_state_monitor(type(self).__name__, state, self._monitor)
         self._state = MonitorState.from_dict(dict(state.get("monitor_state", {})))
-        self.best_filename = self._absolute(state.get("best_filename"))
-        saved = (self._absolute(f) for f in state.get("saved_files", []))
+        owner = type(self).__name__
+        self.best_filename = name_from_state(owner, self._prefix, state.get("best_filename"))
+        saved = (name_from_state(owner, self._prefix, f) for f in state.get("saved_files", []))
         self.saved_files = [f for f in saved if f is not None]
 
 
