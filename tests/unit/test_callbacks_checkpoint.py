@@ -466,36 +466,36 @@ class TestOptimizerCheckpoint:
 
 
 class TestLRSchedulerCheckpoint:
-    def test_saves_a_torch_scheduler_and_a_wrapper_exposing_scheduler(self, tmp_path):
-        """Both a torch scheduler and an object with .scheduler have their state saved."""
-        network = nn.Linear(1, 1)
-        optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    def test_drives_the_scheduler_it_wraps_and_saves_its_state(self, tmp_path):
+        """Passed alone to fit, it steps the wrapped scheduler each epoch and saves the state
+        after that step (Poutyne: the scheduler is not passed to fit)."""
+        from epochal.callbacks.lr_scheduler import StepLR
 
-        class Wrapper:
-            def __init__(self) -> None:
-                self.scheduler = scheduler
+        scheduler = StepLR(step_size=1, gamma=0.5)
+        checkpoint = LRSchedulerCheckpoint(scheduler, str(tmp_path / "s{epoch}.ckpt"))
+        model, _history, _ = _scripted_fit([1.0, 1.0, 1.0], [checkpoint])
+        assert model.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5**3)
+        assert [load_torch(str(tmp_path / f"s{e}.ckpt"))["last_epoch"] for e in (1, 2, 3)] == [
+            1, 2, 3]
 
-        model = _FakeModel()
-        direct = LRSchedulerCheckpoint(scheduler, str(tmp_path / "s.ckpt"))
-        wrapped = LRSchedulerCheckpoint(Wrapper(), str(tmp_path / "w.ckpt"))
-        for _ in range(3):
-            optimizer.step()
-            scheduler.step()
-        _drive(direct, model, [1.0])
-        _drive(wrapped, model, [1.0])
-        assert load_torch(str(tmp_path / "s.ckpt")) == scheduler.state_dict()
-        assert load_torch(str(tmp_path / "w.ckpt"))["last_epoch"] == 3
+    def test_restore_best_loads_the_best_epochs_scheduler_state(self, tmp_path):
+        """With save_best_only and restore_best, the scheduler ends in the best epoch's
+        state."""
+        from epochal.callbacks.lr_scheduler import StepLR
 
-    def test_wrapper_without_a_scheduler_yet_is_a_clear_error(self, tmp_path):
-        """A wrapper whose .scheduler is still None is a ConfigurationError at the save."""
+        scheduler = StepLR(step_size=1, gamma=0.5)
+        checkpoint = LRSchedulerCheckpoint(scheduler, str(tmp_path / "s.ckpt"),
+                                           monitor="val_score", save_best_only=True,
+                                           restore_best=True)
+        _scripted_fit([3.0, 1.0, 2.0], [checkpoint])
+        assert scheduler.state_dict()["last_epoch"] == 2
 
-        class Wrapper:
-            scheduler = None
-
-        with pytest.raises(ConfigurationError, match="no scheduler"):
-            _drive(LRSchedulerCheckpoint(Wrapper(), str(tmp_path / "s.ckpt")), _FakeModel(),
-                   [1.0])
+    def test_a_raw_torch_scheduler_is_a_clear_error(self, tmp_path):
+        """A torch scheduler object (not a scheduler callback) is refused at construction."""
+        optimizer = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1)
+        raw = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+        with pytest.raises(ConfigurationError, match="scheduler callback"):
+            LRSchedulerCheckpoint(raw, str(tmp_path / "s.ckpt"))
 
 
 class TestRandomStates:

@@ -38,16 +38,17 @@ def _read(path: str | Path, separator: str = ",") -> list[list[str]]:
 
 class TestCSVLogger:
     def test_columns_follow_the_epoch_log_keys(self, tmp_path):
-        """The header is the training's epoch log keys in order, one row per epoch."""
+        """The header is Poutyne's column order (epoch, time, lr, loss, metrics, val_*), one row
+        per epoch."""
         path = tmp_path / "log.csv"
         model = _model()
         history = model.fit_generator(_batches(2), _batches(1, seed=1), epochs=3,
                                       callbacks=[CSVLogger(path)], verbose=False)
         rows = _read(path)
-        assert rows[0] == ["epoch", "time", "loss", "acc", "val_loss", "val_acc", "lr"]
+        assert rows[0] == ["epoch", "time", "lr", "loss", "acc", "val_loss", "val_acc"]
         assert [r[0] for r in rows[1:]] == ["1", "2", "3"]
-        assert float(rows[3][2]) == history[2]["loss"]
-        assert float(rows[1][4]) == history[0]["val_loss"]
+        assert float(rows[3][3]) == history[2]["loss"]
+        assert float(rows[1][5]) == history[0]["val_loss"]
 
     def test_tsv_after_append_has_one_header_and_rows_in_order(self, tmp_path):
         """A second fit with append=True continues a TSV file under its single header."""
@@ -58,7 +59,7 @@ class TestCSVLogger:
         model.fit_generator(_batches(2), epochs=4, initial_epoch=3, verbose=False,
                             callbacks=[CSVLogger(path, separator="\t", append=True)])
         rows = _read(path, "\t")
-        assert rows[0] == ["epoch", "time", "loss", "acc", "lr"]
+        assert rows[0] == ["epoch", "time", "lr", "loss", "acc"]
         assert [r[0] for r in rows[1:]] == ["1", "2", "3", "4"]
         assert sum(r == rows[0] for r in rows) == 1
         assert path.read_bytes().decode("utf-8").count("\t") == 4 * 5
@@ -134,7 +135,7 @@ class TestCSVLogger:
             callbacks=[LambdaCallback(on_train_begin=lambda logs: setattr(
                 model, "stop_training", True)), CSVLogger(path)],
         )
-        assert _read(path) == [["epoch", "time", "loss", "acc", "lr"]]
+        assert _read(path) == [["epoch", "time", "lr", "loss", "acc"]]
 
     def test_missing_values_are_empty_cells(self, tmp_path):
         """A metric some epochs do not log (validation every other epoch) gets empty cells,
@@ -150,8 +151,9 @@ class TestCSVLogger:
         logger.on_epoch_end(3, {"epoch": 3, "time": 0.5, "loss": 0.8, "val_loss": 1.5, "lr": 0.1})
         logger.on_train_end({})
         rows = _read(path)
-        assert [r[3] for r in rows[1:]] == ["2.0", "", "1.5"]
-        assert rows[2] == ["2", "0.5", "0.9", "", "0.1"]
+        assert rows[0] == ["epoch", "time", "lr", "loss", "val_loss"]
+        assert [r[4] for r in rows[1:]] == ["2.0", "", "1.5"]
+        assert rows[2] == ["2", "0.5", "0.01", "0.9", ""]  # lr read from the optimizer
 
     def test_no_validation_means_no_val_columns(self, tmp_path):
         """Training without validation writes no val_ column."""
@@ -166,8 +168,8 @@ class TestCSVLogger:
         _model().fit_generator(_batches(3), _batches(1), epochs=2, verbose=False,
                                callbacks=[CSVLogger(path, batch_granularity=True)])
         rows = _read(path)
-        assert rows[0] == ["epoch", "batch", "size", "time", "loss", "acc", "val_loss",
-                           "val_acc", "lr"]
+        assert rows[0] == ["epoch", "batch", "size", "time", "lr", "loss", "acc", "val_loss",
+                           "val_acc"]
         table = [dict(zip(rows[0], r)) for r in rows[1:]]
         assert len(table) == 2 * (3 + 1)
         assert [(r["epoch"], r["batch"]) for r in table[:4]] == [
@@ -248,32 +250,55 @@ class TestCSVLogger:
         assert list(csv.reader(io.StringIO(logger.text()))) == _read(path)
 
 
+class _RecordingWriter:
+    """A SummaryWriter stand-in recording its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def add_scalar(self, tag, value, step):
+        self.calls.append(("add_scalar", tag, value, step))
+
+    def add_scalars(self, main_tag, values, step):
+        self.calls.append(("add_scalars", main_tag, dict(values), step))
+
+    def flush(self):
+        self.calls.append(("flush",))
+
+    def close(self):
+        self.calls.append(("close",))
+
+
 class TestTensorBoardLogger:
-    def test_writes_grouped_scalars(self, tmp_path):
-        """Event files hold loss/train, loss/valid, acc/train, acc/valid and lr per epoch."""
+    def test_train_and_valid_share_a_graph_by_default(self):
+        """Without split_train_val each metric and its val_ value go to one add_scalars
+        call, the learning rate to add_scalars('lr', ...), and the writer is closed at the
+        end."""
+        writer = _RecordingWriter()
+        history = _model().fit_generator(_batches(2), _batches(1), epochs=2, verbose=False,
+                                         callbacks=[TensorBoardLogger(writer)])
+        at_2 = {c[1]: c[2] for c in writer.calls if c[0] == "add_scalars" and c[3] == 2}
+        assert at_2["loss"] == {"loss": history[1]["loss"], "val_loss": history[1]["val_loss"]}
+        assert set(at_2["acc"]) == {"acc", "val_acc"}
+        assert at_2["lr"] == {"lr": 0.01}
+        assert writer.calls[-1] == ("close",)
+
+    def test_split_train_val_writes_event_files_per_key(self, tmp_path):
+        """With split_train_val, each key (lr included) is its own scalar in the event file,
+        one point per epoch; a log directory is accepted in place of a writer."""
         pytest.importorskip("tensorboard", reason="TensorBoardLogger needs the tensorboard extra")
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(log_dir=str(tmp_path))
-        history = _model().fit_generator(_batches(2), _batches(1), epochs=3, verbose=False,
-                                         callbacks=[TensorBoardLogger(writer)])
-        writer.close()
-        assert list(tmp_path.glob("events.out.tfevents.*"))
+        history = _model().fit_generator(
+            _batches(2), _batches(1), epochs=3, verbose=False,
+            callbacks=[TensorBoardLogger(str(tmp_path), split_train_val=True)])
         events = EventAccumulator(str(tmp_path))
         events.Reload()
         tags = set(events.Tags()["scalars"])
-        assert tags == {"loss/train", "loss/valid", "acc/train", "acc/valid", "lr"}
-        losses = events.Scalars("loss/valid")
+        assert {"loss", "val_loss", "acc", "val_acc", "lr"} <= tags
+        losses = events.Scalars("val_loss")
         assert [e.step for e in losses] == [1, 2, 3]
         assert losses[2].value == pytest.approx(history[2]["val_loss"], rel=1e-6)
-
-    def test_tags(self):
-        """Log keys map to grouped tags; epoch and time are not written."""
-        assert TensorBoardLogger.tag("val_acc") == "acc/valid"
-        assert TensorBoardLogger.tag("acc") == "acc/train"
-        assert TensorBoardLogger.tag("lr_group_1") == "lr/group_1"
-        assert TensorBoardLogger.tag("epoch") is None and TensorBoardLogger.tag("time") is None
 
 
 class TestStructlogLogger:

@@ -7,8 +7,10 @@ in epoch ``e`` is ``values[e - 1]``, so ``val_score`` follows a prescribed seque
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -312,3 +314,35 @@ class TestTerminateOnNaN:
         callback = TerminateOnNaN()
         callback.load_state_dict(callback.state_dict())
         assert callback.state_dict() == {}
+
+
+class TestTerminateOnNaNLossForms:
+    class _Model:
+        stop_training = False
+
+    @pytest.mark.parametrize("loss", [
+        np.array([math.nan]), np.array([[math.inf]]), torch.tensor([math.nan]),
+        torch.tensor(math.nan), np.float32("nan")])
+    def test_one_element_arrays_and_tensors_are_read(self, loss, capsys):
+        """A loss that is a one-element array or tensor (any shape) is checked like a
+        number, without a NumPy deprecation warning."""
+        callback = TerminateOnNaN()
+        callback.set_model(self._Model())  # type: ignore[arg-type]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = callback.on_train_batch_end(2, {"loss": loss})
+        assert result is not None and callback.model.stop_training
+        assert callback.stopped_batch == (0, 2)
+
+    def test_finite_one_element_array_does_not_stop(self):
+        """A finite one-element array does not stop training."""
+        callback = TerminateOnNaN()
+        callback.set_model(self._Model())  # type: ignore[arg-type]
+        assert callback.on_train_batch_end(1, {"loss": np.array([0.5])}) is None
+
+    def test_a_multi_element_loss_is_a_clear_error(self):
+        """A loss with several elements is a ConfigurationError saying to reduce it."""
+        callback = TerminateOnNaN()
+        callback.set_model(self._Model())  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="one-element"):
+            callback.on_train_batch_end(1, {"loss": torch.tensor([1.0, 2.0])})

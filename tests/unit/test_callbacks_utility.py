@@ -125,7 +125,7 @@ class TestDelayCallback:
                              ("on_train_batch_begin", 2)]
         assert ("on_backward_end", 2) in hooks
         assert [h[1] for h in hooks if h[0] == "on_epoch_end"] == [3, 4]
-        assert len([h for h in hooks if h[0] == "on_valid_end"]) == 2
+        assert not [h for h in hooks if h[0].startswith("on_valid")]
         assert len([h for h in hooks if h[0] == "on_train_batch_end"]) == 3
 
     def test_batch_delay_at_an_epoch_boundary(self):
@@ -137,14 +137,17 @@ class TestDelayCallback:
         assert hooks[1:3] == [("on_epoch_begin", 3), ("on_train_batch_begin", 1)]
 
     def test_no_delay_forwards_everything(self):
-        """Without delays the wrapped callback sees the same calls as unwrapped."""
+        """Without delays the wrapped callback sees the same training calls as unwrapped,
+        and never the validation hooks (Poutyne forwards only the training ones)."""
         direct: list[tuple] = []
         delayed: list[tuple] = []
         for calls, wrap in ((direct, False), (delayed, True)):
             recorder = _recorder(calls)
             _model().fit_generator(_batches(2), _batches(1), epochs=2, verbose=False,
                                    callbacks=[DelayCallback(recorder) if wrap else recorder])
-        assert _training_calls(delayed) == _training_calls(direct)
+        assert _training_calls(delayed) == [
+            h for h in _training_calls(direct) if not h[0].startswith("on_valid")]
+        assert any(h[0].startswith("on_valid") for h in _training_calls(direct))
 
     def test_both_delays_the_later_wins(self):
         """epoch_delay=1 and batch_delay=5 (2 batches/epoch): forwarding starts at batch 6."""
@@ -165,3 +168,24 @@ class TestDelayCallback:
         """A negative delay is a ConfigurationError."""
         with pytest.raises(ConfigurationError, match="epoch_delay"):
             DelayCallback(Callback(), epoch_delay=-1)
+
+
+class TestPoutyneForwarding:
+    def test_delay_never_forwards_test_and_predict_hooks(self):
+        """evaluate and predict hooks are not forwarded by DelayCallback (Poutyne's set)."""
+        calls: list[tuple] = []
+        model = _model()
+        delayed = DelayCallback(_recorder(calls))
+        model.evaluate_generator(_batches(1), callbacks=[delayed], verbose=False)
+        model.predict_generator([x for x, _ in _batches(1)], callbacks=[delayed], verbose=False)
+        assert calls == []
+
+    def test_lambda_callback_signature_is_poutynes(self):
+        """LambdaCallback's keyword names and their order are Poutyne's."""
+        import inspect
+
+        import poutyne
+
+        ours = list(inspect.signature(LambdaCallback).parameters)
+        theirs = list(inspect.signature(poutyne.LambdaCallback).parameters)
+        assert ours == theirs

@@ -59,8 +59,8 @@ class ClipNorm(Callback):
         self,
         parameters: Iterable[torch.Tensor] | torch.Tensor,
         max_norm: float,
-        *,
         norm_type: float = 2.0,
+        *,
         error_if_nonfinite: bool = False,
         foreach: bool | None = None,
     ) -> None:

@@ -12,15 +12,18 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from epochal.callbacks.base import Callback
-from epochal.callbacks.checkpoint import (
-    _check_mode_and_period,
-    _check_monitor_key,
-    _check_monitor_name,
-    _check_state_monitor,
-    _epoch_complete,
-    _monitored_value,
+import numpy as np
+import torch
+
+from epochal.callbacks._monitoring import (
+    check_mode_and_period,
+    check_monitor_key,
+    check_monitor_name,
+    check_state_monitor,
+    epoch_complete,
+    monitored_value,
 )
+from epochal.callbacks.base import Callback
 from epochal.core.directives import StopTraining
 from epochal.core.monitor import Monitor, MonitorState, should_stop
 from epochal.exceptions import ConfigurationError
@@ -72,8 +75,8 @@ class EarlyStopping(Callback):
         mode: str = "min",
     ) -> None:
         super().__init__()
-        _check_mode_and_period(mode, 1)
-        _check_monitor_name("EarlyStopping", monitor)
+        check_mode_and_period(mode, 1)
+        check_monitor_name("EarlyStopping", monitor)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ConfigurationError(f"patience must be an int >= 0 (epochs); got {patience!r}.")
         self.monitor = monitor
@@ -102,16 +105,16 @@ class EarlyStopping(Callback):
         return self._state.wait
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
-        _check_monitor_key(self, self.monitor)
+        check_monitor_key(self, self.monitor)
         if not self._resuming:
             self._state = MonitorState()
             self.stopped_epoch = 0
         self._resuming = False
 
     def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
-        if not _epoch_complete(self):
+        if not epoch_complete(self):
             return
-        value = _monitored_value(self, self.monitor, epoch_number, logs)
+        value = monitored_value(self, self.monitor, epoch_number, logs)
         self._state = self._state.update(self._monitor, epoch_number, value)
         if should_stop(self._state, self.patience):
             self.stopped_epoch = epoch_number
@@ -138,10 +141,31 @@ class EarlyStopping(Callback):
         Raises:
             ConfigurationError: The state was saved by a callback with another monitor/mode.
         """
-        _check_state_monitor("EarlyStopping", state, self._monitor)
+        check_state_monitor("EarlyStopping", state, self._monitor)
         self._state = MonitorState.from_dict(dict(state.get("monitor_state", {})))
         self.stopped_epoch = int(state.get("stopped_epoch", 0))
         self._resuming = True
+
+
+def _loss_value(loss: Any, batch_number: int) -> float:
+    """The batch loss as a float: a number, or a one-element tensor/array of any shape.
+
+    Raises:
+        ConfigurationError: A tensor/array with other than one element.
+    """
+    if isinstance(loss, (int, float)):
+        return float(loss)
+    values: Any
+    if isinstance(loss, torch.Tensor):
+        values = loss.detach().reshape(-1)
+    else:
+        values = np.asarray(loss).reshape(-1)
+    if values.shape[0] != 1:
+        raise ConfigurationError(
+            f"TerminateOnNaN: the loss of batch {batch_number} has {values.shape[0]} elements; "
+            "a loss must be a number or a one-element tensor/array (reduce it, e.g. .mean())."
+        )
+    return float(values[0])
 
 
 class TerminateOnNaN(Callback):
@@ -171,7 +195,7 @@ class TerminateOnNaN(Callback):
         loss = logs.get("loss")
         if loss is None:
             return None
-        loss = float(loss)
+        loss = _loss_value(loss, batch_number)
         if not (math.isnan(loss) or math.isinf(loss)):
             return None
         print(f"Batch {batch_number}: Invalid loss, terminating training")

@@ -40,24 +40,24 @@ class LambdaCallback(Callback):
     def __init__(
         self,
         *,
-        on_train_begin: HookFunction | None = None,
-        on_train_end: HookFunction | None = None,
         on_epoch_begin: HookFunction | None = None,
         on_epoch_end: HookFunction | None = None,
         on_train_batch_begin: HookFunction | None = None,
         on_train_batch_end: HookFunction | None = None,
-        on_valid_begin: HookFunction | None = None,
-        on_valid_end: HookFunction | None = None,
         on_valid_batch_begin: HookFunction | None = None,
         on_valid_batch_end: HookFunction | None = None,
-        on_test_begin: HookFunction | None = None,
-        on_test_end: HookFunction | None = None,
         on_test_batch_begin: HookFunction | None = None,
         on_test_batch_end: HookFunction | None = None,
-        on_predict_begin: HookFunction | None = None,
-        on_predict_end: HookFunction | None = None,
         on_predict_batch_begin: HookFunction | None = None,
         on_predict_batch_end: HookFunction | None = None,
+        on_train_begin: HookFunction | None = None,
+        on_train_end: HookFunction | None = None,
+        on_valid_begin: HookFunction | None = None,
+        on_valid_end: HookFunction | None = None,
+        on_test_begin: HookFunction | None = None,
+        on_test_end: HookFunction | None = None,
+        on_predict_begin: HookFunction | None = None,
+        on_predict_end: HookFunction | None = None,
         on_backward_end: HookFunction | None = None,
     ) -> None:
         super().__init__()
@@ -103,16 +103,18 @@ def _check_delay(name: str, value: int | None) -> int:
 
 _EPOCH_HOOKS = ("on_epoch_begin", "on_epoch_end")
 _TRAIN_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_backward_end")
-_VALID_HOOKS = ("on_valid_begin", "on_valid_end", "on_valid_batch_begin", "on_valid_batch_end")
+#: The hooks DelayCallback forwards (Poutyne's): training, epochs, training batches, backward.
+_FORWARDED_HOOKS = frozenset({"on_train_begin", "on_train_end", *_EPOCH_HOOKS, *_TRAIN_BATCH_HOOKS})
 
 
 class DelayCallback(Callback):
     """Forward hooks to ``callbacks`` only once ``epoch_delay`` epochs and ``batch_delay``
     training batches have passed (Poutyne's semantics).
 
-    ``on_train_begin`` and ``on_train_end`` are always forwarded, as are the test and predict
-    hooks (the delay counts training only). Epoch ``e`` (1-based) is forwarded
-    (``on_epoch_begin``, validation hooks, ``on_epoch_end``) when ``e > epoch_delay`` and its
+    Only Poutyne's forwarded hooks reach ``callbacks``: ``on_train_begin`` and
+    ``on_train_end`` (always), the epoch hooks, the training batch hooks and
+    ``on_backward_end``; the validation, test and predict hooks are never forwarded (as in
+    Poutyne). Epoch ``e`` (1-based) is forwarded (``on_epoch_begin``, ``on_epoch_end``) when ``e > epoch_delay`` and its
     training batches reach past the first ``batch_delay`` batches of the training; a training
     batch (``on_train_batch_begin``, ``on_backward_end``, ``on_train_batch_end``) when its
     epoch is past ``epoch_delay`` and it comes after the first ``batch_delay`` batches.
@@ -151,7 +153,7 @@ class DelayCallback(Callback):
         self._started = False
         self._epoch_forwarded = False
         self._batch_forwarded = False
-        used = set(hooks_used_by(self.callbacks))
+        used = set(hooks_used_by(self.callbacks) & _FORWARDED_HOOKS)
         used.update({"on_train_begin", "on_epoch_begin"})
         if self.batch_delay:
             used.add("on_train_batch_begin")
@@ -242,33 +244,3 @@ class DelayCallback(Callback):
         if self._batch_forwarded or (self.batch_delay == 0 and self._epoch_passed()):
             return self.callbacks.on_train_batch_end(batch_number, logs)
         return None
-
-
-def _gated(hook: str) -> Callable[..., Any]:
-    def method(self: DelayCallback, *args: Any) -> Any:
-        if self._epoch_passed():
-            return getattr(self.callbacks, hook)(*args)
-        return None
-
-    method.__name__ = hook
-    method.__qualname__ = f"DelayCallback.{hook}"
-    method.__doc__ = "Forward when the current epoch is past both delays."
-    return method
-
-
-def _always(hook: str) -> Callable[..., Any]:
-    def method(self: DelayCallback, *args: Any) -> Any:
-        return getattr(self.callbacks, hook)(*args)
-
-    method.__name__ = hook
-    method.__qualname__ = f"DelayCallback.{hook}"
-    method.__doc__ = "Forward (always: the delay counts training only)."
-    return method
-
-
-for _hook in _VALID_HOOKS:
-    setattr(DelayCallback, _hook, _gated(_hook))
-for _hook in _HOOKS:
-    if _hook.startswith(("on_test_", "on_predict_")):
-        setattr(DelayCallback, _hook, _always(_hook))
-del _hook
