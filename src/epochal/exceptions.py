@@ -13,6 +13,7 @@ __all__ = [
     "MonitorKeyError",
     "ResumeError",
     "ShapeMismatchError",
+    "StorageError",
 ]
 
 
@@ -45,3 +46,8 @@ class CheckpointError(EpochalError, ValueError):
 
 class ResumeError(EpochalError, RuntimeError):
     """A working directory's state cannot be resumed as asked."""
+
+
+class StorageError(EpochalError, OSError):
+    """A working directory or bucket cannot be used: missing bucket, read-only directory, a
+    path that is a regular file. Raised before training starts."""
