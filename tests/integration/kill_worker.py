@@ -174,8 +174,9 @@ def matrix(base: str, epochs: int, first: int, last: int | None) -> None:
 
     torch.set_num_threads(1)
     loaders(seeded_generator=False)  # load the data once, before forking
-    import epochal_adapters.plots  # noqa: F401
     import matplotlib.figure  # noqa: F401  (pre-imported: children only draw)
+
+    import epochal_adapters.plots  # noqa: F401
     reference = os.path.join(base, "reference")
     assert _train_child(reference, epochs, None) == 0
     with open(reference + ".ops", encoding="utf-8") as f:

@@ -144,7 +144,7 @@ class TestOwnLeftovers:
         store = MemoryCheckpointStore()
         store.write("state/epoch_0001.state", b"x")
         before = dict(store.blobs)
-        with pytest.raises(ResumeError, match="state/epoch_0001.state"):
+        with pytest.raises(ResumeError, match=r"state/epoch_0001\.state"):
             _train(_bundle(store), 1)
         assert store.blobs == before
 
