@@ -66,6 +66,8 @@ _EXPORTS: dict[str, str] = {
     "EpochRecord": "epochal.core.records",
     "StopTraining": "epochal.core.directives",
     "RecordBus": "epochal.bus",
+    "Experiment": "epochal.experiment",
+    "StorageError": "epochal.exceptions",
 }
 
 __all__ = sorted(_EXPORTS)

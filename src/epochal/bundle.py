@@ -635,10 +635,17 @@ class ModelBundle:
         """Epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file, ascending."""
         return self._snapshots.saved_epochs()
 
-    def load_checkpoint(self, checkpoint: str | int = "best", *, strict: bool = True) -> Any:
+    def load_checkpoint(
+        self, checkpoint: str | int = "best", *, verbose: bool = False, strict: bool = True
+    ) -> Any:
         """Load weights into the network: ``'best'`` (the best epoch's checkpoint, or the last
         without monitoring), ``'last'``, an epoch number, the name of a weights file in the
         bundle's directory (``'checkpoint_epoch_3.ckpt'``), or a path/URL of a weights file.
+
+        Args:
+            checkpoint: Which weights (see above).
+            verbose: Print which file is loaded (and the best epoch's row for ``'best'``).
+            strict: Require the file's keys to match the network's exactly.
 
         Returns:
             The best epoch's log row for ``'best'``, the epoch's row for a number, else None.
@@ -664,7 +671,17 @@ class ModelBundle:
             if self.monitor is None:
                 checkpoint = "last"
             else:
-                checkpoint = int(self._best_row(rows)["epoch"])
+                best_row = self._best_row(rows)
+                checkpoint = int(best_row["epoch"])
+                if verbose:
+                    print(f"Best epoch of {self.directory}: {best_row}")
+        if verbose:
+            shown = (
+                resume.LAST if checkpoint == "last"
+                else resume.best_name(checkpoint) if isinstance(checkpoint, int)
+                else checkpoint
+            )
+            print(f"Loading weights from {shown}")
         if checkpoint == "last":
             weights = self._snapshots.read_weights(resume.LAST)
             self.model.set_weights(weights, strict=strict)
@@ -723,14 +740,16 @@ class ModelBundle:
         epoch = best_epoch(values, self.monitor, first_epoch=int(rows[0]["epoch"]))
         return next((r for r in rows if int(r["epoch"]) == epoch), rows[-1])
 
-    def is_better_than(self, other: ModelBundle) -> bool:
-        """Whether this bundle's best monitored value beats ``other``'s (same metric, same
-        mode; ties are not better).
+    def is_better_than(self, another_model_bundle: ModelBundle) -> bool:
+        """Whether this bundle's best monitored value beats ``another_model_bundle``'s (same
+        metric, same mode; ties are not better).
 
         Raises:
+            TypeError: ``another_model_bundle`` is not a ModelBundle.
             ConfigurationError: The bundles monitor different metrics or modes, or one does not
                 monitor.
         """
+        other = another_model_bundle
         if not isinstance(other, ModelBundle):
             raise TypeError(
                 f"is_better_than compares two ModelBundle objects; got {type(other).__name__}. "
@@ -751,7 +770,7 @@ class ModelBundle:
 
     def test(
         self,
-        loader: Iterable[Any],
+        test_generator: Iterable[Any],
         *,
         checkpoint: str | int = "best",
         name: str = "test",
@@ -760,41 +779,57 @@ class ModelBundle:
         seed: int | None = 42,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Evaluate the ``checkpoint`` weights on ``loader`` and write ``{name}_log.tsv``.
+        """Evaluate the ``checkpoint`` weights on ``test_generator`` and write ``{name}_log.tsv``.
+
+        With ``logging=False`` the network's current weights are evaluated and no file is
+        written (``checkpoint`` has no effect), as in Poutyne.
+
+        Args:
+            test_generator: Test batches.
+            checkpoint: Weights to evaluate (see :meth:`load_checkpoint`).
+            name: Prefix of the result keys and of the file name.
+            verbose: Show progress.
+            callbacks: Callbacks of the evaluation.
+            seed: Seed set before evaluating (None: leave the RNGs alone).
+            **kwargs: Passed to :meth:`Model.evaluate_generator`.
 
         Returns:
             ``{'epoch': e, 'test_loss': ..., 'test_<metric>': ...}`` (keys prefixed with
-            ``name``), also written as one row of ``{name}_log.tsv``.
+            ``name``). ``{name}_log.tsv`` holds the checkpoint's epoch row followed by these
+            values (as Poutyne's, without the evaluation's ``time``).
         """
-        row = self.load_checkpoint(checkpoint)
+        row = self.load_checkpoint(checkpoint) if self.logging else None
         if seed is not None:
             set_seeds(seed)
         logs = self.model.evaluate_generator(
-            loader, return_dict_format=True, verbose=verbose, callbacks=callbacks, **kwargs
+            test_generator, return_dict_format=True, verbose=verbose, callbacks=callbacks, **kwargs
         )
         out: dict[str, Any] = {"epoch": int(row["epoch"]) if row else None}
         for key, value in logs.items():
             out[f"{name}_{key[len('test_'):]}" if key.startswith("test_") else key] = value
         if self.logging:
-            self._snapshots.write_table(f"{name}_log.tsv", [out])
+            table = {**(row or {}), **{k: v for k, v in out.items() if k != "time"}}
+            self._snapshots.write_table(f"{name}_log.tsv", [table])
         return out
 
-    def test_dataset(self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
+    def test_dataset(self, test_dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
                      **kwargs: Any) -> dict[str, Any]:
         """:meth:`test` on a dataset."""
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+        loader = torch.utils.data.DataLoader(test_dataset, batch_size=batch_size)
         return self.test(loader, **kwargs)
 
     def test_data(self, x: Any, y: Any, *, batch_size: int = 32, **kwargs: Any) -> dict[str, Any]:
         """:meth:`test` on tensors or NumPy arrays."""
         return self.test_dataset(_ArrayDataset(x, y), batch_size=batch_size, **kwargs)
 
-    def infer(self, loader: Iterable[Any], *, checkpoint: str | int = "best",
+    def infer(self, generator: Iterable[Any], *, checkpoint: str | int = "best",
               **kwargs: Any) -> Any:
-        """Predictions of the ``checkpoint`` weights on ``loader`` (see
-        :meth:`Model.predict_generator` for the keywords and the return value)."""
-        self.load_checkpoint(checkpoint)
-        return self.model.predict_generator(loader, **kwargs)
+        """Predictions of the ``checkpoint`` weights on ``generator`` (see
+        :meth:`Model.predict_generator` for the keywords and the return value). With
+        ``logging=False`` the current weights are used (``checkpoint`` has no effect)."""
+        if self.logging:
+            self.load_checkpoint(checkpoint)
+        return self.model.predict_generator(generator, **kwargs)
 
     def infer_dataset(self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
                       checkpoint: str | int = "best", **kwargs: Any) -> Any:

@@ -85,7 +85,7 @@ class TestStartEpoch:
 
 
 class TestClassify:
-    NAMES = ["bundle.json", "notes.txt", "state/epoch_0001.state", "checkpoint_epoch_1.ckpt"]
+    NAMES = ("bundle.json", "notes.txt", "state/epoch_0001.state", "checkpoint_epoch_1.ckpt")
 
     def test_unfinished_first_commit_of_this_bundle_is_uncommitted(self):
         """With the identity record and no commit, the first commit's files are leftovers."""
@@ -95,7 +95,7 @@ class TestClassify:
 
     def test_without_identity_training_files_are_foreign(self):
         """Without identity record or commit, training-like files are someone else's."""
-        state = resume.classify_directory(self.NAMES[1:], has_identity=False, last_epoch=None)
+        state = resume.classify_directory(list(self.NAMES[1:]), has_identity=False, last_epoch=None)
         assert set(state.foreign) == {"state/epoch_0001.state", "checkpoint_epoch_1.ckpt"}
         assert state.uncommitted == ()
 
