@@ -427,6 +427,85 @@ class FsspecCheckpointStore:
         except Exception as exc:
             raise _with_url(exc, "delete", self.url(name)) from exc
 
+    def remove_temp_files(self) -> list[str]:
+        """Delete the temporary files that killed writes left (``.name.XXXX.tmp``).
+
+        Only local directories have them (a remote write is one upload). Call it when no
+        other process writes to the store.
+
+        Returns:
+            The removed files' names, relative to the base URL.
+
+        Raises:
+            OSError: Listing or removing failed; the message contains the URL.
+        """
+        if not self._local or not os.path.isdir(self._root or "/"):
+            return []
+        removed: list[str] = []
+        start = f"{self._root}/"
+        try:
+            for path in self._list_local(self._root):
+                if _is_temp_file(path.rsplit("/", 1)[-1]) and path.startswith(start):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
+                    removed.append(path[len(start):])
+        except Exception as exc:
+            raise _with_url(exc, "clean temporary files of", self._base_url) from exc
+        return removed
+
+    def probe(self) -> None:
+        """Check, before any work, that the store can be written: a local directory exists
+        or can be made, is a directory and accepts a file; a bucket exists and accepts a small
+        write and delete.
+
+        Raises:
+            StorageError: The path and the problem, and what was expected.
+        """
+        from epochal.exceptions import StorageError
+
+        url = self._base_url
+        if self._local:
+            root = self._root or "/"
+            existing = root
+            while existing and not os.path.exists(existing):
+                existing = os.path.dirname(existing)
+            if existing and not os.path.isdir(existing):
+                raise StorageError(
+                    f"Cannot use {url} as a directory: {existing} is an existing regular "
+                    "file. Expected a directory path (or one that does not exist yet); pass "
+                    "another path or move the file."
+                )
+        elif self._object_store:
+            bucket = self._root.split("/", 1)[0]
+            try:
+                self._fs.invalidate_cache()
+                found = self._fs.exists(bucket)
+            except Exception as exc:
+                raise StorageError(
+                    f"Cannot reach {url}: {type(exc).__name__}: {exc}. Expected a reachable "
+                    "endpoint (check storage_options: endpoint_url, credentials)."
+                ) from exc
+            if not found:
+                raise StorageError(
+                    f"Cannot use {url}: the bucket {bucket!r} does not exist. Expected an "
+                    "existing bucket; create it first or fix the URL."
+                )
+        name = f"_probe-{uuid.uuid4().hex}"
+        try:
+            self.write(name, b"")
+            self.delete(name)
+        except OSError as exc:
+            reason = (
+                "permission denied (read-only?)"
+                if isinstance(exc, PermissionError) or getattr(exc, "errno", None) in (13, 30)
+                else str(exc)
+            )
+            raise StorageError(
+                f"Cannot write in {url}: {reason}. Expected a writable directory or bucket; "
+                "fix its permissions or choose another location."
+            ) from exc
+
+
 
 def open_store(
     url_or_store: str | os.PathLike[str] | CheckpointStore,

@@ -115,6 +115,8 @@ _EXPORTS: dict[str, str] = {
     "WandBLogger": "epochal.callbacks.wandb_logger",
     "ProgressionCallback": "epochal.callbacks.progress",
     "EpochProgressionCallback": "epochal.callbacks.progress",
+    "Experiment": "epochal.experiment",
+    "StorageError": "epochal.exceptions",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,7 @@
 """Saving and loading torch objects at paths, fsspec URLs or file objects, crash-safely.
 
-Paths and URLs go through the storage adapter (``FsspecCheckpointStore``): a local file is
+Paths and URLs go through the storage adapter (``epochal_adapters.storage.open_store``, the
+one place that turns a path or URL into a store): a local file is
 written to a temporary file beside it, fsynced and renamed; a remote object is one upload.
 Loading always uses ``torch.load(weights_only=True)`` mapped to the CPU: a checkpoint cannot
 run code.
@@ -21,10 +22,10 @@ __all__ = ["load_torch", "read_bytes", "save_torch", "torch_bytes", "torch_from_
 
 
 def _store_and_name(path: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
-    from epochal_adapters.storage import FsspecCheckpointStore, split_url
+    from epochal_adapters.storage import open_store, split_url
 
     parent, name = split_url(path)
-    return FsspecCheckpointStore(parent, storage_options=dict(storage_options or {})), name
+    return open_store(parent, dict(storage_options) if storage_options else None), name
 
 
 def write_bytes(

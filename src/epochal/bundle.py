@@ -20,6 +20,7 @@ What the working directory holds:
                                        log rows); the last two are kept
 ``manifests/epoch_{epoch:04d}.json``   the commit point of that epoch: names the state file
                                        with its size and SHA-256; written last
+``bundle.json``                        the identity record, written before anything else
 ``{name}_log.tsv``                     the result of ``test(..., name=name)``
 ``plots/{metric}.png``                 train and validation curves of each metric
                                        (matplotlib, the ``examples`` extra)
@@ -31,19 +32,19 @@ locally, one upload remotely). Resume trusts only the newest manifest whose stat
 matches its size and checksum, so a crash at any moment (even ``kill -9`` during a write)
 loses at most the epoch in progress, which then runs again identically. Derived files
 (``log.tsv``, ``checkpoint.ckpt``) are rewritten from the committed state on every commit and
-on resume, so they never hold a duplicate or uncommitted row.
+on resume, so they never hold a duplicate or uncommitted row. A kill before the first
+manifest leaves files no manifest names; the identity record tells them from someone else's
+files, and the next ``train`` removes them and starts fresh.
+
+The parts: :mod:`epochal._snapshots` (commit, read, derive, prune), :mod:`epochal.core.resume`
+(the pure decisions), ``epochal_adapters.plots`` (curves), ``epochal_adapters.tsv`` (tables).
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
-import hashlib
-import io
-import json
 import math
 import os
-import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -51,9 +52,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from epochal._io import torch_bytes, torch_from_bytes
+from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks.base import Callback
 from epochal.callbacks.checkpoint import get_random_states, set_random_states
+from epochal.core import resume
 from epochal.core.monitor import Monitor, MonitorState, best_epoch
 from epochal.exceptions import (
     CheckpointError,
@@ -67,13 +69,6 @@ from epochal.seeding import set_seeds
 
 __all__ = ["ModelBundle"]
 
-_FORMAT = "epochal.bundle/1"
-_MANIFEST_RE = re.compile(r"^manifests/epoch_(\d+)\.json$")
-_BEST_RE = re.compile(r"^checkpoint_epoch_(\d+)\.ckpt$")
-_LAST = "checkpoint.ckpt"
-_LOG = "log.tsv"
-_KEEP_STATES = 2
-
 _TASKS: dict[str, dict[str, Any]] = {
     "classif": {
         "loss_function": "cross_entropy",
@@ -82,7 +77,6 @@ _TASKS: dict[str, dict[str, Any]] = {
         "monitor_metric": "val_acc",
         "monitor_mode": "max",
     },
-    "classification": {"alias": "classif"},
     "reg": {
         "loss_function": "mse",
         "batch_metrics": [],
@@ -90,47 +84,22 @@ _TASKS: dict[str, dict[str, Any]] = {
         "monitor_metric": "val_loss",
         "monitor_mode": "min",
     },
-    "regression": {"alias": "reg"},
 }
 
 
 def _task(task: str | None) -> dict[str, Any]:
+    """The defaults of a task: any name starting with ``'classif'`` or ``'reg'`` (Poutyne's
+    rule: ``'classif'``, ``'classification'``, ``'reg'``, ``'regr'``, ``'regression'``)."""
     if task is None:
         return {}
     key = task.lower()
-    if key not in _TASKS:
-        raise ConfigurationError(
-            f"Unknown task {task!r}; expected 'classif' (cross-entropy, accuracy, F1, monitor "
-            "val_acc max) or 'reg' (MSE, monitor val_loss min), or None."
-        )
-    spec = _TASKS[key]
-    return _TASKS[spec["alias"]] if "alias" in spec else spec
-
-
-def _format_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def _tsv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_format_cell(row.get(c)) for c in columns])
-    return buffer.getvalue().encode("utf-8")
-
-
-def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    columns: list[str] = []
-    for row in rows:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
-    return columns
+    for prefix, spec in _TASKS.items():
+        if key.startswith(prefix):
+            return spec
+    raise ConfigurationError(
+        f"Unknown task {task!r}; expected a name starting with 'classif' (cross-entropy, "
+        "accuracy, F1, monitor val_acc max) or 'reg' (MSE, monitor val_loss min), or None."
+    )
 
 
 def _loader_generators(loader: Any) -> list[torch.Generator]:
@@ -156,47 +125,62 @@ def _stateful(callbacks: Sequence[Any]) -> list[tuple[str, Any]]:
 class _BundleCallback(Callback):
     """The bundle's own callback, last in the list: restores a snapshot at train begin (after
     every other callback has initialised itself) and commits one at each finished epoch
-    (after every other callback has updated its state)."""
+    (after every other callback has updated its state).
+
+    Args:
+        snapshots: Where commits go (None: nothing is written, as with ``logging=False``).
+        latest: The trusted commit to restore, or None for a fresh start.
+        monitor: The monitored key and mode, or None.
+        check_monitor: Called with the epoch log keys at train begin.
+        callbacks: The stateful user callbacks to save and restore.
+        train_loader: Its torch generators are saved and restored.
+        keep_best_in_memory: Keep a copy of the best epoch's weights (when no file holds it).
+    """
 
     def __init__(
         self,
-        bundle: ModelBundle,
         *,
-        snapshot: dict[str, Any] | None,
+        snapshots: SnapshotStore | None,
+        latest: Snapshot | None,
+        monitor: Monitor | None,
+        check_monitor: Callable[[Sequence[str]], None],
         callbacks: Sequence[Any],
         train_loader: Any,
         keep_only_last_best: bool,
         save_every_epoch: bool,
+        keep_best_in_memory: bool,
     ) -> None:
         super().__init__()
-        self.bundle = bundle
-        self.snapshot = snapshot
+        self.snapshots = snapshots
+        self.snapshot = latest
+        self.monitor = monitor
+        self.check_monitor = check_monitor
         self.callbacks = list(callbacks)
         self.generators = _loader_generators(train_loader)
         self.keep_only_last_best = keep_only_last_best
         self.save_every_epoch = save_every_epoch
-        self.rows: list[dict[str, Any]] = list(snapshot["log_rows"]) if snapshot else []
-        self.best = MonitorState.from_dict(snapshot["best"]) if snapshot else MonitorState()
+        self.keep_best_in_memory = keep_best_in_memory
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.rows: list[dict[str, Any]] = [dict(r) for r in latest.log_rows] if latest else []
+        self.best = MonitorState.from_dict(dict(latest.best)) if latest else MonitorState()
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
-        if self.bundle.monitor is not None:
-            self.bundle._check_monitor(self.model.epoch_log_keys)
-        if self.snapshot is None:
-            return
+        if self.monitor is not None:
+            self.check_monitor(self.model.epoch_log_keys)
         snapshot = self.snapshot
+        if snapshot is None:
+            return
         model = self.model
-        model.set_weights(snapshot["network"])
-        if model.optimizer is not None and snapshot.get("optimizer") is not None:
-            model.optimizer.load_state_dict(snapshot["optimizer"])
-        states = snapshot.get("callbacks", {})
+        model.set_weights(dict(snapshot.network))
+        if model.optimizer is not None and snapshot.optimizer is not None:
+            model.optimizer.load_state_dict(dict(snapshot.optimizer))
         for key, callback in _stateful(self.callbacks):
-            if key in states:
-                callback.load_state_dict(states[key])
-        saved_generators = snapshot.get("loader_generators", [])
-        for generator, state in zip(self.generators, saved_generators):
+            if key in snapshot.callbacks:
+                callback.load_state_dict(snapshot.callbacks[key])
+        for generator, state in zip(self.generators, snapshot.loader_generators):
             generator.set_state(state)
-        set_random_states(snapshot["random_states"])
-        model.global_step = int(snapshot["global_step"])
+        set_random_states(snapshot.random_states)
+        model.global_step = int(snapshot.global_step)
 
     def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
         if not self.model.epoch_complete:
@@ -208,44 +192,57 @@ class _BundleCallback(Callback):
         if not finite:
             # No state, checkpoint or log row from diverged weights replaces a good one: the
             # directory stays at the last finite epoch (which a resume would run again).
+            where = self.snapshots.describe if self.snapshots else "the bundle"
             warnings.warn(
                 f"Epoch {epoch_number}: the network's weights hold NaN or infinite values; "
-                f"{self.bundle.directory} keeps its state of the last finite epoch.",
+                f"{where} keeps its state of the last finite epoch.",
                 RuntimeWarning,
                 stacklevel=2,
             )
             self.model.stop_training = True
             return
-        self.rows.append(dict(logs))
-        monitor = self.bundle.monitor
+        self.rows.append(_log_row(logs, self.model.learning_rates()))
+        monitor = self.monitor
         is_best = False
         if monitor is not None and logs.get(monitor.key) is not None:
             self.best = self.best.update(monitor, epoch_number, float(logs[monitor.key]))
             is_best = self.best.best_epoch == epoch_number
-        self.bundle._commit(
-            epoch=epoch_number,
-            snapshot={
-                "format": _FORMAT,
-                "epoch": epoch_number,
-                "global_step": self.model.global_step,
-                "network": weights,
-                "optimizer": (
-                    self.model.optimizer.state_dict() if self.model.optimizer else None
-                ),
-                "optimizer_class": (
-                    type(self.model.optimizer).__name__ if self.model.optimizer else None
-                ),
-                "callbacks": {k: cb.state_dict() for k, cb in _stateful(self.callbacks)},
-                "random_states": get_random_states(),
-                "loader_generators": [g.get_state() for g in self.generators],
-                "log_rows": [dict(r) for r in self.rows],
-                "best": self.best.to_dict(),
-                "stopped": bool(self.model.stop_training),
-            },
+        if is_best and self.keep_best_in_memory:
+            self.best_weights = {k: v.detach().clone() for k, v in weights.items()}
+        if self.snapshots is None:
+            return
+        optimizer = self.model.optimizer
+        self.snapshots.commit(
+            Snapshot(
+                epoch=epoch_number,
+                global_step=self.model.global_step,
+                network=weights,
+                optimizer=optimizer.state_dict() if optimizer is not None else None,
+                optimizer_class=type(optimizer).__name__ if optimizer is not None else None,
+                callbacks={k: cb.state_dict() for k, cb in _stateful(self.callbacks)},
+                random_states=get_random_states(),
+                loader_generators=[g.get_state() for g in self.generators],
+                log_rows=[dict(r) for r in self.rows],
+                best=self.best.to_dict(),
+                stopped=bool(self.model.stop_training),
+            ),
             is_best=is_best,
+            monitor=monitor.key if monitor is not None else None,
             keep_only_last_best=self.keep_only_last_best,
             save_every_epoch=self.save_every_epoch,
         )
+
+
+def _log_row(logs: Mapping[str, Any], learning_rates: Mapping[str, float]) -> dict[str, Any]:
+    """An epoch's ``log.tsv`` row: Poutyne's CSVLogger order ``epoch, time, lr, loss, ...``.
+
+    The learning rates come from the optimizer at the epoch's end; any already in ``logs``
+    are moved to the same place."""
+    head = {k: logs[k] for k in ("epoch", "time") if k in logs}
+    rates = {k: v for k, v in logs.items() if k == "lr" or k.startswith("lr_group_")}
+    rates.update(learning_rates)
+    rest = {k: v for k, v in logs.items() if k not in head and k not in rates}
+    return {**head, **rates, **rest}
 
 
 class ModelBundle:
@@ -294,6 +291,7 @@ class ModelBundle:
         else:
             self.directory = str(getattr(self.store, "base_url", None) or repr(self.store))
         self.logging = logging
+        self._snapshots = SnapshotStore(self.store, describe=self.directory)
         self.monitor: Monitor | None = None
         if monitoring:
             self.monitor = Monitor(key=monitor_metric or "val_loss", mode=monitor_mode or "min")
@@ -382,159 +380,34 @@ class ModelBundle:
             storage_options=storage_options,
         )
 
-    # ------------------------------------------------------------------ state on disk
-
-    def _manifests(self) -> list[tuple[int, str]]:
-        found = []
-        for name in self.store.names("manifests/"):
-            match = _MANIFEST_RE.match(name)
-            if match:
-                found.append((int(match.group(1)), name))
-        return sorted(found)
-
-    def _read_snapshot(self) -> dict[str, Any] | None:
-        """The newest committed snapshot, or None for a fresh directory.
-
-        Manifests are tried newest first; one that does not parse, or whose state file is
-        missing or does not match its size and SHA-256, is skipped with a warning (it can only
-        come from an outside change: the bundle's own writes are atomic). Raises when
-        manifests exist but none is usable.
-        """
-        if not self.logging:
-            return None
-        manifests = self._manifests()
-        problems: list[str] = []
-        for epoch, name in reversed(manifests):
-            url = self.store.url(name)
-            try:
-                manifest = json.loads(self.store.read(name).decode("utf-8"))
-                if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
-                    found = manifest.get("format") if isinstance(manifest, dict) else manifest
-                    raise ValueError(f"format {found!r}, expected {_FORMAT!r}")
-                missing = [k for k in ("state", "bytes", "sha256") if k not in manifest]
-                if missing:
-                    raise ValueError(f"missing fields {missing}")
-                state_name = str(manifest["state"])
-                data = self.store.read(state_name)
-            except (ValueError, KeyError, TypeError, FileNotFoundError, UnicodeDecodeError) as exc:
-                problems.append(f"{url}: {exc}")
-                continue
-            if len(data) != manifest["bytes"] or hashlib.sha256(data).hexdigest() != manifest[
-                "sha256"
-            ]:
-                problems.append(
-                    f"{self.store.url(state_name)}: {len(data)} bytes with a checksum that does "
-                    f"not match {url} (expected {manifest['bytes']} bytes)"
-                )
-                continue
-            if problems:
-                warnings.warn(
-                    "Skipped unusable newer bundle state and resumed from epoch "
-                    f"{epoch}: " + "; ".join(problems),
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            snapshot: dict[str, Any] = torch_from_bytes(data, source=self.store.url(state_name))
-            return snapshot
-        if not manifests:
-            leftovers = [
-                n for n in self.store.names()
-                if n.startswith("state/") or n in (_LOG, _LAST) or _BEST_RE.match(n)
-            ]
-            if leftovers:
-                raise ResumeError(
-                    f"{self.directory} holds training files ({', '.join(leftovers[:4])}"
-                    f"{', ...' if len(leftovers) > 4 else ''}) but no manifests/epoch_N.json to "
-                    "resume from (copied or synced partially?). Expected a bundle directory with "
-                    "its manifests/, or an empty one. Restore manifests/, or use a new "
-                    "directory; nothing was changed."
-                )
-        if problems:
-            raise CheckpointError(
-                "No usable training state in "
-                f"{self.directory}: every manifest failed its check ("
-                + "; ".join(problems)
-                + "). Expected manifests/epoch_N.json naming a state file with matching size and "
-                "SHA-256. Move the directory away to start over."
-            )
-        return None
-
-    def _commit(
-        self,
-        *,
-        epoch: int,
-        snapshot: dict[str, Any],
-        is_best: bool,
-        keep_only_last_best: bool,
-        save_every_epoch: bool,
-    ) -> None:
-        if not self.logging:
-            return
-        store = self.store
-        weights_bytes = torch_bytes(snapshot["network"])
-        if is_best or save_every_epoch:
-            store.write(f"checkpoint_epoch_{epoch}.ckpt", weights_bytes)
-        data = torch_bytes(snapshot)
-        state_name = f"state/epoch_{epoch:04d}.state"
-        store.write(state_name, data)
-        manifest = {
-            "format": _FORMAT,
-            "epoch": epoch,
-            "state": state_name,
-            "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "global_step": snapshot["global_step"],
-            "best_epoch": snapshot["best"]["best_epoch"],
-            "best_value": snapshot["best"]["best"],
-            "monitor": self.monitor.key if self.monitor else None,
-            "stopped": snapshot["stopped"],
-        }
-        store.write(
-            f"manifests/epoch_{epoch:04d}.json",
-            json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"),
-        )
-        # Committed. Derived files and clean-up follow; a crash here is repaired on resume.
-        self._write_derived(snapshot, weights_bytes)
-        self._prune(snapshot, keep_only_last_best, save_every_epoch)
-
-    def _write_derived(self, snapshot: Mapping[str, Any], weights_bytes: bytes | None) -> None:
-        rows = snapshot["log_rows"]
-        self.store.write(_LOG, _tsv(rows, _columns(rows)))
-        if weights_bytes is None:
-            weights_bytes = torch_bytes(snapshot["network"])
-        self.store.write(_LAST, weights_bytes)
-
-    def _prune(
-        self, snapshot: Mapping[str, Any], keep_only_last_best: bool, save_every_epoch: bool
-    ) -> None:
-        manifests = self._manifests()
-        for epoch, name in manifests[:-_KEEP_STATES]:
-            self.store.delete(name)
-            self.store.delete(f"state/epoch_{epoch:04d}.state")
-        committed = {f"state/epoch_{e:04d}.state" for e, _ in manifests[-_KEEP_STATES:]}
-        for name in self.store.names("state/"):
-            if name not in committed:  # left by a crash between state and manifest writes
-                self.store.delete(name)
-        last_epoch = int(snapshot["epoch"])
-        kept_best = snapshot["best"]["best_epoch"]
-        for epoch in self.get_saved_epochs():
-            uncommitted = epoch > last_epoch
-            superseded = keep_only_last_best and not save_every_epoch and epoch != kept_best
-            if uncommitted or superseded:
-                self.store.delete(f"checkpoint_epoch_{epoch}.ckpt")
-
     # ------------------------------------------------------------------ training
+
+    @property
+    def monitoring(self) -> bool:
+        """Whether the bundle tracks a best epoch (Poutyne's attribute)."""
+        return self.monitor is not None
+
+    @property
+    def monitor_metric(self) -> str | None:
+        """The monitored log key, or None without monitoring (Poutyne's attribute)."""
+        return self.monitor.key if self.monitor is not None else None
+
+    @property
+    def monitor_mode(self) -> str | None:
+        """``'min'`` or ``'max'``, or None without monitoring (Poutyne's attribute)."""
+        return self.monitor.mode if self.monitor is not None else None
 
     def train(
         self,
-        train_loader: Iterable[Any],
-        valid_loader: Iterable[Any] | None = None,
+        train_generator: Iterable[Any],
+        valid_generator: Iterable[Any] | None = None,
         *,
         epochs: int,
         callbacks: Sequence[Callback] | None = None,
         lr_schedulers: Sequence[Callback] | None = None,
         keep_only_last_best: bool = False,
         save_every_epoch: bool = False,
+        disable_tensorboard: bool = False,
         seed: int | None = 42,
         **fit_kwargs: Any,
     ) -> list[dict[str, Any]]:
@@ -545,17 +418,27 @@ class ModelBundle:
         ``k`` (weights, optimizer, LR schedulers, every stateful callback, RNG states and the
         training loader's generator) and runs epochs ``k+1 .. epochs``: the result equals an
         uninterrupted training, bit for bit on the CPU. A directory already at ``epochs`` (or
-        stopped early at or before it) only reports so.
+        stopped early at or before it) only reports so. With ``verbose`` a resumed call prints
+        the epoch it resumes at and the manifest it trusts.
+
+        At the end the network holds the best epoch's weights (as Poutyne's bundle, which
+        restores the best checkpoint when training ends), the best of every call so far;
+        without monitoring, the last epoch's.
+
+        The directory is checked before the first step: it must exist or be creatable, be a
+        directory and accept writes (for a bucket: exist and accept a small write and delete).
 
         Args:
-            train_loader: Training batches (the same loader, or an equal one, on every call).
-            valid_loader: Validation batches.
+            train_generator: Training batches (the same loader, or an equal one, each call).
+            valid_generator: Validation batches.
             epochs: The last epoch to reach.
             callbacks: More callbacks; those with ``state_dict``/``load_state_dict`` are saved
                 and restored (pass the same list, in the same order, when resuming).
             lr_schedulers: LR scheduler callbacks (saved and restored like callbacks).
             keep_only_last_best: Keep only the newest ``checkpoint_epoch_*.ckpt``.
             save_every_epoch: Write ``checkpoint_epoch_{epoch}.ckpt`` for every epoch.
+            disable_tensorboard: Accepted for Poutyne compatibility; epochal writes no
+                TensorBoard logs.
             seed: Seed for a fresh start (ignored when resuming: the RNG states are restored).
             **fit_kwargs: Passed to :meth:`Model.fit_generator` (``verbose``,
                 ``steps_per_epoch``, ``batches_per_step``, ...).
@@ -564,65 +447,106 @@ class ModelBundle:
             The log rows of every epoch so far (committed ones included), as dicts.
 
         Raises:
+            StorageError: The directory cannot be used (names the path and the problem).
             CheckpointError: The directory's state is corrupt, or belongs to another network
                 (the message lists missing and unexpected keys).
-            ResumeError: ``initial_epoch`` is given (the bundle decides where to start).
+            ResumeError: ``initial_epoch`` is given (the bundle decides where to start), or the
+                directory holds training files of someone else.
         """
+        del disable_tensorboard
         if "initial_epoch" in fit_kwargs:
             raise ResumeError(
                 "ModelBundle.train decides the initial epoch from its directory; do not pass "
                 "initial_epoch."
             )
-        snapshot = self._read_snapshot()
+        verbose = bool(fit_kwargs.get("verbose", True))
+        latest = self._snapshots.open_for_training() if self.logging else Latest()
+        snapshot = latest.snapshot
         if snapshot is not None:
             self._check_network(snapshot)
             self._check_optimizer(snapshot)
-            done = int(snapshot["epoch"])
-            if done >= epochs or snapshot.get("stopped"):
-                if snapshot.get("stopped") and done < epochs:
-                    print(
-                        f"{self.directory}: training was stopped early at epoch {done} (by a "
-                        f"callback such as EarlyStopping); not training to epoch {epochs}. To "
-                        "train further, start a new bundle directory from these weights "
-                        "(load_checkpoint, then from_network on another directory)."
-                    )
-                else:
-                    print(
-                        f"{self.directory}: already trained to epoch {done} (asked for "
-                        f"{epochs}); nothing to train."
-                    )
-                self._write_derived(snapshot, None)
-                self.model.set_weights(snapshot["network"])
-                rows: list[dict[str, Any]] = [dict(r) for r in snapshot["log_rows"]]
-                return rows
-            initial_epoch = done + 1
-            # Repair derived files a crash may have left ahead of the committed state.
-            self._write_derived(snapshot, None)
-            self._prune(snapshot, keep_only_last_best, save_every_epoch)
-        else:
-            initial_epoch = 1
+            self._snapshots.prune(
+                last_epoch=snapshot.epoch,
+                best_epoch=snapshot.best.get("best_epoch"),
+                keep_only_last_best=keep_only_last_best,
+                save_every_epoch=save_every_epoch,
+            )
+        first = resume.start_epoch(
+            committed=snapshot.epoch if snapshot else None,
+            stopped=snapshot.stopped if snapshot else False,
+            partial_step=snapshot.partial_step if snapshot else None,
+            epochs=epochs,
+        )
+        if first is None and snapshot is not None:
+            self._report_nothing_to_train(snapshot, epochs)
+            self.model.set_weights(dict(snapshot.network))
+            self._restore_best(snapshot.best.get("best_epoch"), snapshot.epoch, None)
+            return [dict(r) for r in snapshot.log_rows]
+        if snapshot is None:
             if seed is not None:
                 set_seeds(seed)
+        elif verbose:
+            print(
+                f"{self.directory}: resuming at epoch {first} from the commit of epoch "
+                f"{snapshot.epoch} ({self.store.url(latest.manifest_name or '')})."
+            )
         user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
         bundle_callback = _BundleCallback(
-            self,
-            snapshot=snapshot,
+            snapshots=self._snapshots if self.logging else None,
+            latest=snapshot,
+            monitor=self.monitor,
+            check_monitor=self._check_monitor,
             callbacks=user_callbacks,
-            train_loader=train_loader,
+            train_loader=train_generator,
             keep_only_last_best=keep_only_last_best,
             save_every_epoch=save_every_epoch,
+            keep_best_in_memory=not self.logging and self.monitor is not None,
         )
         self.model.fit_generator(
-            train_loader,
-            valid_loader,
+            train_generator,
+            valid_generator,
             epochs=epochs,
-            initial_epoch=initial_epoch,
+            initial_epoch=first if first is not None else 1,
             callbacks=[*user_callbacks, bundle_callback],
             **fit_kwargs,
         )
+        rows = bundle_callback.rows
+        last = int(rows[-1]["epoch"]) if rows else None
+        self._restore_best(bundle_callback.best.best_epoch, last, bundle_callback.best_weights)
         if self.logging:
-            self._plot(bundle_callback.rows)
-        return [dict(r) for r in bundle_callback.rows]
+            from epochal_adapters.plots import plot_history
+
+            plot_history(rows, self.store, "plots/")
+        return [dict(r) for r in rows]
+
+    def _report_nothing_to_train(self, snapshot: Snapshot, epochs: int) -> None:
+        done = snapshot.epoch
+        if snapshot.stopped and done < epochs:
+            print(
+                f"{self.directory}: training was stopped early at epoch {done} (by a "
+                f"callback such as EarlyStopping); not training to epoch {epochs}. To "
+                "train further, start a new bundle directory from these weights "
+                "(load_checkpoint, then from_network on another directory)."
+            )
+        else:
+            print(
+                f"{self.directory}: already trained to epoch {done} (asked for "
+                f"{epochs}); nothing to train."
+            )
+
+    def _restore_best(
+        self,
+        best: int | None,
+        last: int | None,
+        in_memory: Mapping[str, torch.Tensor] | None,
+    ) -> None:
+        """Leave the best epoch's weights in the network (it holds epoch ``last``'s)."""
+        if self.monitor is None or best is None or best == last:
+            return
+        if in_memory is not None:
+            self.model.set_weights(dict(in_memory))
+        elif self.logging:
+            self.model.set_weights(self._snapshots.read_weights(resume.best_name(best)))
 
     def train_dataset(
         self,
@@ -680,19 +604,19 @@ class ModelBundle:
                 message += f" Did you mean monitor_metric={close[0]!r}?"
         raise MonitorKeyError(message)
 
-    def _check_optimizer(self, snapshot: Mapping[str, Any]) -> None:
-        saved = snapshot.get("optimizer_class")
+    def _check_optimizer(self, snapshot: Snapshot) -> None:
+        saved = snapshot.optimizer_class
         own = type(self.model.optimizer).__name__ if self.model.optimizer else None
         if saved is not None and own is not None and saved != own:
             raise CheckpointError(
                 f"{self.directory} was trained with the optimizer {saved}; this bundle has "
-                f"{own}. Resume with a {saved} optimizer (its state is restored), or use a new "
+                f"{own}. Resume with {_article(saved)} {saved} optimizer (its state is restored), or use a new "
                 "directory."
             )
 
-    def _check_network(self, snapshot: Mapping[str, Any]) -> None:
+    def _check_network(self, snapshot: Snapshot) -> None:
         own = self.model.network.state_dict()
-        saved = snapshot["network"]
+        saved = snapshot.network
         missing = sorted(set(own) - set(saved))
         unexpected = sorted(set(saved) - set(own))
         mismatched = sorted(
@@ -709,17 +633,19 @@ class ModelBundle:
 
     def get_saved_epochs(self) -> list[int]:
         """Epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file, ascending."""
-        epochs = []
-        for name in self.store.names("checkpoint_epoch_"):
-            match = _BEST_RE.match(name)
-            if match:
-                epochs.append(int(match.group(1)))
-        return sorted(epochs)
+        return self._snapshots.saved_epochs()
 
-    def load_checkpoint(self, checkpoint: str | int = "best", *, strict: bool = True) -> Any:
+    def load_checkpoint(
+        self, checkpoint: str | int = "best", *, verbose: bool = False, strict: bool = True
+    ) -> Any:
         """Load weights into the network: ``'best'`` (the best epoch's checkpoint, or the last
         without monitoring), ``'last'``, an epoch number, the name of a weights file in the
         bundle's directory (``'checkpoint_epoch_3.ckpt'``), or a path/URL of a weights file.
+
+        Args:
+            checkpoint: Which weights (see above).
+            verbose: Print which file is loaded (and the best epoch's row for ``'best'``).
+            strict: Require the file's keys to match the network's exactly.
 
         Returns:
             The best epoch's log row for ``'best'``, the epoch's row for a number, else None.
@@ -745,9 +671,19 @@ class ModelBundle:
             if self.monitor is None:
                 checkpoint = "last"
             else:
-                checkpoint = int(self._best_row(rows)["epoch"])
+                best_row = self._best_row(rows)
+                checkpoint = int(best_row["epoch"])
+                if verbose:
+                    print(f"Best epoch of {self.directory}: {best_row}")
+        if verbose:
+            shown = (
+                resume.LAST if checkpoint == "last"
+                else resume.best_name(checkpoint) if isinstance(checkpoint, int)
+                else checkpoint
+            )
+            print(f"Loading weights from {shown}")
         if checkpoint == "last":
-            weights = self._load_name(_LAST)
+            weights = self._snapshots.read_weights(resume.LAST)
             self.model.set_weights(weights, strict=strict)
             return rows[-1] if rows else None
         if isinstance(checkpoint, int) and not isinstance(checkpoint, bool):
@@ -757,12 +693,12 @@ class ModelBundle:
                     f"No checkpoint for epoch {checkpoint} in {self.directory}; saved epochs: "
                     f"{self.get_saved_epochs()} (use save_every_epoch=True to keep every epoch)."
                 )
-            self.model.set_weights(self._load_name(name), strict=strict)
+            self.model.set_weights(self._snapshots.read_weights(name), strict=strict)
             return next((r for r in rows if int(r["epoch"]) == checkpoint), None)
         if isinstance(checkpoint, str):
             if "/" not in checkpoint and "\\" not in checkpoint and self.store.exists(checkpoint):
                 # A file of the bundle's own directory, named relative to it.
-                self.model.set_weights(self._load_name(checkpoint), strict=strict)
+                self.model.set_weights(self._snapshots.read_weights(checkpoint), strict=strict)
                 return None
             from epochal._io import load_torch
 
@@ -772,15 +708,6 @@ class ModelBundle:
             f"checkpoint must be 'best', 'last', an epoch number or a path; got {checkpoint!r}"
         )
 
-    def _load_name(self, name: str) -> Any:
-        try:
-            data = self.store.read(name)
-        except FileNotFoundError:
-            raise CheckpointError(
-                f"{self.store.url(name)} does not exist; train the bundle first."
-            ) from None
-        return torch_from_bytes(data, source=self.store.url(name))
-
     # ------------------------------------------------------------------ stats
 
     def get_stats(self) -> list[dict[str, Any]]:
@@ -789,8 +716,10 @@ class ModelBundle:
         Poutyne returns a pandas DataFrame here; epochal returns a list of dicts (no pandas
         dependency): ``pandas.DataFrame(bundle.get_stats())`` gives the same table.
         """
-        snapshot = self._read_snapshot()
-        return [dict(r) for r in snapshot["log_rows"]] if snapshot else []
+        if not self.logging:
+            return []
+        snapshot = self._snapshots.read_latest().snapshot
+        return [dict(r) for r in snapshot.log_rows] if snapshot else []
 
     def get_best_epoch_stats(self) -> dict[str, Any]:
         """The log row of the best epoch of the monitored metric (the last row without
@@ -811,14 +740,16 @@ class ModelBundle:
         epoch = best_epoch(values, self.monitor, first_epoch=int(rows[0]["epoch"]))
         return next((r for r in rows if int(r["epoch"]) == epoch), rows[-1])
 
-    def is_better_than(self, other: ModelBundle) -> bool:
-        """Whether this bundle's best monitored value beats ``other``'s (same metric, same
-        mode; ties are not better).
+    def is_better_than(self, another_model_bundle: ModelBundle) -> bool:
+        """Whether this bundle's best monitored value beats ``another_model_bundle``'s (same
+        metric, same mode; ties are not better).
 
         Raises:
+            TypeError: ``another_model_bundle`` is not a ModelBundle.
             ConfigurationError: The bundles monitor different metrics or modes, or one does not
                 monitor.
         """
+        other = another_model_bundle
         if not isinstance(other, ModelBundle):
             raise TypeError(
                 f"is_better_than compares two ModelBundle objects; got {type(other).__name__}. "
@@ -839,7 +770,7 @@ class ModelBundle:
 
     def test(
         self,
-        loader: Iterable[Any],
+        test_generator: Iterable[Any],
         *,
         checkpoint: str | int = "best",
         name: str = "test",
@@ -848,41 +779,57 @@ class ModelBundle:
         seed: int | None = 42,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Evaluate the ``checkpoint`` weights on ``loader`` and write ``{name}_log.tsv``.
+        """Evaluate the ``checkpoint`` weights on ``test_generator`` and write ``{name}_log.tsv``.
+
+        With ``logging=False`` the network's current weights are evaluated and no file is
+        written (``checkpoint`` has no effect), as in Poutyne.
+
+        Args:
+            test_generator: Test batches.
+            checkpoint: Weights to evaluate (see :meth:`load_checkpoint`).
+            name: Prefix of the result keys and of the file name.
+            verbose: Show progress.
+            callbacks: Callbacks of the evaluation.
+            seed: Seed set before evaluating (None: leave the RNGs alone).
+            **kwargs: Passed to :meth:`Model.evaluate_generator`.
 
         Returns:
             ``{'epoch': e, 'test_loss': ..., 'test_<metric>': ...}`` (keys prefixed with
-            ``name``), also written as one row of ``{name}_log.tsv``.
+            ``name``). ``{name}_log.tsv`` holds the checkpoint's epoch row followed by these
+            values (as Poutyne's, without the evaluation's ``time``).
         """
-        row = self.load_checkpoint(checkpoint)
+        row = self.load_checkpoint(checkpoint) if self.logging else None
         if seed is not None:
             set_seeds(seed)
         logs = self.model.evaluate_generator(
-            loader, return_dict_format=True, verbose=verbose, callbacks=callbacks, **kwargs
+            test_generator, return_dict_format=True, verbose=verbose, callbacks=callbacks, **kwargs
         )
         out: dict[str, Any] = {"epoch": int(row["epoch"]) if row else None}
         for key, value in logs.items():
             out[f"{name}_{key[len('test_'):]}" if key.startswith("test_") else key] = value
         if self.logging:
-            self.store.write(f"{name}_log.tsv", _tsv([out], list(out)))
+            table = {**(row or {}), **{k: v for k, v in out.items() if k != "time"}}
+            self._snapshots.write_table(f"{name}_log.tsv", [table])
         return out
 
-    def test_dataset(self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
+    def test_dataset(self, test_dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
                      **kwargs: Any) -> dict[str, Any]:
         """:meth:`test` on a dataset."""
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+        loader = torch.utils.data.DataLoader(test_dataset, batch_size=batch_size)
         return self.test(loader, **kwargs)
 
     def test_data(self, x: Any, y: Any, *, batch_size: int = 32, **kwargs: Any) -> dict[str, Any]:
         """:meth:`test` on tensors or NumPy arrays."""
         return self.test_dataset(_ArrayDataset(x, y), batch_size=batch_size, **kwargs)
 
-    def infer(self, loader: Iterable[Any], *, checkpoint: str | int = "best",
+    def infer(self, generator: Iterable[Any], *, checkpoint: str | int = "best",
               **kwargs: Any) -> Any:
-        """Predictions of the ``checkpoint`` weights on ``loader`` (see
-        :meth:`Model.predict_generator` for the keywords and the return value)."""
-        self.load_checkpoint(checkpoint)
-        return self.model.predict_generator(loader, **kwargs)
+        """Predictions of the ``checkpoint`` weights on ``generator`` (see
+        :meth:`Model.predict_generator` for the keywords and the return value). With
+        ``logging=False`` the current weights are used (``checkpoint`` has no effect)."""
+        if self.logging:
+            self.load_checkpoint(checkpoint)
+        return self.model.predict_generator(generator, **kwargs)
 
     def infer_dataset(self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
                       checkpoint: str | int = "best", **kwargs: Any) -> Any:
@@ -896,41 +843,12 @@ class ModelBundle:
         return self.infer_dataset(_ArrayDataset(x), batch_size=batch_size,
                                   checkpoint=checkpoint, **kwargs)
 
-    # ------------------------------------------------------------------ plots
-
-    def _plot(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg", force=False)
-            from matplotlib.figure import Figure
-        except ImportError:
-            warnings.warn(
-                "matplotlib is not installed: no plots/ for this bundle (pip install "
-                "'epochal[examples]').",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return
-        keys = [k for k in _columns(rows) if k not in ("epoch", "time") and not k.startswith(
-            ("val_", "lr"))]
-        epochs = [int(r["epoch"]) for r in rows]
-        for key in keys:
-            figure = Figure(figsize=(6, 4))
-            axes = figure.subplots()
-            for label, column in (("train", key), ("valid", f"val_{key}")):
-                values = [r.get(column) for r in rows]
-                if any(v is not None and not math.isnan(float(v)) for v in values):
-                    axes.plot(epochs, [math.nan if v is None else float(v) for v in values],
-                              marker="o", label=label)
-            axes.set_xlabel("epoch")
-            axes.set_ylabel(key)
-            axes.legend()
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", bbox_inches="tight")
-            self.store.write(f"plots/{key}.png", buffer.getvalue())
-
     def __repr__(self) -> str:
         return f"ModelBundle({self.directory!r}, {self.model!r})"
+
+
+def _article(word: str) -> str:
+    """``'an'`` before a vowel sound (``an Adam``, ``an SGD``), else ``'a'``."""
+    spelled_vowel = word[:1].upper() in "AEIOU"
+    initialism_vowel = len(word) > 1 and word.isupper() and word[:1] in "FHLMNRSX"
+    return "an" if spelled_vowel or initialism_vowel else "a"

@@ -14,6 +14,7 @@ __all__ = [
     "NetworkInputError",
     "ResumeError",
     "ShapeMismatchError",
+    "StorageError",
 ]
 
 
@@ -54,3 +55,8 @@ class NetworkInputError(ShapeMismatchError, RuntimeError):
     A ``ShapeMismatchError`` that is also a ``RuntimeError``, like the PyTorch error it is
     chained to, so code that caught PyTorch's error still catches it.
     """
+
+
+class StorageError(EpochalError, OSError):
+    """A working directory or bucket cannot be used: missing bucket, read-only directory, a
+    path that is a regular file. Raised before training starts."""

@@ -265,3 +265,52 @@ class TestUnreachableS3:
         with pytest.raises(OSError, match="s3://unreachable-bucket/run"):
             dead_store.names()
         assert _files_under(tmp_path) == []
+
+
+class TestTemporaryFilesAndProbe:
+    def test_remove_temp_files_removes_only_temporary_files(self, tmp_path: Path) -> None:
+        """Temporary files of killed writes (.name.XXXX.tmp), at any depth, are removed and
+        named; every other file stays."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        store.write("state/epoch_0001.state", b"kept")
+        (tmp_path / "state" / ".epoch_0002.state.ab12.tmp").write_bytes(b"partial")
+        (tmp_path / ".log.tsv.cd34.tmp").write_bytes(b"partial")
+        (tmp_path / "notes.tmp").write_bytes(b"user file, not a temp name")
+        removed = store.remove_temp_files()
+        assert sorted(removed) == [".log.tsv.cd34.tmp", "state/.epoch_0002.state.ab12.tmp"]
+        assert sorted(_files_under(tmp_path)) == ["notes.tmp", "state/epoch_0001.state"]
+
+    def test_remove_temp_files_of_a_missing_directory_is_empty(self, tmp_path: Path) -> None:
+        """A directory that does not exist yet has no temporary files."""
+        assert FsspecCheckpointStore(str(tmp_path / "absent")).remove_temp_files() == []
+
+    def test_probe_accepts_a_new_directory_and_leaves_nothing(self, tmp_path: Path) -> None:
+        """A path that does not exist yet is made; the probe file is removed again."""
+        FsspecCheckpointStore(str(tmp_path / "new" / "run")).probe()
+        assert (tmp_path / "new" / "run").is_dir()
+        assert _files_under(tmp_path) == []
+
+    def test_probe_names_a_regular_file_on_the_path(self, tmp_path: Path) -> None:
+        """A regular file where a directory should be is named, with what was expected."""
+        from epochal.exceptions import StorageError
+
+        (tmp_path / "file").write_bytes(b"data")
+        with pytest.raises(StorageError, match="regular file") as raised:
+            FsspecCheckpointStore(str(tmp_path / "file" / "run")).probe()
+        assert str(tmp_path / "file") in str(raised.value)
+        assert (tmp_path / "file").read_bytes() == b"data"
+
+    @pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0,
+                        reason="root writes into read-only directories")
+    def test_probe_names_a_read_only_directory(self, tmp_path: Path) -> None:
+        """A directory without write permission fails the probe with a StorageError."""
+        from epochal.exceptions import StorageError
+
+        directory = tmp_path / "ro"
+        directory.mkdir()
+        directory.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        try:
+            with pytest.raises(StorageError, match="read-only"):
+                FsspecCheckpointStore(str(directory)).probe()
+        finally:
+            directory.chmod(stat.S_IRWXU)

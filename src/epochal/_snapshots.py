@@ -1,0 +1,493 @@
+"""A bundle's snapshots on a :class:`~epochal.ports.CheckpointStore`: commit, read back, derive,
+prune, and open a working directory safely.
+
+A commit happens in two stages so that the write can later leave the training path:
+
+1. :func:`prepare_commit` *captures*: it serializes a :class:`Snapshot` into bytes (a copy of
+   the state; the network may change afterwards) and builds its :class:`Manifest`;
+2. :meth:`SnapshotStore.write_commit` *writes*: the best checkpoint, the state file, then the
+   manifest (the commit point), then the derived files and the clean-up.
+
+Which manifest to trust, where to start and what to delete are decided by the pure
+:mod:`epochal.core.resume`; this module does the I/O.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from epochal._io import torch_bytes, torch_from_bytes
+from epochal.core import resume
+from epochal.exceptions import CheckpointError, ResumeError, StorageError
+from epochal.ports import CheckpointStore
+
+__all__ = [
+    "Commit",
+    "Latest",
+    "Manifest",
+    "Snapshot",
+    "SnapshotStore",
+    "log_columns",
+    "prepare_commit",
+]
+
+
+def _is_lr_key(key: str) -> bool:
+    return key == "lr" or key.startswith("lr_group_")
+
+
+def log_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The columns of ``log.tsv`` in Poutyne's CSVLogger order: ``epoch, time``, the learning
+    rates (``lr`` or ``lr_group_i``), then the other keys as first seen (``loss``, metrics,
+    ``val_loss``, ``val_<metric>``)."""
+    from epochal_adapters.tsv import columns_of
+
+    columns = columns_of(rows)
+    lrs = [c for c in columns if _is_lr_key(c)]
+    rest = [c for c in columns if not _is_lr_key(c)]
+    head = [c for c in ("epoch", "time") if c in rest]
+    return [*head, *lrs, *(c for c in rest if c not in head)]
+
+
+@attrs.frozen(kw_only=True)
+class Snapshot:
+    """The full training state at a commit point.
+
+    Attributes:
+        epoch: The epoch this state ends (or is inside of, with ``partial_step``).
+        global_step: Optimizer steps done so far.
+        network: The network's ``state_dict``.
+        optimizer: The optimizer's ``state_dict``, or None.
+        optimizer_class: The optimizer's class name, or None.
+        callbacks: ``state_dict`` of each stateful callback, keyed ``"{index}:{class}"``.
+        random_states: Python, NumPy and torch RNG states.
+        loader_generators: States of the training loader's torch generators.
+        log_rows: One dict per finished epoch, oldest first.
+        best: The monitor's state (:meth:`MonitorState.to_dict`).
+        stopped: A callback stopped training at this epoch.
+        partial_step: None at an epoch's end; steps done in ``epoch`` for a mid-epoch commit.
+    """
+
+    epoch: int
+    global_step: int
+    network: Mapping[str, torch.Tensor]
+    optimizer: Mapping[str, Any] | None = None
+    optimizer_class: str | None = None
+    callbacks: Mapping[str, Any] = attrs.field(factory=dict)
+    random_states: Any = None
+    loader_generators: Sequence[torch.Tensor] = ()
+    log_rows: Sequence[Mapping[str, Any]] = ()
+    best: Mapping[str, Any] = attrs.field(factory=dict)
+    stopped: bool = False
+    partial_step: int | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """Plain containers for ``torch.save`` (loadable with ``weights_only=True``)."""
+        return {
+            "format": resume.FORMAT,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "network": dict(self.network),
+            "optimizer": self.optimizer,
+            "optimizer_class": self.optimizer_class,
+            "callbacks": dict(self.callbacks),
+            "random_states": self.random_states,
+            "loader_generators": list(self.loader_generators),
+            "log_rows": [dict(r) for r in self.log_rows],
+            "best": dict(self.best),
+            "stopped": self.stopped,
+            "partial_step": self.partial_step,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any], *, source: str) -> Snapshot:
+        """Inverse of :meth:`to_payload`.
+
+        Raises:
+            CheckpointError: A field is missing; the message names ``source``.
+        """
+        try:
+            return cls(
+                epoch=int(payload["epoch"]),
+                global_step=int(payload["global_step"]),
+                network=payload["network"],
+                optimizer=payload.get("optimizer"),
+                optimizer_class=payload.get("optimizer_class"),
+                callbacks=payload.get("callbacks", {}),
+                random_states=payload["random_states"],
+                loader_generators=list(payload.get("loader_generators", [])),
+                log_rows=[dict(r) for r in payload["log_rows"]],
+                best=dict(payload["best"]),
+                stopped=bool(payload.get("stopped", False)),
+                partial_step=payload.get("partial_step"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{source} is not a bundle state file (missing or bad field: {exc}). Expected "
+                f"a file written by ModelBundle ({resume.FORMAT})."
+            ) from exc
+
+
+@attrs.frozen(kw_only=True)
+class Manifest:
+    """The commit record of one snapshot: names its state file with size and SHA-256.
+
+    Attributes:
+        epoch: The committed epoch.
+        state: Name of the state file.
+        bytes: Size of the state file.
+        sha256: Hex SHA-256 of the state file.
+        global_step: Optimizer steps done.
+        best_epoch: The monitored best epoch so far, or None.
+        best_value: Its value, or None.
+        monitor: The monitored key, or None.
+        stopped: Training was stopped early here.
+        partial_step: None for an epoch's end, else the steps done inside ``epoch``.
+    """
+
+    epoch: int
+    state: str
+    bytes: int
+    sha256: str
+    global_step: int
+    best_epoch: int | None = None
+    best_value: float | None = None
+    monitor: str | None = None
+    stopped: bool = False
+    partial_step: int | None = None
+
+    def to_json(self) -> builtins.bytes:
+        """The manifest file's bytes."""
+        content = {"format": resume.FORMAT, **attrs.asdict(self)}
+        return json.dumps(content, indent=1, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_content(cls, content: Mapping[str, Any]) -> Manifest:
+        """From a parsed manifest that :func:`epochal.core.resume.check_manifest` accepted."""
+        names = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in content.items() if k in names})
+
+
+@attrs.frozen(kw_only=True)
+class Commit:
+    """A captured snapshot, ready to write: bytes only, independent of the live training.
+
+    Attributes:
+        manifest: The manifest to write last.
+        state_bytes: The serialized snapshot.
+        weights_bytes: The serialized network weights (best and last checkpoints).
+        log_bytes: ``log.tsv``.
+        is_best: Write ``checkpoint_epoch_{epoch}.ckpt``.
+        best_epoch: The best epoch after this commit (for pruning).
+    """
+
+    manifest: Manifest
+    state_bytes: bytes
+    weights_bytes: bytes
+    log_bytes: bytes
+    is_best: bool
+    best_epoch: int | None
+
+
+def _log_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    from epochal_adapters.tsv import format_table
+
+    return format_table(log_columns(rows), rows)
+
+
+def prepare_commit(
+    snapshot: Snapshot, *, is_best: bool, monitor: str | None
+) -> Commit:
+    """Capture ``snapshot`` as bytes (the CPU part of a commit; no I/O)."""
+    state = torch_bytes(snapshot.to_payload())
+    best = snapshot.best
+    manifest = Manifest(
+        epoch=snapshot.epoch,
+        state=resume.state_name(snapshot.epoch),
+        bytes=len(state),
+        sha256=hashlib.sha256(state).hexdigest(),
+        global_step=snapshot.global_step,
+        best_epoch=best.get("best_epoch"),
+        best_value=best.get("best"),
+        monitor=monitor,
+        stopped=snapshot.stopped,
+        partial_step=snapshot.partial_step,
+    )
+    return Commit(
+        manifest=manifest,
+        state_bytes=state,
+        weights_bytes=torch_bytes(dict(snapshot.network)),
+        log_bytes=_log_bytes(snapshot.log_rows),
+        is_best=is_best,
+        best_epoch=best.get("best_epoch"),
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Latest:
+    """The trusted commit of a directory.
+
+    Attributes:
+        manifest: The trusted manifest's record, or None for a fresh directory.
+        manifest_name: Its name in the store.
+        snapshot: Its snapshot, or None.
+    """
+
+    manifest: Manifest | None = None
+    manifest_name: str | None = None
+    snapshot: Snapshot | None = None
+
+
+class SnapshotStore:
+    """The bundle's files on a store.
+
+    Args:
+        store: The working directory.
+        describe: The directory as the user gave it, for messages.
+    """
+
+    def __init__(self, store: CheckpointStore, *, describe: str) -> None:
+        self.store = store
+        self.describe = describe
+
+    # ------------------------------------------------------------------ opening
+
+    def sweep_temporary(self) -> list[str]:
+        """Remove temporary files a killed write left (``.name.XXXX.tmp``), where the store
+        can list them. Returns their names."""
+        sweep: Callable[[], list[str]] | None = getattr(self.store, "remove_temp_files", None)
+        return list(sweep()) if sweep is not None else []
+
+    def probe(self) -> None:
+        """Check that the directory exists or can be made, is a directory and is writable.
+
+        Raises:
+            StorageError: It cannot be used; the message names the path and the problem.
+        """
+        probe: Callable[[], None] | None = getattr(self.store, "probe", None)
+        if probe is not None:
+            probe()
+            return
+        name = ".epochal-probe"
+        try:
+            self.store.write(name, b"")
+            self.store.delete(name)
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot write in the bundle directory {self.describe}: {exc}. Expected a "
+                "writable directory (or a URL whose bucket exists and accepts writes)."
+            ) from exc
+
+    def ensure_identity(self) -> None:
+        """Write the identity record if it is missing (before any other file of the bundle;
+        each write is durable before it returns)."""
+        if not self.store.exists(resume.IDENTITY):
+            content = {"format": resume.FORMAT, "kind": "epochal.ModelBundle"}
+            self.store.write(resume.IDENTITY, json.dumps(content).encode("utf-8"))
+
+    def open_for_training(self) -> Latest:
+        """Make the directory ready: sweep temporary files, probe, find the trusted commit,
+        refuse foreign files, write the identity record, delete this bundle's uncommitted
+        leftovers and rewrite the derived files of the commit.
+
+        Raises:
+            StorageError: See :meth:`probe`.
+            ResumeError: Foreign training files and no commit.
+            CheckpointError: Manifests exist but none is usable.
+        """
+        self.probe()
+        self.sweep_temporary()
+        latest = self.read_latest()
+        self.ensure_identity()
+        names = self.store.names()
+        state = resume.classify_directory(
+            names,
+            has_identity=True,
+            last_epoch=latest.manifest.epoch if latest.manifest else None,
+        )
+        for name in state.uncommitted:
+            self.store.delete(name)
+        if latest.snapshot is not None:
+            self.write_derived(latest.snapshot)
+        return latest
+
+    # ------------------------------------------------------------------ reading
+
+    def read_latest(self) -> Latest:
+        """The newest commit whose state file matches its manifest.
+
+        Manifests are tried newest first; one that does not parse or whose state file is
+        missing or does not match is skipped with a warning.
+
+        Raises:
+            ResumeError: No commit, and training files this bundle did not write.
+            CheckpointError: Manifests exist but none is usable (each is named).
+        """
+        names = self.store.names()
+        listed = resume.manifest_epochs(names)
+        parsed: list[tuple[int, str, Any]] = []
+        for epoch, name in listed:
+            try:
+                parsed.append((epoch, name, json.loads(self.store.read(name).decode("utf-8"))))
+            except (ValueError, UnicodeDecodeError, FileNotFoundError) as exc:
+                parsed.append((epoch, name, f"{type(exc).__name__}: {exc}"))
+        candidates, problems = resume.manifest_candidates(parsed)
+        problems = [self._url_problem(p) for p in problems]
+        skipped_newer = bool(problems)
+        for candidate in candidates:
+            fields = candidate.fields
+            try:
+                data = self.store.read(fields.state)
+            except (FileNotFoundError, ValueError) as exc:
+                problems.append(f"{self.store.url(candidate.name)}: {exc}")
+                skipped_newer = True
+                continue
+            if len(data) != fields.bytes or hashlib.sha256(data).hexdigest() != fields.sha256:
+                problems.append(
+                    f"{self.store.url(fields.state)}: {len(data)} bytes with a checksum that "
+                    f"does not match {self.store.url(candidate.name)} (expected {fields.bytes} "
+                    "bytes)"
+                )
+                skipped_newer = True
+                continue
+            if skipped_newer:
+                warnings.warn(
+                    "Skipped unusable newer bundle state and resumed from epoch "
+                    f"{fields.epoch}: " + "; ".join(problems),
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            source = self.store.url(fields.state)
+            payload = torch_from_bytes(data, source=source)
+            manifest = Manifest.from_content(
+                json.loads(self.store.read(candidate.name).decode("utf-8"))
+            )
+            return Latest(
+                manifest=manifest,
+                manifest_name=candidate.name,
+                snapshot=Snapshot.from_payload(payload, source=source),
+            )
+        if problems:
+            raise CheckpointError(
+                "No usable training state in "
+                f"{self.describe}: every manifest failed its check ("
+                + "; ".join(problems)
+                + "). Expected manifests/epoch_N.json naming a state file with matching size "
+                "and SHA-256. Move the directory away to start over."
+            )
+        state = resume.classify_directory(
+            names, has_identity=resume.IDENTITY in names, last_epoch=None
+        )
+        if state.foreign:
+            shown = ", ".join(state.foreign[:4]) + (", ..." if len(state.foreign) > 4 else "")
+            raise ResumeError(
+                f"{self.describe} holds training files ({shown}) but no manifests/epoch_N.json "
+                "to resume from, and they are not an unfinished first commit of this bundle "
+                f"(copied or synced partially?). Expected a bundle directory with its "
+                "manifests/, or an empty one. Restore manifests/, or use a new directory; "
+                "nothing was changed."
+            )
+        return Latest()
+
+    def _url_problem(self, problem: str) -> str:
+        name, _, rest = problem.partition(": ")
+        try:
+            return f"{self.store.url(name)}: {rest}"
+        except ValueError:
+            return problem
+
+    def read_weights(self, name: str) -> Any:
+        """The weights stored under ``name``.
+
+        Raises:
+            CheckpointError: Missing (train first) or not a torch checkpoint.
+        """
+        try:
+            data = self.store.read(name)
+        except FileNotFoundError:
+            raise CheckpointError(
+                f"{self.store.url(name)} does not exist; train the bundle first."
+            ) from None
+        return torch_from_bytes(data, source=self.store.url(name))
+
+    def saved_epochs(self) -> list[int]:
+        """Epochs with a ``checkpoint_epoch_{epoch}.ckpt``, ascending."""
+        epochs = (resume.best_epoch_of(n) for n in self.store.names("checkpoint_epoch_"))
+        return sorted(e for e in epochs if e is not None)
+
+    # ------------------------------------------------------------------ writing
+
+    def write_commit(
+        self, commit: Commit, *, keep_only_last_best: bool, save_every_epoch: bool
+    ) -> None:
+        """Write a prepared commit: best checkpoint, state, manifest (the commit point), then
+        derived files and clean-up (a kill after the manifest is repaired on resume)."""
+        store = self.store
+        epoch = commit.manifest.epoch
+        if commit.is_best or save_every_epoch:
+            store.write(resume.best_name(epoch), commit.weights_bytes)
+        store.write(commit.manifest.state, commit.state_bytes)
+        store.write(resume.manifest_name(epoch), commit.manifest.to_json())
+        store.write(resume.LOG, commit.log_bytes)
+        store.write(resume.LAST, commit.weights_bytes)
+        self.prune(
+            last_epoch=epoch,
+            best_epoch=commit.best_epoch,
+            keep_only_last_best=keep_only_last_best,
+            save_every_epoch=save_every_epoch,
+        )
+
+    def commit(
+        self,
+        snapshot: Snapshot,
+        *,
+        is_best: bool,
+        monitor: str | None,
+        keep_only_last_best: bool,
+        save_every_epoch: bool,
+    ) -> None:
+        """Capture then write ``snapshot`` (see :func:`prepare_commit`, :meth:`write_commit`)."""
+        self.write_commit(
+            prepare_commit(snapshot, is_best=is_best, monitor=monitor),
+            keep_only_last_best=keep_only_last_best,
+            save_every_epoch=save_every_epoch,
+        )
+
+    def write_derived(self, snapshot: Snapshot) -> None:
+        """Rewrite ``log.tsv`` and ``checkpoint.ckpt`` from a committed snapshot."""
+        self.store.write(resume.LOG, _log_bytes(snapshot.log_rows))
+        self.store.write(resume.LAST, torch_bytes(dict(snapshot.network)))
+
+    def prune(
+        self,
+        *,
+        last_epoch: int,
+        best_epoch: int | None,
+        keep_only_last_best: bool,
+        save_every_epoch: bool,
+    ) -> None:
+        """Delete what the commit of ``last_epoch`` supersedes (see
+        :func:`epochal.core.resume.prune_names`)."""
+        for name in resume.prune_names(
+            self.store.names(),
+            last_epoch=last_epoch,
+            best_epoch=best_epoch,
+            keep_only_last_best=keep_only_last_best,
+            save_every_epoch=save_every_epoch,
+        ):
+            self.store.delete(name)
+
+    def write_table(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write ``rows`` as a TSV table ``name`` (columns as first seen)."""
+        from epochal_adapters.tsv import columns_of, format_table
+
+        self.store.write(name, format_table(columns_of(rows), rows))
+

@@ -1,0 +1,46 @@
+"""Experiment: Poutyne's older name for ModelBundle.from_network."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from epochal import Experiment, ModelBundle
+from epochal.exceptions import ConfigurationError
+from epochal.testing import MemoryCheckpointStore
+
+
+def test_experiment_builds_a_bundle_with_task_defaults():
+    """Experiment(directory, network, task='classif') is a ModelBundle monitoring val_acc max."""
+    bundle = Experiment(MemoryCheckpointStore(), torch.nn.Linear(4, 3), task="classif")
+    assert isinstance(bundle, ModelBundle)
+    assert (bundle.monitor_metric, bundle.monitor_mode, bundle.monitoring) == (
+        "val_acc", "max", True)
+
+
+def test_experiment_regression_and_explicit_monitor():
+    """task='regr' defaults to val_loss min; explicit monitor arguments win."""
+    bundle = Experiment(MemoryCheckpointStore(), torch.nn.Linear(4, 1), task="regr")
+    assert (bundle.monitor_metric, bundle.monitor_mode) == ("val_loss", "min")
+    bundle = Experiment(MemoryCheckpointStore(), torch.nn.Linear(4, 1), task="regr",
+                        monitor_metric="loss", monitor_mode="min")
+    assert bundle.monitor_metric == "loss"
+    off = Experiment(MemoryCheckpointStore(), torch.nn.Linear(4, 1), task="regr",
+                     monitoring=False)
+    assert (off.monitoring, off.monitor_metric) == (False, None)
+
+
+def test_experiment_needs_a_loss_or_a_task():
+    """Without loss function and task the error names both options."""
+    with pytest.raises(ConfigurationError, match="loss_function or a task"):
+        Experiment(MemoryCheckpointStore(), torch.nn.Linear(4, 1))
+
+
+def test_experiment_takes_poutynes_from_network_parameters():
+    """Every parameter of Poutyne's ModelBundle.from_network is accepted by Experiment."""
+    poutyne = pytest.importorskip("poutyne")
+    theirs = set(inspect.signature(poutyne.ModelBundle.from_network).parameters) - {"cls"}
+    ours = set(inspect.signature(Experiment).parameters)
+    assert theirs <= ours
