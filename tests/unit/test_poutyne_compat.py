@@ -410,6 +410,14 @@ def test_allow_lists_are_disjoint():
     assert not set(NOT_YET) & set(DIFFERENCES)
 
 
+def test_migration_page_lists_every_name():
+    """docs/migration.md has a row for every Poutyne name (regenerate it with
+    tests/tools/migration_table.py)."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "migration.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in API if f"| `poutyne.{name}` |" not in page)
+    assert not missing, f"docs/migration.md lacks rows for: {', '.join(missing)}"
+
+
 class TestChecker:
     """The comparison itself catches what it should (so an empty problem list means something)."""
 
