@@ -11,7 +11,6 @@ text between the two marker lines of docs/migration.md is replaced.
 
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 
