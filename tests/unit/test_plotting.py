@@ -52,6 +52,15 @@ class TestPlotMetric:
         plot_metric(HISTORY, "lr", ax=ax)
         assert len(ax.get_lines()) == 1
 
+    def test_epoch_without_validation_is_a_gap(self):
+        """A row without val_ values (an epoch a stop cut short) plots as NaN in the
+        validation curve."""
+        history = [*HISTORY[:2], {"epoch": 3, "time": 0.1, "loss": 0.3, "acc": 75.0, "lr": 0.1}]
+        _fig, ax = plt.subplots()
+        plot_metric(history, "loss", ax=ax)
+        valid = list(ax.get_lines()[1].get_ydata())
+        assert valid[:2] == [1.2, 0.8] and valid[2] != valid[2]
+
     def test_current_axes_by_default(self):
         """Without ax, the current axes are used."""
         _fig, ax = plt.subplots()
