@@ -117,6 +117,27 @@ _EXPORTS: dict[str, str] = {
     "EpochProgressionCallback": "epochal.callbacks.progress",
     "Experiment": "epochal.experiment",
     "StorageError": "epochal.exceptions",
+    # Poutyne's utilities, policies, plotting and layers
+    "torch_to_numpy": "epochal.utils",
+    "numpy_to_torch": "epochal.utils",
+    "torch_apply": "epochal.utils",
+    "torch_to": "epochal.utils",
+    "TensorDataset": "epochal.utils",
+    "get_batch_size": "epochal.utils",
+    "save_random_states": "epochal.utils",
+    "load_random_states": "epochal.utils",
+    "is_in_jupyter_notebook": "epochal.utils",
+    "set_deterministic_debug_mode": "epochal.utils",
+    "warning_settings": "epochal.utils",
+    "Phase": "epochal.policies",
+    "OptimizerPolicy": "epochal.policies",
+    "linspace": "epochal.policies",
+    "cosinespace": "epochal.policies",
+    "one_cycle_phases": "epochal.policies",
+    "sgdr_phases": "epochal.policies",
+    "plot_history": "epochal.plotting",
+    "plot_metric": "epochal.plotting",
+    "Lambda": "epochal.layers",
 }
 
 __all__ = sorted(_EXPORTS)
