@@ -151,25 +151,27 @@ def script_sections(text: str) -> tuple[str, list[tuple[str, str, str]]]:
 
 
 class ScriptSectionsDirective(SphinxDirective):
-    """``.. script-sections:: examples/introduction.py``: render a script section by section."""
+    """``script-sections`` in a MyST page: render a script section by section.
+
+    Each section becomes a heading (``###`` by default, ``:heading-level:`` to change it), its
+    leading comments Markdown prose, and its code a ``python`` code block.
+    """
 
     required_arguments = 1
-    option_spec = {"heading-char": directives.unchanged}
+    option_spec = {"heading-level": directives.positive_int}
 
     def run(self) -> list[nodes.Node]:
         relative, absolute = self.env.relfn2path(self.arguments[0])
         self.env.note_dependency(relative)
         _, sections = script_sections(Path(absolute).read_text(encoding="utf-8"))
-        underline = self.options.get("heading-char", "-")
+        marks = "#" * self.options.get("heading-level", 3)
         lines: list[str] = []
         for title, prose, code in sections:
-            lines += [title, underline * max(len(title), 3), ""]
+            lines += [f"{marks} {title}", ""]
             if prose:
                 lines += [*prose.splitlines(), ""]
             if code:
-                lines += [".. code-block:: python", ""]
-                lines += [f"   {line}" if line else "" for line in code.splitlines()]
-                lines.append("")
+                lines += ["```python", *code.splitlines(), "```", ""]
         container = nodes.section()
         container.document = self.state.document
         self.state.nested_parse(StringList(lines, source=absolute), 0, container,
