@@ -115,9 +115,19 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=_python())
 def docs(session: nox.Session) -> None:
-    """Build the HTML docs with Sphinx (warnings are errors)."""
+    """Build the HTML docs (warnings are errors) and run the code in them and the tutorial."""
     _install(session, "docs")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    # Every {testcode}/{doctest} block of the pages (the S3 how-to talks to a moto server on
+    # 127.0.0.1), then the tutorial the getting-started page shows, at small scale.
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "doctest", "docs", "docs/_build/doctest",
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    session.run(
+        "python", "docs/examples/introduction.py", "--epochs", "1", "--limit", "800",
+        "--output", "docs/_build/tutorial", env={"OMP_NUM_THREADS": "1"},
+    )
 
 
 @nox.session(python=_python())

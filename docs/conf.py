@@ -74,6 +74,10 @@ os.chdir(tempfile.mkdtemp(prefix="epochal-docs-"))
 import torch
 torch.set_num_threads(1)
 """
+# Only the {testcode}/{doctest} blocks of the pages run here; the ">>>" examples inside the
+# docstrings are not written as self-contained doctests (no imports) and are left to the code's
+# own tests.
+doctest_test_doctest_blocks = ""
 doctest_global_cleanup = """
 os.chdir(_epochal_docs_cwd)
 """

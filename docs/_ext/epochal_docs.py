@@ -16,7 +16,7 @@ import inspect
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -158,7 +158,7 @@ class ScriptSectionsDirective(SphinxDirective):
     """
 
     required_arguments = 1
-    option_spec = {"heading-level": directives.positive_int}
+    option_spec: ClassVar[dict[str, Any]] = {"heading-level": directives.positive_int}
 
     def run(self) -> list[nodes.Node]:
         relative, absolute = self.env.relfn2path(self.arguments[0])
