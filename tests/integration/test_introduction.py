@@ -205,3 +205,25 @@ class TestIntroductionInterrupt:
         assert process.returncode == 130, stderr
         assert "Interrupted (Ctrl-C)" in stderr
         assert "Traceback" not in stderr
+
+
+class TestIntroductionLargeData:
+    def test_large_dataset_prints_the_time_factor_and_limit(self, tmp_path: Path, capsys) -> None:
+        """A data folder with many more images than the default run says how many times
+        longer each run will take and how --limit shortens it."""
+        from epochal_adapters.data.idx import write_idx
+
+        script = _load_script_module()
+        data = tmp_path / "fashion"
+        data.mkdir()
+        for prefix, count in (("train", 12_000), ("t10k", 100)):
+            write_idx(data / f"{prefix}-images-idx3-ubyte",
+                      torch.zeros(count, 28, 28, dtype=torch.uint8))  # fmt: skip
+            write_idx(data / f"{prefix}-labels-idx1-ubyte",
+                      torch.arange(count, dtype=torch.uint8) % 10)  # fmt: skip
+        args = script.parse_args(["--dataset", "fashion-mnist", "--data-dir", str(data),
+                                  "--output", str(tmp_path / "out")])  # fmt: skip
+        script.load_data(args, Path(args.output), torch.device("cpu"))
+        printed = capsys.readouterr().out
+        assert "Note: 12,000 training images, 3 times the default run's 4,000" in printed
+        assert "--limit 4000 keeps the first 4,000." in printed
