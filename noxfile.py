@@ -118,7 +118,7 @@ def docs(session: nox.Session) -> None:
     """Build the HTML docs (warnings are errors) and run the code in them and the tutorial."""
     _install(session, "docs", "pytest>=7.4")
     # The docs extension's own tests (the API reference stays complete), then the site.
-    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/docs")
+    session.run("pytest", "-q", "--noconftest", "-p", "no:cacheprovider", "tests/docs")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
     # Every {testcode}/{doctest} block of the pages (the S3 how-to talks to a moto server on
     # 127.0.0.1), then the tutorial the getting-started page shows, at small scale.
