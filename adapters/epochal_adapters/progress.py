@@ -10,6 +10,10 @@ When the file is not a terminal (a CI log, a pipe, a file) there is no bar, no c
 return and no colour: at most one plain line every ``min_interval_s`` seconds
 (``Epoch 1/5 step 750/1500 loss: 0.520000 acc: 83.100000``) and the summary line.
 
+A summary wider than the terminal (many metrics, e.g. F1 scores next to accuracy) is broken
+at metric boundaries onto indented continuation lines instead of letting the terminal wrap it
+mid-number; the validation values start a line of their own.
+
 Reading a step's tensor values is a host sync on an accelerator, so it happens at most once per
 refresh interval; the per-step handler is otherwise one clock read and one comparison.
 
@@ -32,6 +36,8 @@ Example:
 from __future__ import annotations
 
 import math
+import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -95,6 +101,16 @@ _PHASE_LABELS: Mapping[PassPhase, str] = {
 
 # Keys of the epoch logs that the summary line shows apart (or not at all).
 _SUMMARY_SKIP = frozenset({"epoch", "time"})
+
+# ANSI SGR sequences, which take no columns on a terminal.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+# Indentation of a summary's continuation lines.
+_CONTINUATION = "    "
+
+
+def _visible_width(text: str) -> int:
+    return len(_ANSI.sub("", text))
 
 
 @attrs.frozen
@@ -189,10 +205,18 @@ class TqdmProgress:
         min_interval_s: Not a terminal: least time between two plain progress lines, seconds.
         refresh_interval_s: Terminal: least time between two bar refreshes (each one reads
             the step's tensors, a host sync on an accelerator), seconds.
+        line_width: Widest summary line, in columns; a longer one is broken at metric
+            boundaries onto lines indented by four spaces, the validation values starting a
+            new line. None: the terminal's width on a terminal (read at each summary), no
+            limit otherwise (one line per epoch in logs, as Poutyne writes them).
+        params: The run's parameters when no ``TrainBegin`` is published, as for a
+            stand-alone evaluation: ``steps`` is then the expected number of steps of the pass
+            (``Test step 31/32``). A ``TrainBegin`` replaces them.
         clock: Monotonic seconds; injected in tests.
 
     Raises:
-        ValueError: ``coloring`` names an unknown key or colour, or an interval is negative.
+        ValueError: ``coloring`` names an unknown key or colour, an interval is negative, or
+            ``line_width`` is below 40 columns.
     """
 
     def __init__(
@@ -203,6 +227,8 @@ class TqdmProgress:
         file: TextIO | None = None,
         min_interval_s: float = 5.0,
         refresh_interval_s: float = 0.1,
+        line_width: int | None = None,
+        params: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if min_interval_s < 0 or refresh_interval_s < 0:
@@ -210,6 +236,13 @@ class TqdmProgress:
                 f"TqdmProgress intervals must be >= 0 seconds, got min_interval_s="
                 f"{min_interval_s!r}, refresh_interval_s={refresh_interval_s!r}."
             )
+        if line_width is not None and line_width < 40:
+            raise ValueError(
+                f"TqdmProgress line_width must be at least 40 columns, got {line_width!r}; "
+                "pass None to follow the terminal's width."
+            )
+        self.line_width = line_width
+        self._initial_params: Mapping[str, Any] = dict(params or {})
         self._colors = _palette(coloring)
         self.progress_bar = progress_bar
         self.min_interval_s = float(min_interval_s)
@@ -223,7 +256,7 @@ class TqdmProgress:
         self._palette = _Palette()
         self._interval_s = self.min_interval_s
         # Training state.
-        self._params: Mapping[str, Any] = {}
+        self._params: Mapping[str, Any] = self._initial_params
         self._epoch: int | None = None
         self._pass_steps: dict[PassPhase, int] = {}
         # Current pass.
@@ -259,7 +292,7 @@ class TqdmProgress:
             subscription.cancel()
         self._subscriptions = []
         self._end_pass()
-        self._params = {}
+        self._params = self._initial_params
         self._epoch = None
         self._pass_steps = {}
 
@@ -297,11 +330,8 @@ class TqdmProgress:
         values: dict[str, Any] = dict(record.logs())
         if record.phase is PassPhase.PREDICT:
             values.pop(f"{record.phase.prefix}loss", None)
-        line = (
-            f"{p.text}{label} steps: {p.ratio}{record.steps} "
-            f"{p.time}{record.duration_s:.2f}s" + self._metrics_text(values)
-        )
-        self._write_line(line.rstrip() + p.reset)
+        head = f"{p.text}{label} steps: {p.ratio}{record.steps} {p.time}{record.duration_s:.2f}s"
+        self._write_summary(head, values)
 
     def _on_epoch_end(self, record: EpochEnd) -> None:
         self._end_pass()
@@ -319,13 +349,13 @@ class TqdmProgress:
             for k, v in record.logs.items()
             if k not in _SUMMARY_SKIP and k != "lr" and not k.startswith("lr_group_")
         }
-        line = "".join(parts) + self._metrics_text(values)
-        self._write_line(line.rstrip() + p.reset)
+        self._write_summary("".join(parts).rstrip(), values)
         self._epoch = None
         self._pass_steps = {}
 
     def _on_train_end(self, record: TrainEnd) -> None:
         self._end_pass()
+        self._params = self._initial_params  # a later evaluation is not this training's pass
         self._epoch = None
         self._pass_steps = {}
 
@@ -350,7 +380,10 @@ class TqdmProgress:
         self._next_s = math.inf if not self._subscriptions else 0.0
 
     def _expected_steps(self, phase: PassPhase) -> int | None:
-        key = {PassPhase.TRAIN: "steps", PassPhase.VALID: "valid_steps"}.get(phase)
+        if self._epoch is None and phase in (PassPhase.TEST, PassPhase.PREDICT):
+            key: str | None = "steps"  # a stand-alone evaluation: its own step count
+        else:
+            key = {PassPhase.TRAIN: "steps", PassPhase.VALID: "valid_steps"}.get(phase)
         total = self._params.get(key) if key is not None else None
         return int(total) if total is not None else None
 
@@ -431,6 +464,44 @@ class TqdmProgress:
                 continue
             parts.append(f" {p.text}{key}:{p.value} {number:f}")
         return "".join(parts)
+
+    def _summary_width(self) -> int | None:
+        if self.line_width is not None:
+            return self.line_width
+        if not self._terminal:
+            return None
+        return max(shutil.get_terminal_size(fallback=(160, 24)).columns, 40)
+
+    def _write_summary(self, head: str, values: Mapping[str, Any]) -> None:
+        """Write ``head`` and the values as one line, or broken at value boundaries onto
+        indented continuation lines when wider than the summary width."""
+        p = self._palette
+        items: list[tuple[str, bool]] = []  # (" key: value", starts the validation values)
+        seen_valid = False
+        for key, value in values.items():
+            text = self._metrics_text({key: value})
+            if not text:
+                continue
+            first_valid = key.startswith("val_") and not seen_valid
+            seen_valid = seen_valid or key.startswith("val_")
+            items.append((text, first_valid))
+        width = self._summary_width()
+        one_line = head + "".join(text for text, _ in items)
+        if width is None or _visible_width(one_line) <= width:
+            self._write_line(one_line.rstrip() + p.reset)
+            return
+        lines: list[str] = []
+        current = head
+        for text, first_valid in items:
+            fits = _visible_width(current + text) <= width
+            if (first_valid or not fits) and _visible_width(current.strip()) > 0:
+                lines.append(current.rstrip() + p.reset)
+                current = _CONTINUATION + text.lstrip()
+            else:
+                current += text
+        lines.append(current.rstrip() + p.reset)
+        for line in lines:
+            self._write_line(line)
 
     def _write_line(self, line: str) -> None:
         self._file.write(line + "\n")

@@ -435,3 +435,99 @@ class TestTqdmProgressAttachable:
         """A negative interval raises ValueError."""
         with pytest.raises(ValueError, match="min_interval_s"):
             TqdmProgress(min_interval_s=-1.0)
+
+
+F1_LOGS = {
+    "epoch": 1, "time": 0.8, "loss": 0.342114, "acc": 89.34375, "fscore_macro": 0.891234,
+    "fscore_micro": 0.893437, "val_loss": 0.384967, "val_acc": 88.25,
+    "val_fscore_macro": 0.879876, "val_fscore_micro": 0.8825,
+}  # fmt: skip
+
+
+class TestTqdmProgressTotals:
+    """Step totals of stand-alone evaluations."""
+
+    def test_stand_alone_test_steps_show_their_total(self) -> None:
+        """With the evaluation's params, a plain progress line reads 'Test step 3/32'."""
+        out = io.StringIO()
+        clock = ManualClock()
+        bus = attached(TqdmProgress(file=out, params={"steps": 32}, clock=clock,
+                                    min_interval_s=1.0))  # fmt: skip
+        bus.publish(PhaseBegin(phase=PassPhase.TEST, epoch=0))
+        for index in (1, 2, 3):
+            clock.now_s += 0.6
+            bus.publish(step(PassPhase.TEST, 0, index))
+        assert progress_lines(out.getvalue()) == [
+            "Test step 2/32 test_loss: 0.500000 test_acc: 80.000000"
+        ]
+
+    def test_evaluation_after_training_does_not_reuse_training_totals(self) -> None:
+        """After TrainEnd, a test pass's total is not the training pass's step count."""
+        out = io.StringIO()
+        clock = ManualClock()
+        bus = attached(TqdmProgress(file=out, clock=clock, min_interval_s=1.0))
+        bus.publish(train_begin(epochs=1, steps=4))
+        run_epoch(bus)
+        bus.publish(TrainEnd(last_epoch=1, stopped=False, logs=LOGS))
+        bus.publish(PhaseBegin(phase=PassPhase.TEST, epoch=0))
+        clock.now_s += 2.0
+        bus.publish(step(PassPhase.TEST, 0, 7))
+        assert progress_lines(out.getvalue())[-1].startswith("Test step 7 ")
+
+    def test_stand_alone_terminal_bar_has_the_total(self) -> None:
+        """On a terminal the stand-alone test bar shows n/total."""
+        out = Terminal()
+        clock = ManualClock()
+        bus = attached(TqdmProgress(file=out, params={"steps": 32}, coloring=False, clock=clock))
+        bus.publish(PhaseBegin(phase=PassPhase.TEST, epoch=0))
+        clock.now_s += 1.0
+        bus.publish(step(PassPhase.TEST, 0, 5))
+        assert "5/32" in out.getvalue()
+
+
+class TestTqdmProgressLineWidth:
+    """Summary lines wider than the screen."""
+
+    def test_long_summary_breaks_at_metric_boundaries(self) -> None:
+        """With line_width=100, an F1 summary becomes lines of at most 100 columns, the
+        validation values starting an indented line, and no value is lost or split."""
+        out = io.StringIO()
+        bus = attached(TqdmProgress(file=out, line_width=100))
+        bus.publish(train_begin(epochs=5))
+        run_epoch(bus, logs=F1_LOGS)
+        summary = [line for line in lines(out.getvalue()) if " step " not in line]
+        assert len(summary) >= 2
+        assert all(len(line) <= 100 for line in summary), summary
+        assert summary[0].startswith("Epoch: 1/5 Train steps: 4 Val steps: 2 0.80s loss: ")
+        assert any(line.startswith("    val_loss: 0.384967") for line in summary)
+        one_line = TqdmProgress(file=io.StringIO())
+        flat = " ".join(line.strip() for line in summary)
+        bus2 = attached(one_line)
+        bus2.publish(train_begin(epochs=5))
+        run_epoch(bus2, logs=F1_LOGS)
+        assert flat == lines(one_line._file.getvalue())[-1]  # type: ignore[attr-defined]
+
+    def test_log_files_keep_one_line_per_epoch(self) -> None:
+        """Not a terminal and no line_width: the summary stays on one line however long."""
+        out = io.StringIO()
+        bus = attached(TqdmProgress(file=out))
+        bus.publish(train_begin(epochs=5))
+        run_epoch(bus, logs=F1_LOGS)
+        summary = lines(out.getvalue())
+        assert len(summary) == 1 and len(summary[0]) > 160
+
+    def test_terminal_width_is_followed(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """On an 80-column terminal the summary lines fit in 80 columns (colours excluded)."""
+        monkeypatch.setenv("COLUMNS", "80")
+        out = Terminal()
+        bus = attached(TqdmProgress(file=out))
+        bus.publish(train_begin(epochs=5))
+        run_epoch(bus, logs=F1_LOGS)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())
+        summary = [line for line in text.splitlines() if "loss:" in line and "\r" not in line]
+        assert summary and all(len(line) <= 80 for line in summary), summary
+
+    def test_too_narrow_width_is_refused(self) -> None:
+        """A line_width under 40 columns raises ValueError naming the value."""
+        with pytest.raises(ValueError, match="line_width must be at least 40 columns, got 20"):
+            TqdmProgress(line_width=20)

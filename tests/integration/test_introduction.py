@@ -146,3 +146,84 @@ class TestIntroductionBadInput:
         )
         assert run.returncode == 2
         assert "--data-dir" in run.stderr and "Traceback" not in run.stderr
+
+
+def _load_script_module():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("introduction_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestIntroductionOptions:
+    def test_default_output_is_one_folder_per_dataset(self) -> None:
+        """Without --output, MNIST writes under saves/mnist and Fashion-MNIST under
+        saves/fashion-mnist, so one dataset's run never removes the other's results."""
+        script = _load_script_module()
+        assert Path(script.parse_args([]).output) == Path("saves/mnist")
+        fashion = script.parse_args(["--dataset", "fashion-mnist"])
+        assert Path(fashion.output) == Path("saves/fashion-mnist")
+        assert script.parse_args(["--output", "elsewhere"]).output == "elsewhere"
+
+    def test_fashion_mnist_batch_is_captioned_with_class_names(self) -> None:
+        """The first-batch picture names Fashion-MNIST's ten classes, not their codes."""
+        script = _load_script_module()
+        names = script.CLASS_NAMES["fashion-mnist"]
+        assert len(names) == 10 and names[0] == "T-shirt/top" and names[9] == "Ankle boot"
+
+    def test_best_epoch_is_the_first_highest_validation_accuracy(self) -> None:
+        """The epoch the plots mark as best is the first with the highest val_acc, the one
+        the best-epoch checkpoint keeps."""
+        script = _load_script_module()
+        history = [{"epoch": 1, "val_acc": 80.0}, {"epoch": 2, "val_acc": 90.0},
+                   {"epoch": 3, "val_acc": 90.0}, {"epoch": 4, "val_acc": 85.0}]  # fmt: skip
+        assert script.best_epoch(history) == 2
+
+
+class TestIntroductionInterrupt:
+    def test_ctrl_c_ends_with_a_line_not_a_traceback(self, tmp_path: Path) -> None:
+        """SIGINT during training exits with status 130 and one explanatory line on stderr,
+        without a Python traceback."""
+        import os
+        import signal
+
+        process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), "--epochs", "1", "--limit", "200", "--device", "cpu",
+             "--output", str(tmp_path / "out")],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("5. The PyTorch way"):
+                break
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 130, stderr
+        assert "Interrupted (Ctrl-C)" in stderr
+        assert "Traceback" not in stderr
+
+
+class TestIntroductionLargeData:
+    def test_large_dataset_prints_the_time_factor_and_limit(self, tmp_path: Path, capsys) -> None:
+        """A data folder with many more images than the default run says how many times
+        longer each run will take and how --limit shortens it."""
+        from epochal_adapters.data.idx import write_idx
+
+        script = _load_script_module()
+        data = tmp_path / "fashion"
+        data.mkdir()
+        for prefix, count in (("train", 12_000), ("t10k", 100)):
+            write_idx(data / f"{prefix}-images-idx3-ubyte",
+                      torch.zeros(count, 28, 28, dtype=torch.uint8))  # fmt: skip
+            write_idx(data / f"{prefix}-labels-idx1-ubyte",
+                      torch.arange(count, dtype=torch.uint8) % 10)  # fmt: skip
+        args = script.parse_args(["--dataset", "fashion-mnist", "--data-dir", str(data),
+                                  "--output", str(tmp_path / "out")])  # fmt: skip
+        script.load_data(args, Path(args.output), torch.device("cpu"))
+        printed = capsys.readouterr().out
+        assert "Note: 12,000 training images, 3 times the default run's 4,000" in printed
+        assert "--limit 4000 keeps the first 4,000." in printed
