@@ -231,7 +231,7 @@ def resolve_compile_options(compile: bool | Mapping[str, Any] | None) -> dict[st
                 f"{_did_you_mean(str(key), taken)} Options it takes: {', '.join(taken)}."
             )
         expected = _OPTION_TYPES.get(key)
-        if expected is not None and not isinstance(value, expected) or (
+        if (expected is not None and not isinstance(value, expected)) or (
             key == "recompile_limit" and isinstance(value, bool)
         ):
             names = " or ".join("None" if t is type(None) else t.__name__ for t in expected or ())

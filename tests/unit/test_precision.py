@@ -291,7 +291,7 @@ class TestScalerResume:
     )
     def test_damaged_state_is_refused(self, state: object) -> None:
         """A state without the documented keys raises CheckpointError naming what it has."""
-        with pytest.raises(CheckpointError, match="precision state|GradScaler's keys"):
+        with pytest.raises(CheckpointError, match=r"precision state|GradScaler's keys"):
             _scaled().load_state_dict(state)  # type: ignore[arg-type]
 
 
