@@ -129,10 +129,10 @@ Row = tuple[str, str, str, str, str]
 def check_syncs(device: Any, precision: str) -> list[Row]:
     """No host sync per step; a bounded number per epoch."""
     import torch
+    from tests.seed_networks import convolutional_network
 
     from epochal import Model
     from epochal.core.records import PassPhase, PhaseBegin, StepRecord
-    from tests.seed_networks import convolutional_network
 
     kwargs = _model_precision_kwargs(precision)
     x, y, _ = _digits()
@@ -204,10 +204,10 @@ def check_syncs(device: Any, precision: str) -> list[Row]:
 def _bundle_worker(args: argparse.Namespace) -> None:
     """One bundle run in its own process: train to ``--epochs``, optionally killed."""
     import torch
+    from tests.seed_networks import convolutional_network
     from torch.utils.data import DataLoader, TensorDataset
 
     from epochal import Callback, ModelBundle
-    from tests.seed_networks import convolutional_network
 
     warnings.filterwarnings("ignore", "Converting a tensor with requires_grad")
     torch.backends.cudnn.deterministic = True
@@ -287,9 +287,9 @@ def check_resume(precision: str, device: Any) -> Row:
 def check_bf16_accuracy(device: Any, epochs: int) -> Row:
     """bf16 and fp32 within one point on held-out digits."""
     import torch
+    from tests.seed_networks import convolutional_network
 
     from epochal import Model
-    from tests.seed_networks import convolutional_network
 
     x, y, source = _digits()
     train = _batches(x[:4000], y[:4000], 32, device)
@@ -316,11 +316,11 @@ def check_bf16_accuracy(device: Any, epochs: int) -> Row:
 def _blocks_accuracy(precision: str, device: Any, train: Any, test: Any, epochs: int) -> float:
     """The hand-written loop the training driver runs, with the precision blocks."""
     import torch
+    from tests.seed_networks import convolutional_network
     from torch import nn
 
     from epochal.core.precision import float32_outputs
     from epochal.precision import prepare_precision
-    from tests.seed_networks import convolutional_network
 
     mp = prepare_precision(precision, device)
     network = convolutional_network().to(device)
@@ -349,14 +349,14 @@ def _blocks_accuracy(precision: str, device: Any, train: Any, test: Any, epochs:
 def check_step_time(device: Any, steps: int, repeats: int) -> list[Row]:
     """Per-step time of Model.fit_generator against the seed's hand-written loop."""
     import torch
-    from torch import nn
-
-    from epochal import Model
     from tests.seed_networks import (
         convolutional_network,
         fully_connected_network,
         train_one_epoch,
     )
+    from torch import nn
+
+    from epochal import Model
 
     warnings.filterwarnings("ignore", "Converting a tensor with requires_grad")  # seed loop
     x, y, _ = _digits()
@@ -383,12 +383,12 @@ def check_step_time(device: Any, steps: int, repeats: int) -> list[Row]:
         network = make().to(device)
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
         loss_function = nn.CrossEntropyLoss()
-        hand = timed(lambda: train_one_epoch(network, optimizer, loss_function, batches))
+        hand = timed(lambda n=network, o=optimizer, f=loss_function: train_one_epoch(n, o, f, batches))
         for precision in precisions:
             torch.manual_seed(0)
             model = Model(make(), "adam", "cross_entropy", batch_metrics=["accuracy"],
                           device=device, **_model_precision_kwargs(precision))
-            ours = timed(lambda: model.fit_generator(batches, epochs=1, verbose=False))
+            ours = timed(lambda m=model: m.fit_generator(batches, epochs=1, verbose=False))
             rows.append((
                 f"5 step time {net_name}", precision, "INFO",
                 f"{ours * 1e3:.3f} vs {hand * 1e3:.3f} ms",
