@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
@@ -196,6 +196,21 @@ class TestScaledStep:
         assert mp.step(opt) is True
         mp.update()
 
+    @pytest.mark.parametrize("bad", [False, True])
+    def test_fused_optimizer_reports_the_same(self, bad: bool) -> None:
+        """With a fused Adam (GradScaler hands it the inf flag instead of skipping the call) step still reports whether the weights moved."""
+        x, y = _batch()
+        net = _net()
+        opt = torch.optim.Adam(net.parameters(), lr=0.1, fused=True)
+        before = [p.detach().clone() for p in net.parameters()]
+        mp = _scaled(init_scale=256.0)
+        loss = nn.functional.cross_entropy(net(x), y)
+        mp.backward(loss * math.inf if bad else loss)
+        stepped = mp.step(opt)
+        mp.update()
+        unchanged = all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+        assert stepped is (not bad) and unchanged is bad
+
     def test_scale_grows_after_growth_interval(self) -> None:
         """After growth_interval good steps the scale doubles, and the state dict says so."""
         x, y = _batch()
@@ -241,7 +256,6 @@ def _roundtrip(obj: object) -> object:
 
 
 class TestScalerResume:
-    @settings(max_examples=15)
     @given(
         plan=st.lists(st.booleans(), min_size=2, max_size=8),
         data=st.data(),
