@@ -8,11 +8,14 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigurationError",
+    "DistributedError",
     "EmptyLoaderError",
     "EpochalError",
     "MonitorKeyError",
+    "PeerFailedError",
     "ResumeError",
     "ShapeMismatchError",
+    "ShardingError",
 ]
 
 
@@ -45,3 +48,24 @@ class CheckpointError(EpochalError, ValueError):
 
 class ResumeError(EpochalError, RuntimeError):
     """A working directory's state cannot be resumed as asked."""
+
+
+class DistributedError(EpochalError, RuntimeError):
+    """The distributed setup failed: a bad torchrun environment, a process group that could
+    not start, a peer rank that failed, or a world size that does not match a snapshot."""
+
+
+class PeerFailedError(DistributedError):
+    """Another rank raised an exception; this rank stopped at the same step instead of hanging.
+
+    Attributes:
+        failed_rank: The lowest rank that reported an error.
+    """
+
+    def __init__(self, message: str, *, failed_rank: int) -> None:
+        super().__init__(message)
+        self.failed_rank = failed_rank
+
+
+class ShardingError(EpochalError, TypeError):
+    """A loader cannot be split between ranks (an iterable dataset, a custom sampler...)."""
