@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch._dynamo  # noqa: F401  # DistributedDataParallel's first use imports it (~3 s); once here, not per fork
+import torch._dynamo  # DDP's first use imports it (~3 s): once here, not in every fork
 import torch.multiprocessing as mp
 
 RANK_TIMEOUT_S = 30.0

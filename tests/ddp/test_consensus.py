@@ -115,7 +115,7 @@ def _epoch_end(rank: int, world: int) -> tuple[str, int] | None:
 def _nobody_stops(rank: int, world: int) -> list[bool]:
     consensus = StopConsensus()
     polled = [consensus.should_stop() for _ in range(5)]
-    return polled + [consensus.finish_pass() is None, consensus.agree() is None]
+    return [*polled, consensus.finish_pass() is None, consensus.agree() is None]
 
 
 class TestAgreement:

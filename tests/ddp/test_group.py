@@ -74,7 +74,7 @@ class TestStartProcessGroup:
     def test_two_ranks_join_and_an_existing_group_is_adopted(self) -> None:
         """Both ranks join on gloo; a second start adopts the application's group."""
         facts = values(run_ranks(_group_facts))
-        for rank, fact in enumerate(facts):
+        for fact in facts:
             assert fact["backend"] == "gloo"
             assert fact["owns"] is False
             assert fact["device"] == "cpu"
@@ -127,7 +127,7 @@ class TestCheckWorldSize:
         check_world_size(2, 2)
         check_world_size(None, 4)
         check_world_size(2, 1, allow_change=True)
-        with pytest.raises(DistributedError, match="written by 2 rank.*this run has 1"):
+        with pytest.raises(DistributedError, match=r"written by 2 rank.*this run has 1"):
             check_world_size(2, 1)
 
 
