@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from epochal.distributed import DistributedEnv, detect_env
@@ -54,3 +60,33 @@ class TestDetectEnv:
         """Each malformed environment raises DistributedError naming the variable."""
         with pytest.raises(DistributedError, match=message):
             detect_env(environ)
+
+
+class TestUnderTorchrun:
+    def test_two_torchrun_workers_find_each_other_and_count_exactly(
+        self, tmp_path: Path
+    ) -> None:
+        """Under `torchrun --nproc-per-node 2` each worker detects its rank, joins the group
+        and the evaluation pass over 1,001 examples counts 1,001 on both."""
+        root = Path(__file__).resolve().parents[2]
+        environ = dict(os.environ)
+        environ.update(
+            OMP_NUM_THREADS="1",
+            TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",
+            PYTHONPATH=os.pathsep.join([str(root / "src"), str(root / "adapters"), str(root)]),
+        )
+        for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            environ.pop(name, None)
+        out = tmp_path / "result"
+        completed = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone",
+             "--nproc-per-node", "2", str(Path(__file__).with_name("torchrun_worker.py")),
+             str(out)],
+            env=environ, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        results = [json.loads(Path(f"{out}.{rank}").read_text()) for rank in range(2)]
+        assert sorted(r["local"] for r in results) == [500, 501]
+        assert [r["samples"] for r in results] == [1001, 1001]
+        assert [r["world"] for r in results] == [2, 2]
+        assert results[0]["loss"] == results[1]["loss"]

@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 from epochal.distributed import (
     DistributedEnv,
+    agree_seed,
     broadcast_object,
     check_world_size,
     detect_env,
@@ -39,6 +40,8 @@ def _group_facts(rank: int, world: int) -> dict[str, Any]:
         "device": str(again.device),
         "sum": float(total),
         "plan": broadcast_object({"from": rank}),
+        "drawn_seed": (torch.manual_seed(rank), agree_seed())[1],
+        "given_seed": agree_seed(7 + rank),
     }
 
 
@@ -80,6 +83,8 @@ class TestStartProcessGroup:
             assert fact["device"] == "cpu"
             assert fact["sum"] == 3.0
             assert fact["plan"] == {"from": 0}
+            assert fact["given_seed"] == 7
+        assert facts[0]["drawn_seed"] == facts[1]["drawn_seed"]
 
     def test_a_missing_peer_gives_a_clear_error_within_the_timeout(self) -> None:
         """A rank whose peer never comes raises DistributedError after its timeout."""

@@ -19,6 +19,7 @@ from epochal.distributed.env import DistributedEnv, detect_env
 from epochal.distributed.group import (
     DEFAULT_TIMEOUT_S,
     DistributedSession,
+    agree_seed,
     broadcast_object,
     check_world_size,
     default_backend,
@@ -60,6 +61,7 @@ __all__ = [
     "StopConsensus",
     "StopReason",
     "StopVerdict",
+    "agree_seed",
     "broadcast_object",
     "check_reducible",
     "check_world_size",

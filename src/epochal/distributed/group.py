@@ -31,6 +31,7 @@ from epochal.exceptions import ConfigurationError, DistributedError
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DistributedSession",
+    "agree_seed",
     "broadcast_object",
     "check_world_size",
     "default_backend",
@@ -257,6 +258,24 @@ def broadcast_object(obj: Any, *, src: int = 0) -> Any:
     holder = [obj if dist.get_rank() == src else None]
     dist.broadcast_object_list(holder, src=src)
     return holder[0]
+
+
+def agree_seed(seed: int | None = None) -> int:
+    """The data seed every rank uses for its shards' order.
+
+    Args:
+        seed: The application's seed; None draws one on rank 0 from torch's global generator
+            (one int64: seeded by ``set_seeds``, so reproducible) and sends it to every rank.
+
+    Returns:
+        The same non-negative int on every rank (store it in snapshots: a resume must reuse
+        it). Without a process group, ``seed`` or the drawn value.
+    """
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    agreed = broadcast_object(seed, src=0)
+    assert isinstance(agreed, int)
+    return agreed
 
 
 def check_world_size(saved: int | None, current: int, *, allow_change: bool = False) -> None:
