@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -12,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from epochal.core.loop import EpochSetup, run_epoch
 from epochal.core.records import EpochRecord, PassPhase, StepRecord
 from epochal.distributed import (
+    PreemptionGuard,
     StopConsensus,
     StopReason,
     StopVerdict,
@@ -104,6 +107,21 @@ class TestStopConsensus:
             assert outcome["raised"] == expected
 
 
+def _preempted(rank: int, world: int) -> dict[str, Any]:
+    with PreemptionGuard() as guard:
+        consensus = StopConsensus(preemption=guard)
+        consensus.start_pass()
+        for step in range(1, 20):
+            if rank == 1 and step == DECIDE_AT:
+                os.kill(os.getpid(), signal.SIGTERM)  # arrives during step 3
+            verdict = consensus.after_step()
+            if verdict is not None:
+                break
+        consensus.finish_pass()
+    assert verdict is not None
+    return {"step": step, "reason": verdict.reason.name, "signal": guard.signal_received}
+
+
 def _epoch_end(rank: int, world: int) -> tuple[str, int] | None:
     consensus = StopConsensus()
     if rank == 1:
@@ -116,6 +134,16 @@ def _nobody_stops(rank: int, world: int) -> list[bool]:
     consensus = StopConsensus()
     polled = [consensus.should_stop() for _ in range(5)]
     return [*polled, consensus.finish_pass() is None, consensus.agree() is None]
+
+
+class TestPreemption:
+    def test_sigterm_on_one_rank_stops_every_rank_at_the_next_step(self) -> None:
+        """A SIGTERM seen by rank 1's guard during step 3 ends both ranks after step 4, as a
+        preemption."""
+        outcomes = values(run_ranks(_preempted))
+        assert [o["step"] for o in outcomes] == [DECIDE_AT + 1] * 2
+        assert [o["reason"] for o in outcomes] == ["PREEMPTED"] * 2
+        assert [o["signal"] for o in outcomes] == [None, signal.SIGTERM]
 
 
 class TestAgreement:

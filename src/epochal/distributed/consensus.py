@@ -34,6 +34,7 @@ import attrs
 import torch
 import torch.distributed as dist
 
+from epochal.distributed.signals import PreemptionGuard
 from epochal.exceptions import PeerFailedError
 
 __all__ = ["StopConsensus", "StopReason", "StopVerdict"]
@@ -91,12 +92,16 @@ class StopConsensus:
         group: Process group of the training; the default group when None. When its backend
             is not gloo a gloo group over the same ranks is created for the flag (a
             collective call: every rank constructs its ``StopConsensus`` at the same point).
+        preemption: An entered :class:`~epochal.distributed.signals.PreemptionGuard`; once it
+            has seen a signal, this rank's flag says ``PREEMPTED`` (read with the flag, no
+            extra work per step for the driver).
 
     Without a process group (one process) it works the same, locally: a decision is visible
     at once, :meth:`should_stop` is True after the step it was taken in.
     """
 
-    def __init__(self, group: Any = None) -> None:
+    def __init__(self, group: Any = None, *, preemption: PreemptionGuard | None = None) -> None:
+        self._preemption = preemption
         self._distributed = dist.is_initialized()
         self._group = group
         if self._distributed:
@@ -138,6 +143,8 @@ class StopConsensus:
         self._step = 0
 
     def _flag(self) -> torch.Tensor:
+        if self._preemption is not None and self._preemption.signal_received is not None:
+            self._code = max(self._code, int(StopReason.PREEMPTED))
         failed = self._world - self._rank if self._code == StopReason.FAILED else 0
         return torch.tensor([self._code, failed], dtype=torch.int64)
 
