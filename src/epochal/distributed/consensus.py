@@ -113,6 +113,8 @@ class StopConsensus:
         else:
             self._rank, self._world = 0, 1
         self._code = 0
+        self._buffers = (torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64))
+        self._turn = 0
         self._error: BaseException | None = None
         self._pending: tuple[Any, torch.Tensor] | None = None
         self._step = 0
@@ -143,10 +145,16 @@ class StopConsensus:
         self._step = 0
 
     def _flag(self) -> torch.Tensor:
+        """This rank's flag in the next of two alternating buffers (one may still be in
+        flight): ``[code, world - rank if failed else 0]``, reduced by MAX."""
         if self._preemption is not None and self._preemption.signal_received is not None:
             self._code = max(self._code, int(StopReason.PREEMPTED))
+        self._turn ^= 1
+        buffer = self._buffers[self._turn]
+        if self._code == 0:
+            return buffer.zero_()  # the common case: no allocation, no Python list
         failed = self._world - self._rank if self._code == StopReason.FAILED else 0
-        return torch.tensor([self._code, failed], dtype=torch.int64)
+        return buffer.copy_(torch.tensor([self._code, failed], dtype=torch.int64))
 
     def _decide(self, flag: torch.Tensor, step: int) -> StopVerdict | None:
         code, failed = flag.tolist()
