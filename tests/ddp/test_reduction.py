@@ -86,6 +86,15 @@ class TestReducePass:
                 whole.metrics["fscore_macro"], abs=1e-9)
 
 
+class TestOneProcess:
+    def test_without_a_process_group_the_record_is_the_jobs(self) -> None:
+        """A single process gets its own record back, untouched."""
+        setup, record = _evaluate(DataLoader(_data(), batch_size=64))
+        reduced = reduce_pass(record, batch_metric_names=setup.metric_names,
+                              epoch_metrics=setup.epoch_metrics)
+        assert reduced is record
+
+
 class _Mean:
     """An epoch metric with no summable state declared."""
 

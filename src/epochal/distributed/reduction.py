@@ -114,6 +114,8 @@ def sum_epoch_metric_states(
         ConfigurationError: See :func:`check_reducible`.
     """
     check_reducible(epoch_metrics)
+    if not dist.is_initialized():
+        return
     states = [_state_of(entry) for entry in epoch_metrics]
     local: list[list[Tensor] | None] = [s.state_tensors() if s else None for s in states]
     shapes = [
@@ -181,7 +183,14 @@ def reduce_pass(
     Returns:
         ``record`` with ``samples``, ``loss`` and ``metrics`` over all ranks (``loss`` is nan
         when no rank saw a batch); ``steps``, ``duration_s`` and ``complete`` stay this rank's.
+        Without a process group, ``record`` itself.
+
+    Raises:
+        ConfigurationError: An epoch metric cannot be reduced (:func:`check_reducible`), or
+            the record has metrics that are neither batch metrics nor in ``epoch_metrics``.
     """
+    if not dist.is_initialized():
+        return record  # one process: its record is the job's
     names = tuple(batch_metric_names)
     samples = float(record.samples)
     local = [samples, _weighted(record.loss, samples)]
