@@ -8,12 +8,15 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigurationError",
+    "DistributedError",
     "EmptyLoaderError",
     "EpochalError",
     "MonitorKeyError",
     "NetworkInputError",
+    "PeerFailedError",
     "ResumeError",
     "ShapeMismatchError",
+    "ShardingError",
     "StorageError",
 ]
 
@@ -60,3 +63,24 @@ class NetworkInputError(ShapeMismatchError, RuntimeError):
 class StorageError(EpochalError, OSError):
     """A working directory or bucket cannot be used: missing bucket, read-only directory, a
     path that is a regular file. Raised before training starts."""
+
+
+class DistributedError(EpochalError, RuntimeError):
+    """The distributed setup failed: a bad torchrun environment, a process group that could
+    not start, a peer rank that failed, or a world size that does not match a snapshot."""
+
+
+class PeerFailedError(DistributedError):
+    """Another rank raised an exception; this rank stopped at the same step instead of hanging.
+
+    Attributes:
+        failed_rank: The lowest rank that reported an error.
+    """
+
+    def __init__(self, message: str, *, failed_rank: int) -> None:
+        super().__init__(message)
+        self.failed_rank = failed_rank
+
+
+class ShardingError(EpochalError, TypeError):
+    """A loader cannot be split between ranks (an iterable dataset, a custom sampler...)."""

@@ -1,0 +1,213 @@
+"""Stop decisions taken on every rank at the same step: no rank waits on one that left.
+
+A rank that decides to stop (early stopping, ``TerminateOnNaN``, ``stop_training``, a
+preemption signal) or fails (an exception in a callback) only sets a local flag. After every
+training step each rank starts a non-blocking ``all_reduce(MAX)`` of its flag and waits the
+one it started after the previous step. So a decision taken during step ``t`` (before
+:meth:`StopConsensus.after_step` of step ``t``) is known to every rank after step ``t + 1``
+and all ranks leave the pass after that same step: within two steps, at one stop point.
+
+The flag travels on a CPU (gloo) group even when the training uses nccl, so waiting for it
+never synchronises the host with the GPU.
+
+Per pass, the driver calls::
+
+    consensus.start_pass()
+    for record in run_epoch(..., should_stop=consensus.should_stop):   # training only
+        publish(record)                      # callbacks may call consensus.request(...)
+    verdict = consensus.finish_pass()        # waits the last flag; no new collective
+    ...
+    verdict = consensus.agree()              # once per epoch, blocking: epoch-end decisions
+    if verdict is not None:
+        verdict.raise_if_failed()            # re-raise here, PeerFailedError elsewhere
+
+Evaluation passes have uneven shards (exact counts), so they do not poll the flag per step;
+a decision taken there waits for :meth:`StopConsensus.agree` at the epoch's end.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+import torch
+import torch.distributed as dist
+
+from epochal.distributed.signals import PreemptionGuard
+from epochal.exceptions import PeerFailedError
+
+__all__ = ["StopConsensus", "StopReason", "StopVerdict"]
+
+
+class StopReason(enum.IntEnum):
+    """Why the job stops; a higher value wins when ranks disagree."""
+
+    REQUESTED = 1  # early stopping, TerminateOnNaN, stop_training
+    PREEMPTED = 2  # SIGTERM / SIGINT: commit a partial snapshot, then exit
+    FAILED = 3  # an exception on some rank
+
+
+@attrs.frozen(kw_only=True)
+class StopVerdict:
+    """The stop every rank agreed on.
+
+    Attributes:
+        reason: The strongest reason any rank gave.
+        step: 1-based step of the pass after which every rank stopped (0 when agreed outside a
+            pass's steps, by :meth:`StopConsensus.agree`).
+        failed_rank: Lowest rank that failed, for ``FAILED``; else None.
+        error: This rank's own exception when it is the one that failed, else None.
+    """
+
+    reason: StopReason
+    step: int
+    failed_rank: int | None = None
+    error: BaseException | None = attrs.field(default=None, eq=False)
+
+    def raise_if_failed(self) -> None:
+        """Re-raise this rank's exception; on the other ranks raise :class:`PeerFailedError`.
+
+        Raises:
+            BaseException: The exception this rank recorded with :meth:`StopConsensus.fail`.
+            PeerFailedError: Another rank failed; names it.
+        """
+        if self.reason is not StopReason.FAILED:
+            return
+        if self.error is not None:
+            raise self.error
+        raise PeerFailedError(
+            f"Rank {self.failed_rank} raised an exception (its own traceback is in its "
+            f"output); this rank stopped at the same step ({self.step}) instead of waiting "
+            "for it. Fix the error on that rank and relaunch; the job resumes from its last "
+            "committed snapshot.",
+            failed_rank=self.failed_rank if self.failed_rank is not None else -1,
+        )
+
+
+class StopConsensus:
+    """Per-step stop flag, agreed across ranks one step late, without a GPU sync.
+
+    Args:
+        group: Process group of the training; the default group when None. When its backend
+            is not gloo a gloo group over the same ranks is created for the flag (a
+            collective call: every rank constructs its ``StopConsensus`` at the same point).
+        preemption: An entered :class:`~epochal.distributed.signals.PreemptionGuard`; once it
+            has seen a signal, this rank's flag says ``PREEMPTED`` (read with the flag, no
+            extra work per step for the driver).
+
+    Without a process group (one process) it works the same, locally: a decision is visible
+    at once, :meth:`should_stop` is True after the step it was taken in.
+    """
+
+    def __init__(self, group: Any = None, *, preemption: PreemptionGuard | None = None) -> None:
+        self._preemption = preemption
+        self._distributed = dist.is_initialized()
+        self._group = group
+        if self._distributed:
+            self._rank = dist.get_rank(group)
+            self._world = dist.get_world_size(group)
+            if str(dist.get_backend(group)) != "gloo":
+                ranks = None if group is None else dist.get_process_group_ranks(group)
+                self._group = dist.new_group(ranks=ranks, backend="gloo")
+        else:
+            self._rank, self._world = 0, 1
+        self._code = 0
+        self._buffers = (torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64))
+        self._turn = 0
+        self._error: BaseException | None = None
+        self._pending: tuple[Any, torch.Tensor] | None = None
+        self._step = 0
+        self._verdict: StopVerdict | None = None
+
+    # ---- local decisions ---------------------------------------------------------------
+
+    def request(self, reason: StopReason = StopReason.REQUESTED) -> None:
+        """Record this rank's wish to stop (it reaches the others at the next flag)."""
+        self._code = max(self._code, int(reason))
+
+    def fail(self, error: BaseException) -> None:
+        """Record an exception on this rank; the job stops and it is re-raised here by
+        :meth:`StopVerdict.raise_if_failed` (the first one is kept)."""
+        if self._error is None:
+            self._error = error
+        self._code = int(StopReason.FAILED)
+
+    @property
+    def verdict(self) -> StopVerdict | None:
+        """The agreed stop, once known (also after the pass ends)."""
+        return self._verdict
+
+    # ---- per pass ----------------------------------------------------------------------
+
+    def start_pass(self) -> None:
+        """Reset the step counter (a verdict already reached stays)."""
+        self._step = 0
+
+    def _flag(self) -> torch.Tensor:
+        """This rank's flag in the next of two alternating buffers (one may still be in
+        flight): ``[code, world - rank if failed else 0]``, reduced by MAX."""
+        if self._preemption is not None and self._preemption.signal_received is not None:
+            self._code = max(self._code, int(StopReason.PREEMPTED))
+        self._turn ^= 1
+        buffer = self._buffers[self._turn]
+        if self._code == 0:
+            return buffer.zero_()  # the common case: no allocation, no Python list
+        failed = self._world - self._rank if self._code == StopReason.FAILED else 0
+        return buffer.copy_(torch.tensor([self._code, failed], dtype=torch.int64))
+
+    def _decide(self, flag: torch.Tensor, step: int) -> StopVerdict | None:
+        code, failed = flag.tolist()
+        if code == 0:
+            return None
+        reason = StopReason(code)
+        failed_rank = self._world - failed if reason is StopReason.FAILED and failed else None
+        error = self._error if failed_rank == self._rank else None
+        self._verdict = StopVerdict(
+            reason=reason, step=step, failed_rank=failed_rank, error=error
+        )
+        return self._verdict
+
+    def after_step(self) -> StopVerdict | None:
+        """After each training step, on every rank: share this step's flag, read the previous
+        step's. Returns the verdict once a stop is agreed (then stop the pass), else None."""
+        self._step += 1
+        if self._verdict is not None:
+            return self._verdict
+        if not self._distributed:
+            return self._decide(self._flag(), self._step)
+        previous = self._pending
+        flag = self._flag()
+        work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
+        self._pending = (work, flag)
+        if previous is None:
+            return None
+        previous_work, previous_flag = previous
+        previous_work.wait()
+        return self._decide(previous_flag, self._step)
+
+    def should_stop(self) -> bool:
+        """:meth:`after_step` as ``run_epoch``'s ``should_stop`` callback."""
+        return self.after_step() is not None
+
+    def finish_pass(self) -> StopVerdict | None:
+        """At the end of a training pass (also when it ended by a stop): wait the last flag.
+        Starts no new collective."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            work, flag = pending
+            work.wait()
+            if self._verdict is None:
+                return self._decide(flag, self._step)
+        return self._verdict
+
+    def agree(self) -> StopVerdict | None:
+        """Blocking agreement on every decision taken so far (once per epoch, after the
+        epoch-end callbacks, and after evaluation passes). Collective."""
+        self.finish_pass()
+        if self._verdict is not None:
+            return self._verdict
+        flag = self._flag()
+        if self._distributed:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
+        return self._decide(flag, 0)
