@@ -53,8 +53,8 @@ import torch
 from torch import nn
 
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
+from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
-from epochal.callbacks.checkpoint import get_random_states, set_random_states
 from epochal.core import resume
 from epochal.core.monitor import Monitor, MonitorState, best_epoch
 from epochal.exceptions import (
@@ -65,7 +65,7 @@ from epochal.exceptions import (
 )
 from epochal.model import Model, _ArrayDataset
 from epochal.ports import CheckpointStore
-from epochal.seeding import set_seeds
+from epochal.seeding import get_random_states, set_random_states, set_seeds
 
 __all__ = ["ModelBundle"]
 
@@ -589,20 +589,19 @@ class ModelBundle:
         key = self.monitor.key
         if not logged or key in logged:
             return
-        message = (
-            f"ModelBundle monitors {key!r}, which this training will never log. Logged keys: "
-            f"{', '.join(logged)}."
-        )
-        if key.startswith("val_") and not any(k.startswith("val_") for k in logged):
-            message += (
-                " There is no validation data: pass valid_loader to train(), or build the "
-                f"bundle with monitor_metric={key[4:]!r} (a training key) or monitoring=False."
+        raise MonitorKeyError(
+            never_logged_message(
+                "ModelBundle monitors",
+                key,
+                logged,
+                no_validation_hint=(
+                    "There is no validation data: pass valid_loader to train(), or build the "
+                    f"bundle with monitor_metric={key[4:]!r} (a training key) or "
+                    "monitoring=False."
+                ),
+                suggestion="monitor_metric={key!r}",
             )
-        else:
-            close = difflib.get_close_matches(key, list(logged), n=1)
-            if close:
-                message += f" Did you mean monitor_metric={close[0]!r}?"
-        raise MonitorKeyError(message)
+        )
 
     def _check_optimizer(self, snapshot: Snapshot) -> None:
         saved = snapshot.optimizer_class

@@ -166,7 +166,7 @@ class Model:
         if verbose:
             from epochal_adapters.progress import TqdmProgress
 
-            attachments.append(TqdmProgress(**dict(progress_options or {})))
+            attachments.append(TqdmProgress(params=params, **dict(progress_options or {})))
         if callbacks:
             callback_list = CallbackList(callbacks)
             callback_list.set_model(self)  # Poutyne's order: the model, then the params

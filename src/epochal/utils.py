@@ -243,7 +243,7 @@ def save_random_states(f: str | os.PathLike[str] | BinaryIO | IO[bytes]) -> None
         f: A path, an fsspec URL (written crash-safely) or a binary file object.
     """
     from epochal._io import save_torch
-    from epochal.callbacks.checkpoint import get_random_states
+    from epochal.seeding import get_random_states
 
     save_torch(get_random_states(), f if not isinstance(f, os.PathLike) else os.fspath(f))  # type: ignore[arg-type]
 
@@ -260,8 +260,8 @@ def load_random_states(f: str | os.PathLike[str] | BinaryIO | IO[bytes]) -> None
             (it is never unpickled: a file cannot run code).
     """
     from epochal._io import load_torch
-    from epochal.callbacks.checkpoint import set_random_states
     from epochal.exceptions import CheckpointError
+    from epochal.seeding import set_random_states
 
     source = f if not isinstance(f, os.PathLike) else os.fspath(f)
     states = load_torch(source)  # type: ignore[arg-type]
