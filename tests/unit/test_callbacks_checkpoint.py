@@ -330,7 +330,7 @@ class TestModelCheckpoint:
             _scripted_fit(SEQUENCE, [recorder, callback])
         message = str(info.value)
         assert "ModelCheckpoint monitors 'val_scor', which this training will never log" in message
-        assert "Logged keys: epoch, time, loss, score, val_loss, val_score, lr." in message
+        assert "Logged keys: epoch, time, loss, score, val_loss, val_score." in message
         assert "Did you mean 'val_score'?" in message
         assert recorder.batches == 0 and not list(tmp_path.iterdir())
 

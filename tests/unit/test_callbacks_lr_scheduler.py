@@ -11,6 +11,7 @@ from torch.optim import lr_scheduler as torch_sched
 
 from epochal import Model
 from epochal.callbacks import lr_scheduler as sched
+from epochal.callbacks.base import Callback
 from epochal.callbacks.utility import LambdaCallback
 from epochal.exceptions import ConfigurationError, MonitorKeyError
 
@@ -26,6 +27,25 @@ def _model(lr: float = 0.1, seed: int = 0) -> Model:
     torch.manual_seed(seed)
     network = nn.Linear(3, 1)
     return Model(network, torch.optim.SGD(network.parameters(), lr=lr, momentum=0.9), "mse")
+
+
+class _LearningRates(Callback):
+    """Records the learning rates each epoch trains with (Poutyne's logs do not hold them:
+    its loggers read the optimizer, as this does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, float]] = []
+
+    def on_epoch_begin(self, epoch_number, logs):
+        self.rows.append(self.model.learning_rates())
+
+
+def _fit(model: Model, *args, callbacks=(), **kwargs) -> list[dict]:
+    """fit_generator, with each history row extended by the epoch's learning rates."""
+    recorder = _LearningRates()
+    history = model.fit_generator(*args, callbacks=[*callbacks, recorder], **kwargs)
+    return [dict(row, **lrs) for row, lrs in zip(history, recorder.rows, strict=True)]
 
 
 def _hand_optimizer(lr: float = 0.1) -> torch.optim.Optimizer:
@@ -107,7 +127,7 @@ class TestPerEpochSchedules:
         """StepLR steps once per epoch; the logged lr equals a torch StepLR driven by hand."""
         model = _model()
         callback = sched.StepLR(step_size=2, gamma=0.1)
-        history = model.fit_generator(_batches(3), epochs=6, callbacks=[callback], verbose=False)
+        history = _fit(model, _batches(3), epochs=6, callbacks=[callback], verbose=False)
         optimizer = _hand_optimizer()
         reference = torch_sched.StepLR(optimizer, step_size=2, gamma=0.1)
         expected = []
@@ -127,7 +147,7 @@ class TestPerEpochSchedules:
              {"params": network[1].parameters(), "lr": 0.01}]
         )
         model = Model(network, optimizer, "mse")
-        history = model.fit_generator(
+        history = _fit(model,
             _batches(2), epochs=3, callbacks=[sched.ExponentialLR(gamma=0.5)], verbose=False
         )
         assert "lr" not in history[0]
@@ -143,7 +163,7 @@ class TestPerEpochSchedules:
             milestones=[2],
         )
         assert not callback.step_per_batch
-        history = model.fit_generator(_batches(2), epochs=5, callbacks=[callback], verbose=False)
+        history = _fit(model, _batches(2), epochs=5, callbacks=[callback], verbose=False)
         optimizer = _hand_optimizer()
         reference = torch_sched.SequentialLR(
             optimizer,
@@ -165,7 +185,7 @@ class TestPerEpochSchedules:
             schedulers=[lambda o: torch_sched.ExponentialLR(o, gamma=0.5),
                         sched.ConstantLR(factor=0.5, total_iters=1)],
         )
-        history = model.fit_generator(_batches(2), epochs=3, callbacks=[callback], verbose=False)
+        history = _fit(model, _batches(2), epochs=3, callbacks=[callback], verbose=False)
         assert [h["lr"] for h in history] == pytest.approx([0.05, 0.05, 0.025])
 
 
@@ -230,7 +250,7 @@ class TestReduceLROnPlateau:
         epochs exceed patience, as torch's ReduceLROnPlateau does."""
         model = _model(lr=1e-9)
         callback = sched.ReduceLROnPlateau(monitor="loss", patience=1, factor=0.5, eps=0.0)
-        history = model.fit_generator(_batches(2), epochs=6, callbacks=[callback],
+        history = _fit(model, _batches(2), epochs=6, callbacks=[callback],
                                       verbose=False)
         lrs = [h["lr"] for h in history]
         assert lrs[0] == lrs[1] == lrs[2] == 1e-9
@@ -247,7 +267,7 @@ class TestReduceLROnPlateau:
         """By default it watches val_loss, which a fit with validation logs."""
         model = _model(lr=1e-9)
         callback = sched.ReduceLROnPlateau(patience=0, factor=0.1, eps=0.0)
-        history = model.fit_generator(_batches(2), _batches(1, seed=1), epochs=3,
+        history = _fit(model, _batches(2), _batches(1, seed=1), epochs=3,
                                       callbacks=[callback], verbose=False)
         assert history[2]["lr"] < history[0]["lr"]
 
@@ -259,7 +279,7 @@ class TestReduceLROnPlateau:
             model.fit_generator(_batches(2), epochs=1, verbose=False,
                                 callbacks=[sched.ReduceLROnPlateau(monitor="val_loss")])
         message = str(info.value)
-        assert "'val_loss'" in message and "epoch, time, loss, lr" in message
+        assert "'val_loss'" in message and "Logged keys: epoch, time, loss." in message
 
     def test_bad_mode_is_refused(self):
         """mode other than 'min'/'max' is a ConfigurationError."""
@@ -278,11 +298,11 @@ class TestState:
         """A StepLR state loaded before train begin continues the schedule exactly: 2 + 2
         epochs log the same lrs as 4 epochs in one go."""
         model = _model()
-        full = model.fit_generator(_batches(2), epochs=4, verbose=False,
+        full = _fit(model, _batches(2), epochs=4, verbose=False,
                                    callbacks=[sched.StepLR(step_size=1, gamma=0.5)])
         first = _model()
         callback = sched.StepLR(step_size=1, gamma=0.5)
-        head = first.fit_generator(_batches(2), epochs=2, callbacks=[callback], verbose=False)
+        head = _fit(first, _batches(2), epochs=2, callbacks=[callback], verbose=False)
         scheduler_state = callback.state_dict()
         optimizer_state = first.optimizer.state_dict()
 
@@ -291,7 +311,7 @@ class TestState:
         resumed = sched.StepLR(step_size=1, gamma=0.5)
         resumed.load_state_dict(scheduler_state)
         assert resumed.state_dict() == scheduler_state
-        tail = second.fit_generator(_batches(2), epochs=4, initial_epoch=3,
+        tail = _fit(second, _batches(2), epochs=4, initial_epoch=3,
                                     callbacks=[resumed], verbose=False)
         assert [h["lr"] for h in head + tail] == pytest.approx([h["lr"] for h in full])
 
@@ -304,7 +324,7 @@ class TestState:
         second = _model()
         resumed = sched.ExponentialLR(gamma=0.5)
         resumed.load_state_dict(callback.state_dict())
-        history = second.fit_generator(_batches(1), epochs=4, initial_epoch=4,
+        history = _fit(second, _batches(1), epochs=4, initial_epoch=4,
                                        callbacks=[resumed], verbose=False)
         assert history[0]["lr"] == pytest.approx(0.1 * 0.5**3)
 
@@ -313,7 +333,7 @@ class TestState:
         model = _model()
         callback = sched.ExponentialLR(gamma=0.5)
         model.fit_generator(_batches(1), epochs=2, callbacks=[callback], verbose=False)
-        history = model.fit_generator(_batches(1), epochs=3, initial_epoch=3,
+        history = _fit(model, _batches(1), epochs=3, initial_epoch=3,
                                       callbacks=[callback], verbose=False)
         assert history[0]["lr"] == pytest.approx(0.025)
 

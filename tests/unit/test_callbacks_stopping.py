@@ -196,7 +196,7 @@ class TestEarlyStopping:
             _scripted_fit([1.0], [counter, EarlyStopping(monitor="val_scores")])
         message = str(info.value)
         assert "EarlyStopping monitors 'val_scores', which this training will never log" in message
-        assert "Logged keys: epoch, time, loss, score, val_loss, val_score, lr." in message
+        assert "Logged keys: epoch, time, loss, score, val_loss, val_score." in message
         assert "Did you mean 'val_score'?" in message
         assert counter.batches == 0
 

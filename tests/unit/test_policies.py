@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 
 import matplotlib
@@ -9,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from epochal import Model, ModelBundle
+from epochal import CSVLogger, Model, ModelBundle
 from epochal.callbacks.base import Callback
 from epochal.exceptions import ConfigurationError
 from epochal.policies import (
@@ -193,12 +194,19 @@ class TestOptimizerPolicy:
         assert lrs == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.05, 0.02, 0.02, 0.02])
         assert [s["momentum"] for s in recorder.seen[:4]] == pytest.approx([0.9, 0.8, 0.7, 0.6])
 
-    def test_the_lr_in_the_logs_follows_the_policy(self):
-        """The epoch log's lr is the rate the epoch's last step used."""
+    def test_the_lr_in_the_csv_log_follows_the_policy(self, tmp_path):
+        """CSVLogger's lr column is the rate the epoch's last step used (the epoch logs
+        themselves hold no lr, as in Poutyne)."""
         model = _model()
-        history = model.fit_generator(_batches(3), epochs=2, verbose=False,
-                                      callbacks=[OptimizerPolicy([Phase(lr=linspace(0.6, 0.1, 6))])])
-        assert [row["lr"] for row in history] == pytest.approx([0.4, 0.1])
+        path = tmp_path / "log.csv"
+        history = model.fit_generator(
+            _batches(3), epochs=2, verbose=False,
+            callbacks=[OptimizerPolicy([Phase(lr=linspace(0.6, 0.1, 6))]), CSVLogger(str(path))],
+        )
+        assert all("lr" not in row for row in history)
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [float(row["lr"]) for row in rows] == pytest.approx([0.4, 0.1])
 
     def test_training_follows_the_policy(self):
         """The weights equal a hand-written loop that sets the same learning rates."""
