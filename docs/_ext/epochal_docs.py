@@ -67,6 +67,18 @@ def autodoc_directive(value: Any) -> str:
     return "autodata"
 
 
+def data_rst(package: str, name: str, module: Any) -> list[str]:
+    """A ``py:data`` entry for ``package.name`` described by the ``#:`` comment above its
+    assignment in the module ``package`` exports it from (``_EXPORTS``)."""
+    from sphinx.pycode import ModuleAnalyzer
+
+    source = getattr(module, "_EXPORTS", {}).get(name, package)
+    comment = ModuleAnalyzer.for_module(source).find_attr_docs().get(("", name), [])
+    lines = [f".. py:data:: {package}.{name}", ""]
+    lines += [f"   {line}" for line in comment if line] or ["   (a module-level setting)"]
+    return lines + [""]
+
+
 def public_api_rst(package: str) -> list[str]:
     """reStructuredText documenting every name of ``package.__all__``, grouped by heading.
 
@@ -87,6 +99,11 @@ def public_api_rst(package: str) -> list[str]:
         lines += [heading, "-" * len(heading), ""]
         for name, value in entries:
             kind = autodoc_directive(value)
+            if kind == "autodata":
+                # A data value (a settings dict) has no docstring of its own: autodoc would
+                # print its type's. Use the ``#:`` comment in the module that defines it.
+                lines += data_rst(package, name, module)
+                continue
             lines.append(f".. {kind}:: {package}.{name}")
             if kind == "autoclass" and group_of(defining_module(value)) in (
                 "Training", "Callbacks", "Learning-rate schedulers and policies", "Metrics",

@@ -357,8 +357,9 @@ class Model:
             validation_data: ``(x_val, y_val)``, or None.
             batch_size: Examples per batch.
             dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours).
-            epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,
-                verbose, progress_options, callbacks: As :meth:`fit_generator`.
+            **others: ``epochs``, ``steps_per_epoch``, ``validation_steps``,
+                ``batches_per_step``, ``initial_epoch``, ``verbose``, ``progress_options`` and
+                ``callbacks`` are as in :meth:`fit_generator`.
 
         Returns:
             The history, as :meth:`fit_generator`.
@@ -420,8 +421,9 @@ class Model:
             collate_fn: ``DataLoader``'s ``collate_fn``, or None for PyTorch's default.
             dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours; validation
                 never shuffles).
-            epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,
-                verbose, progress_options, callbacks: As :meth:`fit_generator`.
+            **others: ``epochs``, ``steps_per_epoch``, ``validation_steps``,
+                ``batches_per_step``, ``initial_epoch``, ``verbose``, ``progress_options`` and
+                ``callbacks`` are as in :meth:`fit_generator`.
 
         Returns:
             The history, as :meth:`fit_generator`.
