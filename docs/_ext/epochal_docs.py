@@ -76,7 +76,7 @@ def data_rst(package: str, name: str, module: Any) -> list[str]:
     comment = ModuleAnalyzer.for_module(source).find_attr_docs().get(("", name), [])
     lines = [f".. py:data:: {package}.{name}", ""]
     lines += [f"   {line}" for line in comment if line] or ["   (a module-level setting)"]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def public_api_rst(package: str) -> list[str]:
