@@ -19,6 +19,8 @@ When a schedule steps:
   advances once per ``N`` batches: ``total_steps`` / ``steps_per_epoch`` count optimizer
   steps, as in a hand-written loop. The ``lr`` in the epoch logs is the one the epoch's last
   optimizer step used.
+  With ``precision='16-mixed'``, a step the loss scaler skipped (inf/NaN gradients, the
+  parameters unchanged) is not counted: the schedule does not advance for it.
 * :class:`ReduceLROnPlateau` steps at ``on_epoch_end`` on the monitored log value.
 
 ``SequentialLR`` and ``ChainedScheduler`` take other schedulers: pass callbacks of this module
@@ -222,7 +224,15 @@ class TorchLRScheduler(Callback):
     def _step_if_due(self) -> None:
         if self._step_due and self.scheduler is not None:
             self._step_due = False
-            self.scheduler.step()
+            if not _step_skipped(getattr(self, "model", None)):
+                self.scheduler.step()
+
+
+def _step_skipped(model: Any) -> bool:
+    """True when the model's loss scaler skipped its last optimizer step (``'16-mixed'``
+    with inf/NaN gradients): a per-step schedule does not count that step."""
+    precision = getattr(model, "mixed_precision", None)
+    return bool(getattr(precision, "last_step_skipped", False))
 
 
 class _PerStepScheduler(TorchLRScheduler):
