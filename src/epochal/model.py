@@ -916,15 +916,15 @@ class Model:
         Returns:
             ``self``.
         """
+        self.mixed_precision = bind_precision(  # checked before anything moves
+            self._precision_plan, self.network, torch.device(device), self.mixed_precision
+        )
         self.device = torch.device(device)
         self.network.to(self.device)
         if self.optimizer is not None and self.optimizer.state:
             # load_state_dict casts each state tensor to its parameter's device and dtype
             # (keeping step counters where PyTorch wants them).
             self.optimizer.load_state_dict(self.optimizer.state_dict())
-        self.mixed_precision = bind_precision(
-            self._precision_plan, self.network, self.device, self.mixed_precision
-        )
         return self
 
     def cuda(self, device: int | str | torch.device | None = None) -> Model:
