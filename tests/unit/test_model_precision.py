@@ -241,3 +241,23 @@ class TestPerStepScheduleAndSkippedSteps:
         batches = _batches()
         model.fit_generator(batches, epochs=1, verbose=False, callbacks=[schedule])
         assert schedule.scheduler is not None and schedule.scheduler.last_epoch == 6
+
+
+def test_optimizer_checkpoint_keeps_the_scaler_state(tmp_path: Any) -> None:
+    """``OptimizerCheckpoint`` at '16-mixed' writes the scaler's state with the optimizer's
+    and its ``restore`` puts both back."""
+    from epochal.callbacks.checkpoint import OptimizerCheckpoint
+
+    model = Model(_network(), "sgd", "cross_entropy", precision="16-mixed")
+    model.mixed_precision = prepare_precision("16-mixed", "cpu", init_scale=512.0)
+    path = tmp_path / "optimizer.ckpt"
+    model.fit_generator(_batches(), epochs=1, verbose=False,
+                        callbacks=[OptimizerCheckpoint(str(path))])
+    state = torch.load(path, weights_only=True)
+    assert state["epochal_precision"]["scaler"]["scale"] == 512.0
+    other = Model(_network(), "sgd", "cross_entropy", precision="16-mixed")
+    callback = OptimizerCheckpoint(str(path))
+    callback.set_model(other)
+    with open(path, "rb") as fd:
+        callback.restore(fd)
+    assert other.mixed_precision is not None and other.mixed_precision.loss_scale == 512.0
