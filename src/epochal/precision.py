@@ -42,6 +42,7 @@ __all__ = [
     "precision_support",
     "prepare_precision",
     "resolve_compile_options",
+    "scaler_skipped_last_step",
     "strip_compile_prefix",
     "unwrap_compiled",
 ]
@@ -227,6 +228,16 @@ def bind_precision(
     if current is not None:
         helper.load_state_dict(current.state_dict())
     return helper
+
+
+def scaler_skipped_last_step(model: Any) -> bool:
+    """True when ``model``'s loss scaler skipped its last optimizer step (``'16-mixed'`` with
+    inf/NaN gradients: parameters and optimizer state unchanged), so that per-step schedules
+    and policies do not count it. False without a scaler or a ``mixed_precision`` attribute.
+    Reads a host flag set by that step; no device sync.
+    """
+    precision = getattr(model, "mixed_precision", None)
+    return bool(getattr(precision, "last_step_skipped", False))
 
 
 #: The key under which an optimizer file keeps the loss scaler's state.

@@ -261,3 +261,32 @@ def test_optimizer_checkpoint_keeps_the_scaler_state(tmp_path: Any) -> None:
     with open(path, "rb") as fd:
         callback.restore(fd)
     assert other.mixed_precision is not None and other.mixed_precision.loss_scale == 512.0
+
+
+def test_optimizer_policy_does_not_advance_over_skipped_steps() -> None:
+    """``OptimizerPolicy`` under '16-mixed': the values of a step the scaler skipped (forced
+    inf loss at batches 2 and 4) are kept for the next step, so the 4 steps taken use the
+    policy's first 4 learning rates, in order."""
+    from epochal.policies import OptimizerPolicy, Phase, linspace
+
+    marker = _InfAt({2, 4})
+
+    def loss(y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        value = nn.functional.cross_entropy(y_pred, y_true)
+        return value * float("inf") if marker.current in marker.batches else value
+
+    used: list[float] = []
+
+    class Spy(Callback):
+        def on_backward_end(self, batch_number: int) -> None:
+            assert self.model.optimizer is not None
+            used.append(self.model.optimizer.param_groups[0]["lr"])
+
+    model = Model(_network(), "sgd", loss, precision="16-mixed")
+    policy = OptimizerPolicy([Phase(lr=linspace(0.1, 0.6, 6))])
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        model.fit_generator(_batches(), epochs=1, verbose=False,
+                            callbacks=[marker, policy, Spy()])
+    # batches 2 and 4 (skipped) and 3 and 5 (taken) share their values
+    assert used == pytest.approx([0.1, 0.2, 0.2, 0.3, 0.3, 0.4])
+    assert policy.current_step == 4

@@ -46,6 +46,7 @@ from torch.optim import lr_scheduler as _torch_lr_scheduler
 
 from epochal.callbacks.base import Callback
 from epochal.exceptions import ConfigurationError, MonitorKeyError
+from epochal.precision import scaler_skipped_last_step
 
 __all__ = [
     "ReduceLROnPlateau",
@@ -224,15 +225,8 @@ class TorchLRScheduler(Callback):
     def _step_if_due(self) -> None:
         if self._step_due and self.scheduler is not None:
             self._step_due = False
-            if not _step_skipped(getattr(self, "model", None)):
+            if not scaler_skipped_last_step(getattr(self, "model", None)):
                 self.scheduler.step()
-
-
-def _step_skipped(model: Any) -> bool:
-    """True when the model's loss scaler skipped its last optimizer step (``'16-mixed'``
-    with inf/NaN gradients): a per-step schedule does not count that step."""
-    precision = getattr(model, "mixed_precision", None)
-    return bool(getattr(precision, "last_step_skipped", False))
 
 
 class _PerStepScheduler(TorchLRScheduler):
