@@ -107,6 +107,11 @@ class Model:
         stop_training: Set to True (e.g. from a callback) to stop at the end of the current
             step. Cleared at the start of every ``fit*`` call.
         clock: Seconds, monotonic; ``time.perf_counter`` unless replaced (tests inject a fake).
+        mixed_precision: The autocast/loss-scaling helper of the passes
+            (:class:`epochal.core.precision.MixedPrecision`), None at ``'32'``; replace it
+            with :func:`epochal.precision.prepare_precision` to tune the scaler.
+        forward_network: The module the passes call: the compiled network with ``compile``,
+            else :attr:`network` itself.
 
     Raises:
         TypeError: ``network`` is not an ``nn.Module`` or an argument has the wrong type.
