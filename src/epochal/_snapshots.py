@@ -74,6 +74,8 @@ class Snapshot:
         best: The monitor's state (:meth:`MonitorState.to_dict`).
         stopped: A callback stopped training at this epoch.
         partial_step: None at an epoch's end; steps done in ``epoch`` for a mid-epoch commit.
+        precision: The loss scaler's state (``MixedPrecision.state_dict()``), or None
+            (``'32'``, ``'bf16-mixed'``, and snapshots written before it existed).
     """
 
     epoch: int
@@ -88,6 +90,7 @@ class Snapshot:
     best: Mapping[str, Any] = attrs.field(factory=dict)
     stopped: bool = False
     partial_step: int | None = None
+    precision: Mapping[str, Any] | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Plain containers for ``torch.save`` (loadable with ``weights_only=True``)."""
@@ -105,6 +108,7 @@ class Snapshot:
             "best": dict(self.best),
             "stopped": self.stopped,
             "partial_step": self.partial_step,
+            "precision": None if self.precision is None else dict(self.precision),
         }
 
     @classmethod
@@ -128,6 +132,7 @@ class Snapshot:
                 best=dict(payload["best"]),
                 stopped=bool(payload.get("stopped", False)),
                 partial_step=payload.get("partial_step"),
+                precision=payload.get("precision"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(

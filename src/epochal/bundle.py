@@ -181,6 +181,9 @@ class _BundleCallback(Callback):
             generator.set_state(state)
         set_random_states(snapshot.random_states)
         model.global_step = int(snapshot.global_step)
+        precision = getattr(model, "mixed_precision", None)
+        if snapshot.precision is not None and precision is not None:
+            precision.load_state_dict(snapshot.precision)
 
     def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
         if not self.model.epoch_complete:
@@ -225,12 +228,19 @@ class _BundleCallback(Callback):
                 log_rows=[dict(r) for r in self.rows],
                 best=self.best.to_dict(),
                 stopped=bool(self.model.stop_training),
+                precision=_scaler_state(self.model),
             ),
             is_best=is_best,
             monitor=monitor.key if monitor is not None else None,
             keep_only_last_best=self.keep_only_last_best,
             save_every_epoch=self.save_every_epoch,
         )
+
+
+def _scaler_state(model: Any) -> dict[str, Any] | None:
+    """The loss scaler's state for the snapshot (``'16-mixed'``), else None."""
+    precision = getattr(model, "mixed_precision", None)
+    return None if precision is None or precision.scaler is None else precision.state_dict()
 
 
 def _log_row(logs: Mapping[str, Any], learning_rates: Mapping[str, float]) -> dict[str, Any]:
@@ -315,15 +325,21 @@ class ModelBundle:
         monitor_mode: str | None = None,
         task: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        precision: str = "32",
+        compile: bool | Mapping[str, Any] = False,
     ) -> ModelBundle:
         """Build a bundle around a network.
 
         ``task='classif'`` defaults to cross-entropy, ``['accuracy']`` batch metric, ``['f1']``
         epoch metric and monitoring ``val_acc`` (max); ``task='reg'`` to MSE and ``val_loss``
-        (min). Explicit arguments win over the task's defaults.
+        (min). Explicit arguments win over the task's defaults. ``precision`` and ``compile``
+        are :class:`~epochal.Model`'s (``'32'``, ``'bf16-mixed'``, ``'16-mixed'``; False, True
+        or ``torch.compile`` options); the loss scaler's state of ``'16-mixed'`` is part of
+        every snapshot, so a resume scales exactly as an uninterrupted run.
 
         Raises:
-            ConfigurationError: Unknown task, or no loss function and no task.
+            ConfigurationError: Unknown task, or no loss function and no task; a precision
+                or compile option :class:`~epochal.Model` refuses.
         """
         defaults = _task(task)
         if loss_function is None:
@@ -343,6 +359,8 @@ class ModelBundle:
                 epoch_metrics if epoch_metrics is not None else defaults.get("epoch_metrics")
             ),
             device=device,
+            precision=precision,
+            compile=compile,
         )
         return cls(
             directory,

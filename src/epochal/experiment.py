@@ -34,6 +34,8 @@ def Experiment(
     monitor_mode: str | None = None,
     task: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    precision: str = "32",
+    compile: bool | Mapping[str, Any] = False,
 ) -> ModelBundle:
     """A :class:`~epochal.ModelBundle` around ``network`` in ``directory`` (same arguments and
     defaults as :meth:`ModelBundle.from_network`).
@@ -53,12 +55,15 @@ def Experiment(
         monitor_mode: ``'min'`` or ``'max'`` (default ``'min'`` or the task's).
         task: A name starting with ``'classif'`` or ``'reg'``, or None.
         storage_options: fsspec options for a URL directory.
+        precision: ``'32'``, ``'bf16-mixed'`` or ``'16-mixed'`` (see :class:`~epochal.Model`).
+        compile: False, True or ``torch.compile`` options (see :class:`~epochal.Model`).
 
     Returns:
         The bundle.
 
     Raises:
-        ConfigurationError: Unknown task, or neither a loss function nor a task.
+        ConfigurationError: Unknown task, or neither a loss function nor a task; a precision
+            or compile option the Model refuses.
     """
     return ModelBundle.from_network(
         directory,
@@ -74,4 +79,6 @@ def Experiment(
         monitor_mode=monitor_mode,
         task=task,
         storage_options=storage_options,
+        precision=precision,
+        compile=compile,
     )

@@ -30,11 +30,21 @@ from epochal.core.metrics import (
     resolve_loss,
     resolve_metrics,
 )
+from epochal.core.precision import MixedPrecision, resolve_precision
 from epochal.core.records import EpochRecord, PassPhase
 from epochal.exceptions import CheckpointError, ConfigurationError, EmptyLoaderError
 from epochal.metrics import metric_registry
 from epochal.optimizers import check_optimizer_parameters, resolve_optimizer
 from epochal.ports import Attachable
+from epochal.precision import (
+    bind_precision,
+    compile_network,
+    load_optimizer_file,
+    optimizer_file_state,
+    resolve_compile_options,
+    strip_compile_prefix,
+    unwrap_compiled,
+)
 
 __all__ = ["Model"]
 
@@ -82,6 +92,14 @@ class Model:
             ``'recall'``, objects with ``update/compute/reset`` such as torchmetrics').
         device: Where the network and batches go (``'cpu'``, ``'cuda:0'``, a
             ``torch.device``); None leaves the network where it is and moves no batch.
+        precision: ``'32'`` (float32, the default), ``'bf16-mixed'`` (forward pass and loss
+            under bfloat16 autocast) or ``'16-mixed'`` (float16 autocast and a dynamic loss
+            scale, ``torch.amp.GradScaler``). Metrics are computed in float32. See
+            :doc:`/precision`.
+        compile: False, True (``torch.compile`` with its defaults) or a dict of
+            ``torch.compile`` options: the network is compiled once for the forward passes;
+            :attr:`network` stays the eager module, so its weights carry no ``_orig_mod.``
+            prefix. A network compiled by the caller is unwrapped the same way.
 
     Attributes:
         bus: The :class:`epochal.RecordBus` this model publishes its records on; subscribe
@@ -89,12 +107,18 @@ class Model:
         stop_training: Set to True (e.g. from a callback) to stop at the end of the current
             step. Cleared at the start of every ``fit*`` call.
         clock: Seconds, monotonic; ``time.perf_counter`` unless replaced (tests inject a fake).
+        mixed_precision: The autocast/loss-scaling helper of the passes
+            (:class:`epochal.core.precision.MixedPrecision`), None at ``'32'``; replace it
+            with :func:`epochal.precision.prepare_precision` to tune the scaler.
+        forward_network: The module the passes call: the compiled network with ``compile``,
+            else :attr:`network` itself.
 
     Raises:
         TypeError: ``network`` is not an ``nn.Module`` or an argument has the wrong type.
         ConfigurationError: Unknown optimizer, loss or metric name (the message lists valid
             names); optimizer parameters that do not belong to the network; duplicate metric
-            names.
+            names; an unknown precision, one the device and the installed torch cannot run
+            (the message names both), or ``torch.compile`` options torch does not take.
     """
 
     def __init__(
@@ -106,11 +130,20 @@ class Model:
         batch_metrics: Sequence[Any] | None = None,
         epoch_metrics: Sequence[Any] | None = None,
         device: torch.device | str | None = None,
+        precision: str = "32",
+        compile: bool | Mapping[str, Any] = False,
     ) -> None:
         if not isinstance(network, nn.Module):
             raise TypeError(
                 f"network must be a torch.nn.Module; got {type(network).__name__}."
             )
+        self._precision_plan = resolve_precision(precision)
+        compile_options = resolve_compile_options(compile)
+        #: The module the forward passes call: the compiled network, or :attr:`network`.
+        self.forward_network = compile_network(network, compile_options)
+        network = unwrap_compiled(network)
+        #: Autocast and loss scaling of the training steps; None with ``precision='32'``.
+        self.mixed_precision: MixedPrecision | None = None
         self.network = network
         self.optimizer = resolve_optimizer(optimizer, network)
         if self.optimizer is not None:
@@ -136,12 +169,20 @@ class Model:
         self.epoch_complete = True
         if device is not None:
             self.to(device)
+        else:
+            self.mixed_precision = bind_precision(self._precision_plan, network, None)
 
     # ------------------------------------------------------------------ plumbing
 
+    @property
+    def precision(self) -> str:
+        """The training's precision: ``'32'``, ``'bf16-mixed'`` or ``'16-mixed'``."""
+        return self._precision_plan.name
+
     def _setup(self, *, batches_per_step: int = 1, loss: bool = True) -> EpochSetup:
         return EpochSetup(
-            network=self.network,
+            precision=self.mixed_precision,
+            network=self.forward_network,
             loss_function=self.loss_function if loss else None,
             batch_metrics=tuple(self.batch_metrics) if loss else (),
             epoch_metrics=tuple(self.epoch_metrics) if loss else (),
@@ -802,6 +843,8 @@ class Model:
                     f"keys: {_some(sorted(own))}. Load weights saved from this network, or "
                     "rename the keys (e.g. strip a 'module.' prefix) first."
                 )
+        if any("_orig_mod" in key for key in weights):  # saved from a compiled network
+            weights = strip_compile_prefix(weights)
         result = self.network.load_state_dict(weights, strict=strict)
         if not strict and (result.missing_keys or result.unexpected_keys):
             warnings.warn(
@@ -848,23 +891,31 @@ class Model:
     def save_optimizer_state(
         self, f: PathOrFile, *, storage_options: Mapping[str, Any] | None = None
     ) -> None:
-        """Save the optimizer's ``state_dict`` (see :meth:`save_weights` for ``f``)."""
+        """Save the optimizer's ``state_dict`` (see :meth:`save_weights` for ``f``); with
+        ``precision='16-mixed'`` the loss scaler's state rides along under the extra key
+        ``'epochal_precision'`` (``torch.optim.Optimizer.load_state_dict`` ignores it)."""
         from epochal._io import save_torch
 
         if self.optimizer is None:
             raise ValueError("This Model has no optimizer whose state could be saved.")
-        save_torch(self.optimizer.state_dict(), f, storage_options=storage_options)
+        save_torch(
+            optimizer_file_state(self.optimizer, self.mixed_precision), f,
+            storage_options=storage_options,
+        )
 
     def load_optimizer_state(
         self, f: PathOrFile, *, storage_options: Mapping[str, Any] | None = None
     ) -> None:
         """Load an optimizer state saved by :meth:`save_optimizer_state`; its tensors move to
-        the parameters' device."""
+        the parameters' device, and a saved loss scaler state is restored (see
+        :doc:`/precision`)."""
         from epochal._io import load_torch
 
         if self.optimizer is None:
             raise ValueError("This Model has no optimizer to load a state into.")
-        self.optimizer.load_state_dict(load_torch(f, storage_options=storage_options))
+        load_optimizer_file(
+            self.optimizer, self.mixed_precision, load_torch(f, storage_options=storage_options)
+        )
 
     def to(self, device: torch.device | str) -> Model:
         """Move the network, the optimizer's state and future batches to ``device``.
@@ -872,6 +923,9 @@ class Model:
         Returns:
             ``self``.
         """
+        self.mixed_precision = bind_precision(  # checked before anything moves
+            self._precision_plan, self.network, torch.device(device), self.mixed_precision
+        )
         self.device = torch.device(device)
         self.network.to(self.device)
         if self.optimizer is not None and self.optimizer.state:

@@ -24,6 +24,7 @@ import torch
 
 from epochal.callbacks.base import Callback
 from epochal.exceptions import ConfigurationError
+from epochal.precision import scaler_skipped_last_step
 
 __all__ = ["OptimizerPolicy", "Phase", "cosinespace", "linspace", "one_cycle_phases", "sgdr_phases"]
 
@@ -324,6 +325,7 @@ class OptimizerPolicy(Callback):
         self.phases = phases
         self.current_step = _check_steps("OptimizerPolicy (initial_step)", initial_step)
         self.phases_iter = iter(self)
+        self._applied = False
 
     def __iter__(self) -> Iterator[dict[str, float]]:
         for values in islice(chain.from_iterable(self.phases), self.current_step, None):
@@ -357,10 +359,15 @@ class OptimizerPolicy(Callback):
                 )
 
     def on_backward_end(self, batch_number: int) -> None:
-        """Write the next step's values into the optimizer (nothing after the last phase)."""
+        """Write the next step's values into the optimizer (nothing after the last phase).
+        When the loss scaler skipped the previous optimizer step (``'16-mixed'``), its values
+        were not used: they stay for this step and the policy does not advance."""
+        if self._applied and scaler_skipped_last_step(self.model):
+            return
         values = next(self.phases_iter, None)
         if values is not None:
             self._update_optimizer(values)
+            self._applied = True
 
     def _optimizer(self) -> torch.optim.Optimizer:
         optimizer = self.model.optimizer
@@ -387,6 +394,7 @@ class OptimizerPolicy(Callback):
         """Continue from the position :meth:`state_dict` saved."""
         self.current_step = _check_steps("OptimizerPolicy state", int(state["current_step"]))
         self.phases_iter = iter(self)
+        self._applied = False
 
     def plot(self, param_name: str = "lr", ax: Any = None) -> Any:
         """Plot one hyperparameter over every step of every phase.

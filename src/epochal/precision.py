@@ -35,10 +35,14 @@ from epochal.core.precision import (
 from epochal.exceptions import CheckpointError, ConfigurationError
 
 __all__ = [
+    "bind_precision",
     "compile_network",
+    "load_optimizer_file",
+    "optimizer_file_state",
     "precision_support",
     "prepare_precision",
     "resolve_compile_options",
+    "scaler_skipped_last_step",
     "strip_compile_prefix",
     "unwrap_compiled",
 ]
@@ -178,6 +182,102 @@ def prepare_precision(
     return MixedPrecision(
         plan, device.type, init_scale=init_scale, growth_interval=growth_interval
     )
+
+
+def _parameter_device(network: nn.Module) -> torch.device:
+    for parameter in network.parameters():
+        return parameter.device
+    for buffer in network.buffers():
+        return buffer.device
+    return torch.device("cpu")
+
+
+def bind_precision(
+    plan: PrecisionPlan,
+    network: nn.Module,
+    device: torch.device | None,
+    current: MixedPrecision | None = None,
+) -> MixedPrecision | None:
+    """The step helper a ``Model`` uses for ``plan`` where its network now lives.
+
+    Called when a ``Model`` is built and each time it moves (``Model.to``): the device type
+    decides where autocast applies and the scaler keeps its scale. A helper already on that
+    device type is kept as it is; on another one a new helper is checked and built, and the
+    current scaler state (scale, growth tracker) carries over.
+
+    Args:
+        plan: From :func:`~epochal.core.precision.resolve_precision`.
+        network: The eager network (its first parameter's device is used when ``device``
+            is None; the CPU when it has no parameter or buffer).
+        device: The ``Model``'s device, or None.
+        current: The helper in use until now, or None.
+
+    Returns:
+        None for ``'32'`` (the plain float32 steps), else the helper.
+
+    Raises:
+        ConfigurationError: The device and the installed torch cannot run ``plan`` (the
+            message names both; see :func:`prepare_precision`).
+    """
+    if not plan.mixed:
+        return None
+    where = device if device is not None else _parameter_device(network)
+    if current is not None and current.plan == plan and current.device_type == where.type:
+        return current
+    helper = prepare_precision(plan, where)
+    if current is not None:
+        helper.load_state_dict(current.state_dict())
+    return helper
+
+
+def scaler_skipped_last_step(model: Any) -> bool:
+    """True when ``model``'s loss scaler skipped its last optimizer step (``'16-mixed'`` with
+    inf/NaN gradients: parameters and optimizer state unchanged), so that per-step schedules
+    and policies do not count it. False without a scaler or a ``mixed_precision`` attribute.
+    Reads a host flag set by that step; no device sync.
+    """
+    precision = getattr(model, "mixed_precision", None)
+    return bool(getattr(precision, "last_step_skipped", False))
+
+
+#: The key under which an optimizer file keeps the loss scaler's state.
+PRECISION_KEY = "epochal_precision"
+
+
+def optimizer_file_state(
+    optimizer: torch.optim.Optimizer, precision: MixedPrecision | None
+) -> dict[str, Any]:
+    """What ``Model.save_optimizer_state`` writes: the optimizer's ``state_dict()``, plus the
+    loss scaler's state under :data:`PRECISION_KEY` when a scaler is in use (``'16-mixed'``).
+
+    The file stays an optimizer ``state_dict`` that ``torch.optim.Optimizer.load_state_dict``
+    (and Poutyne) load as they are; they ignore the extra key. Without a scaler the file is
+    exactly the optimizer's ``state_dict()``.
+    """
+    state: dict[str, Any] = optimizer.state_dict()
+    if precision is not None and precision.scaler is not None:
+        state = {**state, PRECISION_KEY: precision.state_dict()}
+    return state
+
+
+def load_optimizer_file(
+    optimizer: torch.optim.Optimizer,
+    precision: MixedPrecision | None,
+    state: Mapping[str, Any],
+) -> None:
+    """Load what :func:`optimizer_file_state` wrote: the optimizer's state, and the scaler's
+    when both the file and ``precision`` have one (a file without it, e.g. written at
+    ``'32'`` or by Poutyne, leaves the scaler as it is).
+
+    Raises:
+        CheckpointError: The file's scaler state is damaged (see
+            :meth:`~epochal.core.precision.MixedPrecision.load_state_dict`).
+    """
+    state = dict(state)
+    scaler_state = state.pop(PRECISION_KEY, None)
+    optimizer.load_state_dict(state)
+    if scaler_state is not None and precision is not None:
+        precision.load_state_dict(scaler_state)
 
 
 # --------------------------------------------------------------------------- compile

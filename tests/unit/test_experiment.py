@@ -44,3 +44,15 @@ def test_experiment_takes_poutynes_from_network_parameters():
     theirs = set(inspect.signature(poutyne.ModelBundle.from_network).parameters) - {"cls"}
     ours = set(inspect.signature(Experiment).parameters)
     assert theirs <= ours
+
+
+def test_experiment_passes_precision_and_compile_on():
+    """``Experiment(..., precision=, compile=)`` builds its Model with them, and refuses an
+    unknown precision like Model does."""
+    bundle = Experiment(MemoryCheckpointStore(), torch.nn.Linear(4, 2), task="classif",
+                        precision="bf16-mixed", compile=True)
+    assert bundle.model.precision == "bf16-mixed"
+    assert bundle.model.forward_network is not bundle.model.network
+    with pytest.raises(ConfigurationError, match="Unknown precision"):
+        Experiment(MemoryCheckpointStore(), torch.nn.Linear(4, 2), task="classif",
+                   precision="fp8")

@@ -21,6 +21,7 @@ from epochal.callbacks.base import Callback, hooks_used_by
 from epochal.callbacks.best import BestModelRestore
 from epochal.callbacks.periodic import PeriodicSaveCallback, PeriodicSaveLambda
 from epochal.exceptions import ConfigurationError
+from epochal.precision import load_optimizer_file, optimizer_file_state
 from epochal.seeding import get_random_states, set_random_states
 
 __all__ = [
@@ -74,7 +75,8 @@ class ModelCheckpoint(PeriodicSaveCallback):
 class OptimizerCheckpoint(PeriodicSaveCallback):
     """Save the optimizer's ``state_dict()`` during training (arguments as
     :class:`PeriodicSaveCallback`); load it back with ``Model.load_optimizer_state``, or
-    with ``restore_best``.
+    with ``restore_best``. With ``precision='16-mixed'`` the file also holds the loss
+    scaler's state, as ``Model.save_optimizer_state`` writes it.
 
     Raises:
         ConfigurationError: At train begin, the model has no optimizer.
@@ -89,13 +91,16 @@ class OptimizerCheckpoint(PeriodicSaveCallback):
     def payload(self) -> Any:
         optimizer = self.model.optimizer
         assert optimizer is not None
-        return optimizer.state_dict()
+        return optimizer_file_state(optimizer, getattr(self.model, "mixed_precision", None))
 
     def restore(self, fd: IO[Any]) -> None:
         """Load the optimizer state in ``fd`` into the optimizer."""
         optimizer = self.model.optimizer
         assert optimizer is not None
-        optimizer.load_state_dict(_load(fd, type(self).__name__))
+        load_optimizer_file(
+            optimizer, getattr(self.model, "mixed_precision", None),
+            _load(fd, type(self).__name__),
+        )
 
 
 #: The hooks Poutyne's LRSchedulerCheckpoint forwards to the scheduler callback it wraps.

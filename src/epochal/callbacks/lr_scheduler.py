@@ -19,6 +19,8 @@ When a schedule steps:
   advances once per ``N`` batches: ``total_steps`` / ``steps_per_epoch`` count optimizer
   steps, as in a hand-written loop. The ``lr`` in the epoch logs is the one the epoch's last
   optimizer step used.
+  With ``precision='16-mixed'``, a step the loss scaler skipped (inf/NaN gradients, the
+  parameters unchanged) is not counted: the schedule does not advance for it.
 * :class:`ReduceLROnPlateau` steps at ``on_epoch_end`` on the monitored log value.
 
 ``SequentialLR`` and ``ChainedScheduler`` take other schedulers: pass callbacks of this module
@@ -44,6 +46,7 @@ from torch.optim import lr_scheduler as _torch_lr_scheduler
 
 from epochal.callbacks.base import Callback
 from epochal.exceptions import ConfigurationError, MonitorKeyError
+from epochal.precision import scaler_skipped_last_step
 
 __all__ = [
     "ReduceLROnPlateau",
@@ -222,7 +225,8 @@ class TorchLRScheduler(Callback):
     def _step_if_due(self) -> None:
         if self._step_due and self.scheduler is not None:
             self._step_due = False
-            self.scheduler.step()
+            if not scaler_skipped_last_step(getattr(self, "model", None)):
+                self.scheduler.step()
 
 
 class _PerStepScheduler(TorchLRScheduler):

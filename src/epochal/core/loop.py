@@ -22,6 +22,7 @@ import torch
 
 from epochal.core.batches import forward, infer_batch_size, split_batch, to_device
 from epochal.core.metrics import BatchMetric, EpochMetricState
+from epochal.core.precision import MixedPrecision
 from epochal.core.records import EpochRecord, PassPhase, StepRecord
 from epochal.exceptions import NetworkInputError, ShapeMismatchError
 
@@ -136,6 +137,8 @@ class EpochSetup:
         device: Where batches are moved, or None to leave them where they are.
         optimizer: Needed for training passes.
         batches_per_step: Batches whose gradients are accumulated per optimizer step.
+        precision: Autocast and loss scaling for ``'bf16-mixed'``/``'16-mixed'`` (the steps
+            of :mod:`epochal.core.mixed_step`); None for plain float32 steps.
     """
 
     network: torch.nn.Module
@@ -145,6 +148,7 @@ class EpochSetup:
     device: torch.device | None = None
     optimizer: torch.optim.Optimizer | None = None
     batches_per_step: int = 1
+    precision: MixedPrecision | None = None
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -334,6 +338,11 @@ def run_epoch(
     accumulator = _PassAccumulator(1 + len(names))
     network.train(training)
     device = setup.device
+    step_train, step_eval, step_optimizer = train_step, eval_step, _optimizer_step
+    if setup.precision is not None:  # chosen once per pass: '32' keeps the plain steps
+        from epochal.core.mixed_step import mixed_steps
+
+        step_train, step_eval, step_optimizer = mixed_steps(setup.precision)
 
     pass_start = clock()
     step = 0
@@ -366,14 +375,14 @@ def run_epoch(
             if not group_batches:
                 optimizer.zero_grad()
             try:
-                train_loss, values, y_pred = train_step(
+                train_loss, values, y_pred = step_train(
                     setup, x, y, loss_scale=float(size) if accumulate else None
                 )
             except _NetworkRejected as exc:
                 raise _in_batch(exc, phase, epoch, step) from exc.__cause__
             group_batches.append(size)
             if len(group_batches) == group:
-                _optimizer_step(
+                step_optimizer(
                     optimizer, params, group_batches, accumulate, before_optimizer_step,
                     step,
                 )
@@ -383,7 +392,7 @@ def run_epoch(
             loss: torch.Tensor | float = train_loss
         else:
             try:
-                eval_loss, values, y_pred = eval_step(setup, x, y)
+                eval_loss, values, y_pred = step_eval(setup, x, y)
             except _NetworkRejected as exc:
                 raise _in_batch(exc, phase, epoch, step) from exc.__cause__
             step_global = step
@@ -410,7 +419,7 @@ def run_epoch(
     if training and group_batches and optimizer is not None:
         # The trailing partial group is stepped (also when a stop request ended the pass; not
         # when an exception did, nor when the consumer abandoned the generator).
-        _optimizer_step(optimizer, params, group_batches, accumulate, before_optimizer_step, step)
+        step_optimizer(optimizer, params, group_batches, accumulate, before_optimizer_step, step)
     has_values = accumulator.samples > 0
     means: dict[str, float] = {}
     first_nonfinite: int | None = None

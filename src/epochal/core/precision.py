@@ -161,6 +161,10 @@ class MixedPrecision:
             else None
         )
         self._unscaled: set[int] = set()
+        #: True when the last :meth:`step` was skipped by the scaler (inf/NaN gradients).
+        self.last_step_skipped = False
+        #: Optimizer steps the scaler skipped so far (host counter, no sync of its own).
+        self.skipped_steps = 0
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """A context manager for the forward pass and the loss: ``torch.autocast`` with the
@@ -214,7 +218,10 @@ class MixedPrecision:
         # GradScaler keeps this step's inf/NaN flags per device until update(); the values are
         # already final (step() waited for them), so reading them is a copy, not a wait.
         found = scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"]
-        return not any(bool(flag.item()) for flag in found.values())
+        skipped = any(bool(flag.item()) for flag in found.values())
+        self.last_step_skipped = skipped
+        self.skipped_steps += int(skipped)
+        return not skipped
 
     def update(self) -> None:
         """Adjust the scale after the optimizer steps of this iteration: back off after a
