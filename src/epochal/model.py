@@ -357,8 +357,14 @@ class Model:
             validation_data: ``(x_val, y_val)``, or None.
             batch_size: Examples per batch.
             dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours).
-            epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,
-                verbose, progress_options, callbacks: As :meth:`fit_generator`.
+            epochs: As :meth:`fit_generator`.
+            steps_per_epoch: As :meth:`fit_generator`.
+            validation_steps: As :meth:`fit_generator`.
+            batches_per_step: As :meth:`fit_generator`.
+            initial_epoch: As :meth:`fit_generator`.
+            verbose: As :meth:`fit_generator`.
+            progress_options: As :meth:`fit_generator`.
+            callbacks: As :meth:`fit_generator`.
 
         Returns:
             The history, as :meth:`fit_generator`.
@@ -420,8 +426,14 @@ class Model:
             collate_fn: ``DataLoader``'s ``collate_fn``, or None for PyTorch's default.
             dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours; validation
                 never shuffles).
-            epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,
-                verbose, progress_options, callbacks: As :meth:`fit_generator`.
+            epochs: As :meth:`fit_generator`.
+            steps_per_epoch: As :meth:`fit_generator`.
+            validation_steps: As :meth:`fit_generator`.
+            batches_per_step: As :meth:`fit_generator`.
+            initial_epoch: As :meth:`fit_generator`.
+            verbose: As :meth:`fit_generator`.
+            progress_options: As :meth:`fit_generator`.
+            callbacks: As :meth:`fit_generator`.
 
         Returns:
             The history, as :meth:`fit_generator`.
