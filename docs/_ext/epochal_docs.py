@@ -67,6 +67,35 @@ def autodoc_directive(value: Any) -> str:
     return "autodata"
 
 
+def data_doc(package: str, name: str, value: Any) -> list[str]:
+    """The ``#:`` comment that documents the data ``package.NAME`` where it is assigned.
+
+    A constant or a dict has no docstring of its own (autodoc would show its type's, e.g.
+    ``dict``'s), so the comment is looked up in the package and in each of its loaded
+    submodules that holds the same object under that name. Empty when none has one.
+    """
+    import sys
+
+    from sphinx.pycode import ModuleAnalyzer
+
+    candidates = [package] + sorted(m for m in sys.modules if m.startswith(f"{package}."))
+    for module_name in candidates:
+        module = sys.modules.get(module_name)
+        if module is None or module.__dict__.get(name, _MISSING) is not value:
+            continue
+        try:
+            docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        except Exception:  # no source to read: try the next module
+            continue
+        found = docs.get(("", name))
+        if found:
+            return [line for line in found if line is not None]
+    return []
+
+
+_MISSING = object()
+
+
 def public_api_rst(package: str) -> list[str]:
     """reStructuredText documenting every name of ``package.__all__``, grouped by heading.
 
@@ -87,6 +116,12 @@ def public_api_rst(package: str) -> list[str]:
         lines += [heading, "-" * len(heading), ""]
         for name, value in entries:
             kind = autodoc_directive(value)
+            if kind == "autodata":
+                # Documented from its source comment, never from its type's docstring.
+                lines.append(f".. py:data:: {package}.{name}")
+                lines += ["", *(f"   {line}".rstrip() for line in data_doc(package, name, value))]
+                lines.append("")
+                continue
             lines.append(f".. {kind}:: {package}.{name}")
             if kind == "autoclass" and group_of(defining_module(value)) in (
                 "Training", "Callbacks", "Learning-rate schedulers and policies", "Metrics",
