@@ -246,8 +246,8 @@ class Model:
             callbacks: ``epochal.Callback`` instances.
 
         Returns:
-            The history: one dict per epoch with exactly Poutyne's keys: ``epoch``, ``time``
-            (seconds), ``loss``, the metrics, ``val_loss`` and ``val_<metric>`` (when
+            The history, one dict per epoch with exactly Poutyne's keys (``epoch``, ``time``
+            in seconds, ``loss``, the metrics, ``val_loss`` and ``val_<metric>`` when
             validating). The learning rates are :meth:`learning_rates` (``CSVLogger`` writes
             them beside each row).
 
@@ -522,7 +522,7 @@ class Model:
             callbacks: ``epochal.Callback`` instances (``on_test_*`` hooks).
 
         Returns:
-            As Poutyne: the loss alone when the model has no metric; else ``(loss, metric)``
+            As Poutyne, the loss alone when the model has no metric; else ``(loss, metric)``
             with a float for a single metric or a NumPy array of the metrics in
             ``metrics_names`` order. With ``return_dict_format``, the dict above.
             ``return_pred`` / ``return_ground_truth`` append the outputs / targets (nested
@@ -720,7 +720,7 @@ class Model:
         """One optimizer step on one batch.
 
         Returns:
-            As Poutyne: the loss and the *batch* metrics of that batch (train mode): the
+            As Poutyne, the loss and the *batch* metrics of that batch (train mode): the
             loss alone without batch metric, ``(loss, metric)`` for one, ``(loss, array)``
             for several; with ``return_dict_format`` a dict ``{'loss': ..., '<metric>': ...}``
             (no prefix). ``return_pred`` appends the output (NumPy unless
