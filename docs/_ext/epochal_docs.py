@@ -67,6 +67,17 @@ def autodoc_directive(value: Any) -> str:
     return "autodata"
 
 
+#: Names a reader looks for first: they open their group, in this order; the rest follow
+#: alphabetically (so ``Model`` comes before ``Experiment``, its older alias's relative).
+LEADING_NAMES: tuple[str, ...] = ("Model", "ModelBundle", "Callback", "CallbackList")
+
+
+def _reading_order(name: str) -> tuple[int, str]:
+    if name in LEADING_NAMES:
+        return LEADING_NAMES.index(name), ""
+    return len(LEADING_NAMES), name.lower()
+
+
 def data_doc(package: str, name: str, value: Any) -> list[str]:
     """The ``#:`` comment that documents the data ``package.NAME`` where it is assigned.
 
@@ -104,7 +115,7 @@ def public_api_rst(package: str) -> list[str]:
     """
     module = importlib.import_module(package)
     groups: dict[str, list[tuple[str, Any]]] = {}
-    for name in sorted(module.__all__, key=str.lower):
+    for name in sorted(module.__all__, key=_reading_order):
         value = getattr(module, name)
         groups.setdefault(group_of(defining_module(value)), []).append((name, value))
     order = [heading for heading, _ in GROUPS] + [OTHER_GROUP]

@@ -40,9 +40,10 @@ def get_random_states() -> dict[str, Any]:
     ``torch.load(weights_only=True)`` accepts (tensors, ints, floats, strings, None).
 
     Returns:
-        ``{'python': {'version', 'state', 'gauss_next'}, 'numpy': {'bit_generator', 'key',
-        'pos', 'has_gauss', 'cached_gaussian'}, 'torch': ByteTensor}`` plus ``'cuda'`` (one
-        ByteTensor per device) when CUDA is available.
+        A dict with the keys ``'python'`` (``{'version', 'state', 'gauss_next'}``),
+        ``'numpy'`` (``{'bit_generator', 'key', 'pos', 'has_gauss', 'cached_gaussian'}``) and
+        ``'torch'`` (a ByteTensor), plus ``'cuda'`` (one ByteTensor per device) when CUDA is
+        available.
     """
     version, internal, gauss_next = random.getstate()
     numpy_state = np.random.get_state(legacy=True)
