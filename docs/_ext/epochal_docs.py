@@ -89,7 +89,7 @@ def data_doc(package: str, name: str, value: Any) -> list[str]:
 
     from sphinx.pycode import ModuleAnalyzer
 
-    candidates = [package] + sorted(m for m in sys.modules if m.startswith(f"{package}."))
+    candidates = [package, *sorted(m for m in sys.modules if m.startswith(f"{package}."))]
     for module_name in candidates:
         module = sys.modules.get(module_name)
         if module is None or module.__dict__.get(name, _MISSING) is not value:
