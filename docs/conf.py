@@ -75,8 +75,7 @@ import torch
 torch.set_num_threads(1)
 """
 # Only the {testcode}/{doctest} blocks of the pages run here; the ">>>" examples inside the
-# docstrings are not written as self-contained doctests (no imports) and are left to the code's
-# own tests.
+# docstrings run in the test suite (tests/unit/test_doctests.py, with each module's globals).
 doctest_test_doctest_blocks = ""
 doctest_global_cleanup = """
 os.chdir(_epochal_docs_cwd)

@@ -67,16 +67,44 @@ def autodoc_directive(value: Any) -> str:
     return "autodata"
 
 
-def data_rst(package: str, name: str, module: Any) -> list[str]:
-    """A ``py:data`` entry for ``package.name`` described by the ``#:`` comment above its
-    assignment in the module ``package`` exports it from (``_EXPORTS``)."""
+#: Names a reader looks for first: they open their group, in this order; the rest follow
+#: alphabetically (so ``Model`` comes before ``Experiment``, its older alias's relative).
+LEADING_NAMES: tuple[str, ...] = ("Model", "ModelBundle", "Callback", "CallbackList")
+
+
+def _reading_order(name: str) -> tuple[int, str]:
+    if name in LEADING_NAMES:
+        return LEADING_NAMES.index(name), ""
+    return len(LEADING_NAMES), name.lower()
+
+
+def data_doc(package: str, name: str, value: Any) -> list[str]:
+    """The ``#:`` comment that documents the data ``package.NAME`` where it is assigned.
+
+    A constant or a dict has no docstring of its own (autodoc would show its type's, e.g.
+    ``dict``'s), so the comment is looked up in the package and in each of its loaded
+    submodules that holds the same object under that name. Empty when none has one.
+    """
+    import sys
+
     from sphinx.pycode import ModuleAnalyzer
 
-    source = getattr(module, "_EXPORTS", {}).get(name, package)
-    comment = ModuleAnalyzer.for_module(source).find_attr_docs().get(("", name), [])
-    lines = [f".. py:data:: {package}.{name}", ""]
-    lines += [f"   {line}" for line in comment if line] or ["   (a module-level setting)"]
-    return [*lines, ""]
+    candidates = [package, *sorted(m for m in sys.modules if m.startswith(f"{package}."))]
+    for module_name in candidates:
+        module = sys.modules.get(module_name)
+        if module is None or module.__dict__.get(name, _MISSING) is not value:
+            continue
+        try:
+            docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        except Exception:  # no source to read: try the next module
+            continue
+        found = docs.get(("", name))
+        if found:
+            return [line for line in found if line is not None]
+    return []
+
+
+_MISSING = object()
 
 
 def public_api_rst(package: str) -> list[str]:
@@ -87,7 +115,7 @@ def public_api_rst(package: str) -> list[str]:
     """
     module = importlib.import_module(package)
     groups: dict[str, list[tuple[str, Any]]] = {}
-    for name in sorted(module.__all__, key=str.lower):
+    for name in sorted(module.__all__, key=_reading_order):
         value = getattr(module, name)
         groups.setdefault(group_of(defining_module(value)), []).append((name, value))
     order = [heading for heading, _ in GROUPS] + [OTHER_GROUP]
@@ -100,9 +128,10 @@ def public_api_rst(package: str) -> list[str]:
         for name, value in entries:
             kind = autodoc_directive(value)
             if kind == "autodata":
-                # A data value (a settings dict) has no docstring of its own: autodoc would
-                # print its type's. Use the ``#:`` comment in the module that defines it.
-                lines += data_rst(package, name, module)
+                # Documented from its source comment, never from its type's docstring.
+                lines.append(f".. py:data:: {package}.{name}")
+                lines += ["", *(f"   {line}".rstrip() for line in data_doc(package, name, value))]
+                lines.append("")
                 continue
             lines.append(f".. {kind}:: {package}.{name}")
             if kind == "autoclass" and group_of(defining_module(value)) in (

@@ -18,11 +18,13 @@ fully-connected one and a convolutional one, on MNIST-format images:
 
 Run it with ``nox -s demo`` or ``python docs/examples/introduction.py``; ``--help`` lists the
 options (another dataset or folder, epochs, device, output folder, ``--limit``). With the
-defaults it needs no network and trains on the 4,000 + 1,000 offline digits: 13 training runs
-of 5 epochs each (the bundles run 10) over 3,200 training images. The README's "How long it
+defaults it needs no network and trains on the 4,000 + 1,000 offline digits: 11 trainings of
+5 epochs each over 3,200 training images (seven runs, and two bundles trained twice: epochs
+1-5, then resumed for 6-10). The README's "How long it
 takes" section gives the measured time, the machine it was measured on and how to measure it
-again; the time grows with the number of training images, so ``--data-dir`` with the full
-60,000-image Fashion-MNIST takes about 15 times as long (``--limit N`` keeps the first N).
+again; the time grows with the number of training images, and ``--data-dir`` with the full
+60,000-image Fashion-MNIST runs 15 times as many training steps (``--limit N`` keeps the first
+N).
 
 Everything it writes goes under ``--output``, by default ``./saves/<dataset>`` (one folder per
 dataset, so a Fashion-MNIST run leaves an MNIST run's results alone): the dataset files it
@@ -116,7 +118,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--limit", type=int, default=None,
         help="use only the first N training images (before the split); the run time grows "
-        "with N (the full 60,000-image Fashion-MNIST takes about 15 times the default run)",
+        "with N (the full 60,000-image Fashion-MNIST has 15 times the default run's images)",
     )
     parser.add_argument(
         "--threads", type=int, default=None,

@@ -54,6 +54,19 @@ def torch_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _unpickler_detail(exc: BaseException) -> str:
+    """The line of torch's weights-only error that says what was wrong (its first line is
+    advice about ``weights_only`` that does not apply here)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            if rest:
+                return rest.split(" Please use", 1)[0]
+            return lines[index + 1] if index + 1 < len(lines) else line
+    return lines[0] if lines else type(exc).__name__
+
+
 def torch_from_bytes(data: bytes, *, source: str = "<bytes>") -> Any:
     """``torch.load(weights_only=True, map_location='cpu')`` from bytes.
 
@@ -65,10 +78,17 @@ def torch_from_bytes(data: bytes, *, source: str = "<bytes>") -> Any:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        detail = _unpickler_detail(exc)
+        if "Unsupported global" not in detail:
+            # Not a pickled object outside the allow-list: the bytes are not a pickle at all.
+            raise CheckpointError(
+                f"{source} is not a readable torch checkpoint ({len(data)} bytes; truncated "
+                f"or corrupt?). Expected a file written by torch.save. Detail: {detail}"
+            ) from exc
         raise CheckpointError(
             f"Refused to load {source}: it holds a pickled object outside the weights-only "
             f"allow-list (loading it could run code). Expected tensors, numbers, strings and "
-            f"containers of them. Detail: {str(exc).splitlines()[0]}"
+            f"containers of them. Detail: {detail}"
         ) from exc
     except (RuntimeError, EOFError, ValueError, OSError, KeyError) as exc:
         raise CheckpointError(

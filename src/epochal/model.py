@@ -287,8 +287,8 @@ class Model:
             callbacks: ``epochal.Callback`` instances.
 
         Returns:
-            The history: one dict per epoch with exactly Poutyne's keys: ``epoch``, ``time``
-            (seconds), ``loss``, the metrics, ``val_loss`` and ``val_<metric>`` (when
+            The history, one dict per epoch with exactly Poutyne's keys (``epoch``, ``time``
+            in seconds, ``loss``, the metrics, ``val_loss`` and ``val_<metric>`` when
             validating). The learning rates are :meth:`learning_rates` (``CSVLogger`` writes
             them beside each row).
 
@@ -398,9 +398,14 @@ class Model:
             validation_data: ``(x_val, y_val)``, or None.
             batch_size: Examples per batch.
             dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours).
-            **others: ``epochs``, ``steps_per_epoch``, ``validation_steps``,
-                ``batches_per_step``, ``initial_epoch``, ``verbose``, ``progress_options`` and
-                ``callbacks`` are as in :meth:`fit_generator`.
+            epochs: As :meth:`fit_generator`.
+            steps_per_epoch: As :meth:`fit_generator`.
+            validation_steps: As :meth:`fit_generator`.
+            batches_per_step: As :meth:`fit_generator`.
+            initial_epoch: As :meth:`fit_generator`.
+            verbose: As :meth:`fit_generator`.
+            progress_options: As :meth:`fit_generator`.
+            callbacks: As :meth:`fit_generator`.
 
         Returns:
             The history, as :meth:`fit_generator`.
@@ -462,9 +467,14 @@ class Model:
             collate_fn: ``DataLoader``'s ``collate_fn``, or None for PyTorch's default.
             dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours; validation
                 never shuffles).
-            **others: ``epochs``, ``steps_per_epoch``, ``validation_steps``,
-                ``batches_per_step``, ``initial_epoch``, ``verbose``, ``progress_options`` and
-                ``callbacks`` are as in :meth:`fit_generator`.
+            epochs: As :meth:`fit_generator`.
+            steps_per_epoch: As :meth:`fit_generator`.
+            validation_steps: As :meth:`fit_generator`.
+            batches_per_step: As :meth:`fit_generator`.
+            initial_epoch: As :meth:`fit_generator`.
+            verbose: As :meth:`fit_generator`.
+            progress_options: As :meth:`fit_generator`.
+            callbacks: As :meth:`fit_generator`.
 
         Returns:
             The history, as :meth:`fit_generator`.
@@ -553,7 +563,7 @@ class Model:
             callbacks: ``epochal.Callback`` instances (``on_test_*`` hooks).
 
         Returns:
-            As Poutyne: the loss alone when the model has no metric; else ``(loss, metric)``
+            As Poutyne, the loss alone when the model has no metric; else ``(loss, metric)``
             with a float for a single metric or a NumPy array of the metrics in
             ``metrics_names`` order. With ``return_dict_format``, the dict above.
             ``return_pred`` / ``return_ground_truth`` append the outputs / targets (nested
@@ -751,7 +761,7 @@ class Model:
         """One optimizer step on one batch.
 
         Returns:
-            As Poutyne: the loss and the *batch* metrics of that batch (train mode): the
+            As Poutyne, the loss and the *batch* metrics of that batch (train mode): the
             loss alone without batch metric, ``(loss, metric)`` for one, ``(loss, array)``
             for several; with ``return_dict_format`` a dict ``{'loss': ..., '<metric>': ...}``
             (no prefix). ``return_pred`` appends the output (NumPy unless

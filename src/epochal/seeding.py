@@ -40,9 +40,10 @@ def get_random_states() -> dict[str, Any]:
     ``torch.load(weights_only=True)`` accepts (tensors, ints, floats, strings, None).
 
     Returns:
-        ``{'python': {'version', 'state', 'gauss_next'}, 'numpy': {'bit_generator', 'key',
-        'pos', 'has_gauss', 'cached_gaussian'}, 'torch': ByteTensor}`` plus ``'cuda'`` (one
-        ByteTensor per device) when CUDA is available.
+        A dict with the keys ``'python'`` (``{'version', 'state', 'gauss_next'}``),
+        ``'numpy'`` (``{'bit_generator', 'key', 'pos', 'has_gauss', 'cached_gaussian'}``) and
+        ``'torch'`` (a ByteTensor), plus ``'cuda'`` (one ByteTensor per device) when CUDA is
+        available.
     """
     version, internal, gauss_next = random.getstate()
     numpy_state = np.random.get_state(legacy=True)
@@ -77,6 +78,33 @@ def set_random_states(states: Mapping[str, Any]) -> None:
     Raises:
         ValueError: A part has the wrong form (e.g. a state from another format).
     """
+    try:
+        _set_host_states(states)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(
+            f"set_random_states: the state lacks or mistypes {exc}; expected what "
+            "get_random_states returns ('python', 'numpy', 'torch', 'cuda' parts)."
+        ) from exc
+    torch_state = states.get("torch")
+    if torch_state is not None:
+        torch.set_rng_state(torch.as_tensor(torch_state, dtype=torch.uint8).cpu())
+    cuda_states = states.get("cuda")
+    if cuda_states is not None and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if count != len(cuda_states):
+            warnings.warn(
+                f"set_random_states: the state holds {len(cuda_states)} CUDA generator(s) but "
+                f"this machine has {count} device(s); restoring the first "
+                f"{min(count, len(cuda_states))}.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        for index, state in enumerate(cuda_states[:count]):
+            torch.cuda.set_rng_state(torch.as_tensor(state, dtype=torch.uint8).cpu(), index)
+
+
+def _set_host_states(states: Mapping[str, Any]) -> None:
+    """Restore the Python and NumPy parts of ``states`` (absent parts are left alone)."""
     python = states.get("python")
     if python is not None:
         internal = tuple(int(v) for v in torch.as_tensor(python["state"]).tolist())
@@ -96,19 +124,3 @@ def set_random_states(states: Mapping[str, Any]) -> None:
                 float(numpy_part["cached_gaussian"]),
             )
         )
-    torch_state = states.get("torch")
-    if torch_state is not None:
-        torch.set_rng_state(torch.as_tensor(torch_state, dtype=torch.uint8).cpu())
-    cuda_states = states.get("cuda")
-    if cuda_states is not None and torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        if count != len(cuda_states):
-            warnings.warn(
-                f"set_random_states: the state holds {len(cuda_states)} CUDA generator(s) but "
-                f"this machine has {count} device(s); restoring the first "
-                f"{min(count, len(cuda_states))}.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        for index, state in enumerate(cuda_states[:count]):
-            torch.cuda.set_rng_state(torch.as_tensor(state, dtype=torch.uint8).cpu(), index)

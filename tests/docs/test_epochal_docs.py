@@ -47,6 +47,21 @@ class TestPublicApi:
         assert epochal_docs.autodoc_directive(len) == "autofunction"
         assert epochal_docs.autodoc_directive(3) == "autodata"
 
+    def test_model_and_bundle_open_the_training_group(self) -> None:
+        """Model then ModelBundle come first under Training, before Experiment and the rest."""
+        rst = epochal_docs.public_api_rst("epochal")
+        training = rst[rst.index("Training") :]
+        entries = [line.split("::")[1].strip() for line in training if line.startswith(".. ")]
+        assert entries[:2] == ["epochal.Model", "epochal.ModelBundle"]
+
+    def test_data_is_documented_from_its_source_comment(self) -> None:
+        """A public dict (warning_settings) is documented by the ``#:`` comment where it is
+        assigned, not by dict's own docstring (whose markup breaks the build)."""
+        rst = "\n".join(epochal_docs.public_api_rst("epochal"))
+        entry = rst.split(".. py:data:: epochal.warning_settings", 1)[1].split("\n.. ", 1)[0]
+        assert "warning_settings['batch_size'] = 'ignore'" in entry
+        assert "new empty dictionary" not in entry
+
 
 def _build(tmp_path: Path, page: str) -> str:
     """Build a one-page Sphinx project over a small package; return the warnings."""

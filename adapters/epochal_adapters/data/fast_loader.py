@@ -162,9 +162,17 @@ class TensorBatchLoader:
         TypeError: The examples are not tensors or tuples/lists of tensors and numbers.
 
     Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> train_set = TensorDataset(torch.zeros(70, 1, 28, 28), torch.arange(70) % 10)
         >>> g = torch.Generator().manual_seed(0)
-        >>> loader = TensorBatchLoader(train_set, 32, shuffle=True, generator=g, device="cuda")
-        >>> for x, y in loader: ...
+        >>> loader = TensorBatchLoader(train_set, 32, shuffle=True, generator=g)
+        >>> [tuple(x.shape) for x, y in loader]
+        [(32, 1, 28, 28), (32, 1, 28, 28), (6, 1, 28, 28)]
+        >>> len(loader)
+        3
+
+        Pass ``device="cuda"`` to keep the decoded data on the GPU: batches then come out
+        there with no host-to-device copy per step.
     """
 
     def __init__(

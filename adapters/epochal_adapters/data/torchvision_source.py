@@ -190,10 +190,24 @@ class TorchvisionSource:
         subset_seed: Seed of that subset's stratified train/test split.
 
     Example:
-        >>> source = TorchvisionSource()
-        >>> train, info = source.load("fashion-mnist", "data", train=True,
-        ...                           data_dir="/usr/share/datasets/fashion-mnist")
-        >>> print(info)  # fashion-mnist (train, 60000 images): files copied from ...
+        A folder holding the four MNIST-format files (here six blank training images and
+        two test images, written with :func:`~epochal_adapters.data.idx.write_idx`; with
+        Debian's ``dataset-fashion-mnist`` it is ``/usr/share/datasets/fashion-mnist``):
+
+        >>> import os, tempfile
+        >>> from epochal_adapters.data.idx import write_idx
+        >>> files = tempfile.mkdtemp()
+        >>> for stem, count in (("train", 6), ("t10k", 2)):
+        ...     write_idx(os.path.join(files, f"{stem}-images-idx3-ubyte"),
+        ...               torch.zeros(count, 28, 28, dtype=torch.uint8))
+        ...     write_idx(os.path.join(files, f"{stem}-labels-idx1-ubyte"),
+        ...               torch.arange(count, dtype=torch.uint8))
+        >>> train, info = TorchvisionSource().load(
+        ...     "fashion-mnist", tempfile.mkdtemp(), train=True, data_dir=files, download=False)
+        >>> len(train), tuple(train[0][0].shape), train[1][1]
+        (6, (1, 28, 28), 1)
+        >>> str(info).startswith("fashion-mnist (train, 6 images): files copied from data_dir")
+        True
     """
 
     def __init__(

@@ -53,9 +53,9 @@ def epoch_log_row(
         duration_s: Wall time of the whole epoch (training and validation), seconds.
 
     Returns:
-        ``{'epoch': epoch, 'time': duration_s, 'loss': ..., <metric>: ..., 'val_loss': ...,
-        'val_<metric>': ...}``, in :func:`epoch_log_keys` order; the ``val_`` keys only with
-        ``valid``.
+        The epoch's row, in :func:`epoch_log_keys` order, the ``val_`` keys only with
+        ``valid``: ``{'epoch': epoch, 'time': duration_s, 'loss': ..., <metric>: ...,
+        'val_loss': ..., 'val_<metric>': ...}``.
     """
     row: dict[str, Any] = {"epoch": epoch, "time": duration_s}
     row.update(train.logs())

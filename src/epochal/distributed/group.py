@@ -268,8 +268,8 @@ def agree_seed(seed: int | None = None) -> int:
             (one int64: seeded by ``set_seeds``, so reproducible) and sends it to every rank.
 
     Returns:
-        The same non-negative int on every rank (store it in snapshots: a resume must reuse
-        it). Without a process group, ``seed`` or the drawn value.
+        The same non-negative int on every rank (store it in snapshots, since a resume must
+        reuse it). Without a process group, ``seed`` or the drawn value.
     """
     if seed is None:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))

@@ -34,11 +34,19 @@ class PreemptionGuard:
     never reports a signal. The previous handlers are restored on exit.
 
     Example:
-        >>> with PreemptionGuard() as guard:
-        ...     for batch in loader:
-        ...         step(batch)
-        ...         if guard.requested:
-        ...             commit_partial_snapshot(); break
+        A signal sent to the process inside the block is recorded, not acted on; the
+        previous handler is back after it:
+
+        >>> import os, signal
+        >>> with PreemptionGuard(signals=(signal.SIGUSR1,)) as guard:
+        ...     os.kill(os.getpid(), signal.SIGUSR1)
+        ...     guard.requested, guard.signal_received == signal.SIGUSR1
+        (True, True)
+        >>> signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+        True
+
+        In a training loop, check ``guard.requested`` after each step: commit a partial
+        snapshot and leave the loop when it is True.
     """
 
     def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)):
