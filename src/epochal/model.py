@@ -139,10 +139,9 @@ class Model:
             )
         self._precision_plan = resolve_precision(precision)
         compile_options = resolve_compile_options(compile)
-        #: The module the forward passes call: the compiled network, or :attr:`network`.
         self.forward_network = compile_network(network, compile_options)
         network = unwrap_compiled(network)
-        #: Autocast and loss scaling of the training steps; None with ``precision='32'``.
+        # (documented in the class docstring's Attributes)
         self.mixed_precision: MixedPrecision | None = None
         self.network = network
         self.optimizer = resolve_optimizer(optimizer, network)
