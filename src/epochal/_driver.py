@@ -214,11 +214,17 @@ class TrainingDriver:
             )
             if train_record.first_nonfinite_step is not None and not warned_nonfinite:
                 warned_nonfinite = True
+                precision = getattr(train_setup, "precision", None)
+                effect = (
+                    "the loss scaler skipped the optimizer step of each such batch"
+                    if getattr(precision, "scaler", None) is not None
+                    else "the steps after it trained on non-finite gradients"
+                )
                 warnings.warn(
                     f"The training loss became non-finite (nan or inf) in epoch {epoch}, first "
-                    f"at batch {train_record.first_nonfinite_step}; the steps after it trained "
-                    "on non-finite gradients. Add epochal.TerminateOnNaN() to the callbacks to "
-                    "stop at the first such batch, and check the learning rate and the inputs.",
+                    f"at batch {train_record.first_nonfinite_step}; {effect}. Add "
+                    "epochal.TerminateOnNaN() to the callbacks to stop at the first such batch, "
+                    "and check the learning rate and the inputs.",
                     RuntimeWarning,
                     stacklevel=4,
                 )

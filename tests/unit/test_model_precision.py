@@ -219,8 +219,12 @@ class TestPerStepScheduleAndSkippedSteps:
         model = Model(_network(), "sgd", loss, precision="16-mixed")
         schedule = OneCycleLR(max_lr=0.5, total_steps=20)
         batches = _batches()
-        with pytest.warns(RuntimeWarning, match="non-finite"):
+        with pytest.warns(RuntimeWarning, match="non-finite") as caught:
             model.fit_generator(batches, epochs=1, verbose=False, callbacks=[marker, schedule])
+        message = str(caught[0].message)
+        assert "first at batch 2" in message
+        assert "the loss scaler skipped the optimizer step" in message
+        assert "trained on non-finite gradients" not in message
         assert model.mixed_precision is not None
         assert model.mixed_precision.skipped_steps == 2
         assert schedule.scheduler is not None
