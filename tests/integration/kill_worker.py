@@ -80,12 +80,18 @@ if __name__ == "__main__" and sys.argv[1:2] != ["--matrix"]:
 
 # ---------------------------------------------------------------------- fault-injection matrix
 #
-#     python -m tests.integration.kill_worker --matrix DIRECTORY EPOCHS [FIRST [LAST]]
+#     python -m tests.integration.kill_worker --matrix BASE EPOCHS [FIRST [LAST]]
+#         [--only delete] [--storage-options JSON] [--scratch DIR]
 #
 # One pre-imported process forks a child per kill point: the child trains with every storage
-# operation counted (each file write before its fsync, each fsync, rename, directory fsync
-# and delete) and SIGKILLs itself right after operation N; a second forked child resumes.
-# Prints one JSON line per kill point, then the number of operations of an uninterrupted run.
+# operation counted and SIGKILLs itself right after operation N; a second forked child resumes.
+# On local disk (BASE a path) the operations are each file write before its fsync, each fsync,
+# rename, directory fsync and delete; on an object store (BASE a URL such as s3://bucket/run,
+# with --storage-options) each upload and each delete the store performs.
+# ``--only delete`` keeps the kill points right after each delete and right before each run of
+# deletes (the pruning of superseded files), instead of every operation.
+# Prints one JSON line with the uninterrupted run's summary and operations, then one per kill
+# point.
 
 _EVENTS: list[str] = []
 
@@ -115,11 +121,43 @@ def _count_operations(kill_after: int | None) -> None:
     os.fsync, os.replace, os.remove = fsync, replace, remove
 
 
-def _train_child(directory: str, epochs: int, kill_after: int | None, plots: bool = True) -> int:
+def _count_remote_operations(kill_after: int | None) -> None:
+    """Wrap the store's uploads and deletes (one request each on an object store); die right
+    after operation ``kill_after``."""
+    from epochal_adapters.storage import FsspecCheckpointStore
+
+    real_write, real_delete = FsspecCheckpointStore.write, FsspecCheckpointStore.delete
+
+    def event(kind: str) -> None:
+        _EVENTS.append(kind.split("-", 1)[0] if kind.startswith(("upload _probe-",
+                                                                 "delete _probe-")) else kind)
+        if kill_after is not None and len(_EVENTS) == kill_after:
+            _die()
+
+    def write(self, name, data):
+        real_write(self, name, data)
+        event(f"upload {name}")
+
+    def delete(self, name):
+        real_delete(self, name)
+        event(f"delete {name}")
+
+    FsspecCheckpointStore.write, FsspecCheckpointStore.delete = write, delete
+
+
+def _is_remote(directory: str) -> bool:
+    return "://" in directory and not directory.startswith("file://")
+
+
+def _train_child(directory: str, epochs: int, kill_after: int | None, *, scratch: str,
+                 options: dict | None = None, plots: bool = True,
+                 summary: bool = False) -> int:
     """Fork a child that trains (killed after operation ``kill_after``); its exit status.
 
-    ``plots=False`` skips drawing the curves (0.4 s of a 0.5 s run; resumed children only
-    need the training files, which the test compares)."""
+    The child writes the operations it counted to ``scratch/ops.txt`` and, with ``summary``,
+    the directory's summary to ``scratch/summary.json``. ``plots=False`` skips drawing the
+    curves (0.4 s of a 0.5 s run; resumed children only need the training files, which the
+    test compares)."""
     pid = os.fork()
     if pid == 0:
         code = 0
@@ -130,14 +168,23 @@ def _train_child(directory: str, epochs: int, kill_after: int | None, plots: boo
                 epochal_adapters.plots.plot_history = lambda *args, **kwargs: []
             bundle = ModelBundle.from_network(directory, network(), task="classif",
                                               optimizer={"optim": "sgd", "lr": 0.1},
-                                              monitor_metric="val_loss", monitor_mode="min")
+                                              monitor_metric="val_loss", monitor_mode="min",
+                                              storage_options=options)
             train, valid = loaders(seeded_generator=False)
-            _count_operations(kill_after)
+            if _is_remote(directory):
+                _count_remote_operations(kill_after)
+            else:
+                _count_operations(kill_after)
             bundle.train(train, valid, epochs=epochs, verbose=False, keep_only_last_best=True,
                          lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
-            with open(os.path.join(directory, "..", f"{os.path.basename(directory)}.ops"),
-                      "w") as f:
-                f.write(str(len(_EVENTS)) + "\n" + "\n".join(_EVENTS))
+            count = len(_EVENTS)
+            with open(os.path.join(scratch, "ops.txt"), "w", encoding="utf-8") as f:
+                f.write(str(count) + "\n" + "\n".join(_EVENTS))
+            if summary:
+                import json
+
+                with open(os.path.join(scratch, "summary.json"), "w", encoding="utf-8") as f:
+                    json.dump(_summary(directory, options), f)
         except BaseException:
             import traceback
 
@@ -151,61 +198,119 @@ def _train_child(directory: str, epochs: int, kill_after: int | None, plots: boo
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def _summary(directory: str) -> dict:
+def _summary(directory: str, options: dict | None) -> dict:
+    """SHA-256 of the last weights, log.tsv rows without ``time``, and the training files
+    (probe and plot files left out), read through the bundle's store."""
     import csv
     import hashlib
+    import io
 
     import torch
 
-    weights = torch.load(os.path.join(directory, "checkpoint.ckpt"), weights_only=True)
+    from epochal_adapters.storage import FsspecCheckpointStore
+
+    store = FsspecCheckpointStore(directory, options)
+    weights = torch.load(io.BytesIO(store.read("checkpoint.ckpt")), weights_only=True)
     digest = hashlib.sha256()
     for key in sorted(weights):
         digest.update(key.encode())
         digest.update(weights[key].numpy().tobytes())
-    with open(os.path.join(directory, "log.tsv"), encoding="utf-8") as f:
-        rows = [{k: v for k, v in r.items() if k != "time"}
-                for r in csv.DictReader(f, delimiter="\t")]
-    files = []
-    for root, _dirs, names in os.walk(directory):
-        for name in names:
-            if name.startswith("_probe-") or root.endswith("plots"):
-                continue
-            files.append(os.path.relpath(os.path.join(root, name), directory))
+    rows = [{k: v for k, v in r.items() if k != "time"}
+            for r in csv.DictReader(io.StringIO(store.read("log.tsv").decode("utf-8")),
+                                    delimiter="\t")]
+    if _is_remote(directory):
+        files = store.names()
+    else:  # os.walk: temporary files, which names() skips, count as leftovers here
+        files = []
+        for root, _dirs, names in os.walk(directory):
+            files.extend(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/")
+                         for name in names)
+    files = [n for n in files if not n.startswith(("_probe-", "plots/"))]
     return {"weights": digest.hexdigest(), "rows": rows, "files": sorted(files)}
 
 
-def matrix(base: str, epochs: int, first: int, last: int | None) -> None:
+def _kill_points(events: list[str], only: str | None) -> list[int]:
+    """Kill after these operations (1-based): all, or with ``only='delete'`` each delete and
+    the operation right before each run of deletes."""
+    if only is None:
+        return list(range(1, len(events) + 1))
+    if only != "delete":
+        raise SystemExit(f"--only takes 'delete'; got {only!r}")
+    points = set()
+    for n, kind in enumerate(events, start=1):
+        if kind.startswith("delete"):
+            points.add(n)
+            if n > 1 and not events[n - 2].startswith("delete"):
+                points.add(n - 1)
+    return sorted(points)
+
+
+def matrix(base: str, epochs: int, first: int, last: int | None, *, only: str | None = None,
+           options: dict | None = None, scratch: str | None = None) -> None:
     import json
+    import tempfile
+    import time
 
     import torch
 
     torch.set_num_threads(1)
-    # One uncounted training first: it loads the data and imports everything a training
-    # imports lazily (the optimizer pulls in torch._dynamo: seconds, in every child otherwise).
-    warm = ModelBundle.from_network(os.path.join(base, "warm-up"), network(), task="classif")
+    remote = _is_remote(base)
+    scratch = scratch or (tempfile.mkdtemp(prefix="kill-matrix-") if remote else base)
+    join = (lambda name: f"{base.rstrip('/')}/{name}") if remote else (
+        lambda name: os.path.join(base, name))
+    # One uncounted training first, on local disk: it loads the data and imports everything a
+    # training imports lazily (the optimizer pulls in torch._dynamo: seconds, in every child
+    # otherwise). No remote filesystem is opened in this process: each child opens its own.
+    warm = ModelBundle.from_network(os.path.join(scratch, "warm-up"), network(), task="classif")
     warm.train(*loaders(seeded_generator=False), epochs=1, verbose=False)
-    reference = os.path.join(base, "reference")
-    assert _train_child(reference, epochs, None) == 0
-    with open(reference + ".ops", encoding="utf-8") as f:
-        total = int(f.readline())
-        events = f.read().splitlines()
-    print(json.dumps({"reference": _summary(reference), "operations": events}), flush=True)
-    stop = total if last is None else min(last, total)
-    for n in range(first, stop + 1):
-        directory = os.path.join(base, f"kill_{n}")
-        import time
 
+    def child(name: str, directory: str, kill_after: int | None, **kwargs) -> tuple[int, str]:
+        own = os.path.join(scratch, f"{name}.scratch")
+        os.makedirs(own, exist_ok=True)
+        return _train_child(directory, epochs, kill_after, scratch=own, options=options,
+                            **kwargs), own
+
+    code, own = child("reference", join("reference"), None, summary=True)
+    assert code == 0, "the uninterrupted run failed"
+    with open(os.path.join(own, "ops.txt"), encoding="utf-8") as f:
+        f.readline()
+        events = f.read().splitlines()
+    with open(os.path.join(own, "summary.json"), encoding="utf-8") as f:
+        reference = json.load(f)
+    points = [n for n in _kill_points(events, only)
+              if n >= first and (last is None or n <= last)]
+    print(json.dumps({"reference": reference, "operations": events, "points": points}),
+          flush=True)
+    for n in points:
+        directory = join(f"kill_{n}")
         started = time.perf_counter()
-        killed = _train_child(directory, epochs, n)
+        killed, _ = child(f"kill_{n}", directory, n)
         middle = time.perf_counter()
-        resumed = _train_child(directory, epochs, None, plots=False)
+        resumed, own = child(f"resume_{n}", directory, None, plots=False, summary=True)
         result = {"kill_after": n, "killed": killed, "resumed": resumed,
                   "seconds": [round(middle - started, 3), round(time.perf_counter() - middle, 3)]}
         if resumed == 0:
-            result.update(_summary(directory))
+            with open(os.path.join(own, "summary.json"), encoding="utf-8") as f:
+                result.update(json.load(f))
         print(json.dumps(result), flush=True)
 
 
+def _matrix_main(argv: list[str]) -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="kill_worker --matrix")
+    parser.add_argument("base")
+    parser.add_argument("epochs", type=int)
+    parser.add_argument("first", type=int, nargs="?", default=1)
+    parser.add_argument("last", type=int, nargs="?", default=None)
+    parser.add_argument("--only", choices=["delete"], default=None)
+    parser.add_argument("--storage-options", type=json.loads, default=None)
+    parser.add_argument("--scratch", default=None)
+    args = parser.parse_args(argv)
+    matrix(args.base, args.epochs, args.first, args.last, only=args.only,
+           options=args.storage_options, scratch=args.scratch)
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--matrix":
-    matrix(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 1,
-           int(sys.argv[5]) if len(sys.argv) > 5 else None)
+    _matrix_main(sys.argv[2:])
