@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 
 import pytest
@@ -11,10 +12,18 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from epochal import ModelBundle
-from epochal.exceptions import CheckpointError, ResumeError, StorageError
+from epochal import Callback, ModelBundle
+from epochal.exceptions import (
+    CheckpointError,
+    ConfigurationError,
+    EmptyLoaderError,
+    MonitorKeyError,
+    NetworkInputError,
+    ResumeError,
+    StorageError,
+)
 from epochal.testing import MemoryCheckpointStore
-from tests.integration.bundle_helpers import loaders, network
+from tests.integration.bundle_helpers import digits, loaders, network
 
 
 def _bundle(directory, **kwargs):
@@ -69,32 +78,37 @@ class _FaultyStore:
 _STRAIGHT: dict = {}
 
 
-def _straight():
-    if not _STRAIGHT:
+def _straight(epochs=2, **options):
+    """The uninterrupted run of a configuration (cached) and its number of writes and
+    deletes."""
+    options.setdefault("keep_only_last_best", True)
+    key = (epochs, tuple(sorted(options.items())))
+    if key not in _STRAIGHT:
         store = MemoryCheckpointStore()
-        _train(_bundle(store), 2, keep_only_last_best=True)
+        _train(_bundle(store), epochs, **options)
         counter = _FaultyStore(MemoryCheckpointStore(), fail_at=-1)
-        _train(_bundle(counter), 2, keep_only_last_best=True)
-        _STRAIGHT.update(store=store, operations=counter.count)
-    return _STRAIGHT
+        _train(_bundle(counter), epochs, **options)
+        _STRAIGHT[key] = {"store": store, "operations": counter.count}
+    return _STRAIGHT[key]
 
 
-def _fault_then_resume(fail_at):
+def _fault_then_resume(fail_at, epochs=2, **options):
+    options.setdefault("keep_only_last_best", True)
     store = MemoryCheckpointStore()
     with pytest.raises(OSError, match="injected fault"):
-        _train(_bundle(_FaultyStore(store, fail_at)), 2, keep_only_last_best=True)
-    _train(_bundle(store), 2, keep_only_last_best=True)
+        _train(_bundle(_FaultyStore(store, fail_at)), epochs, **options)
+    _train(_bundle(store), epochs, **options)
     return store
 
 
-def _check_same(store, straight):
+def _check_same(store, straight, epochs=2):
     assert _weights_equal(torch.load(io.BytesIO(store.read("checkpoint.ckpt"))),
                           torch.load(io.BytesIO(straight.read("checkpoint.ckpt"))))
     rows = [r for r in csv.DictReader(io.StringIO(store.read("log.tsv").decode()),
                                       delimiter="\t")]
     expected = [r for r in csv.DictReader(io.StringIO(straight.read("log.tsv").decode()),
                                           delimiter="\t")]
-    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert [r["epoch"] for r in rows] == [str(e) for e in range(1, epochs + 1)]
     assert [{k: v for k, v in r.items() if k != "time"} for r in rows] == [
         {k: v for k, v in r.items() if k != "time"} for r in expected]
     assert sorted(n for n in store.blobs if not n.startswith("plots/")) == sorted(
@@ -109,15 +123,21 @@ class TestInProcessFaults:
         for fail_at in range(1, 9):
             _check_same(_fault_then_resume(fail_at), straight["store"])
 
-    @settings(max_examples=8, deadline=None,
+    # A quarter of the profile's examples: 7 in the test suite (ci), 75 in nox -s props.
+    @settings(max_examples=max(4, settings.default.max_examples // 4), deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(data=st.data())
     def test_fault_at_any_operation_resumes_to_the_same_result_property(self, data):
-        """For any operation of a two-epoch training, a fault there and a resume in the same
-        process end with the uninterrupted run's weights, rows and files."""
-        straight = _straight()
+        """For any operation of a one- to three-epoch training (with or without
+        keep_only_last_best and save_every_epoch), a fault there and a resume in the same
+        process end with the uninterrupted run's weights, one row per epoch with its values,
+        and the same files."""
+        epochs = data.draw(st.integers(1, 3), label="epochs")
+        options = {"keep_only_last_best": data.draw(st.booleans(), label="keep_only_last_best"),
+                   "save_every_epoch": data.draw(st.booleans(), label="save_every_epoch")}
+        straight = _straight(epochs, **options)
         fail_at = data.draw(st.integers(1, straight["operations"]), label="fail_at")
-        _check_same(_fault_then_resume(fail_at), straight["store"])
+        _check_same(_fault_then_resume(fail_at, epochs, **options), straight["store"], epochs)
 
 
 class TestOwnLeftovers:
@@ -195,7 +215,116 @@ class TestFailFast:
         """An S3 URL whose bucket does not exist fails before the first step, naming the
         bucket."""
         bundle = _bundle("s3://no-such-bucket-epochal/run", storage_options=moto_s3)
-        self._no_step(bundle, None, StorageError, "no-such-bucket-epochal", "does not exist")
+        self._no_step(bundle, None, StorageError, "no-such-bucket-epochal", "does not exist",
+                      "Expected an existing bucket")
+
+
+def _tree(directory):
+    """Every file under ``directory`` with its bytes."""
+    found = {}
+    for root, _dirs, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, directory)] = f.read()
+    return found
+
+
+class _CountSteps(Callback):
+    """Counts finished training steps (a batch's end comes after its optimizer step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch_number, logs):
+        self.steps += 1
+
+
+class TestFailFastOnATrainedDirectory:
+    """Each mistake, made when resuming a directory trained for one epoch that also holds a
+    file of the user's: the error type, a message naming the cause and the expected input,
+    no training step, and every file of the directory byte-identical afterwards."""
+
+    @pytest.fixture
+    def trained(self, tmp_path):
+        directory = tmp_path / "run"
+        _train(_bundle(str(directory)), 1)
+        (directory / "notes.txt").write_bytes(b"the user's notes")
+        return directory
+
+    def _refused(self, directory, error, call, *messages, **bundle_kwargs):
+        before = _tree(directory)
+        bundle = _bundle(str(directory), **bundle_kwargs)
+        counting = _CountSteps()
+        with pytest.raises(error) as info:
+            call(bundle, counting)
+        for message in messages:
+            assert message in str(info.value), (message, str(info.value))
+        assert counting.steps == 0
+        assert _tree(directory) == before
+        return bundle
+
+    def test_empty_validation_loader(self, trained):
+        """An empty validation loader is an EmptyLoaderError before the first step."""
+        train, _valid = loaders(True)
+        self._refused(trained, EmptyLoaderError,
+                      lambda b, c: b.train(train, [], epochs=2, callbacks=[c], verbose=False),
+                      "validation loader yielded no batch", "before training")
+
+    def test_validation_data_without_targets(self, trained):
+        """train_data(..., validation_data=x_val) names validation_data and the expected
+        (x_val, y_val) pair, before any step (it used to unpack x_val's rows as parts)."""
+        x, y = digits()
+        self._refused(
+            trained, ConfigurationError,
+            lambda b, c: b.train_data(x[:300], y[:300], x[300:], epochs=2, callbacks=[c],
+                                      verbose=False),
+            "validation_data must be an (x_val, y_val) pair", "got a Tensor")
+
+    def test_python_lists(self, trained):
+        """Python lists of numbers are a TypeError saying what to pass, before any step."""
+        self._refused(
+            trained, TypeError,
+            lambda b, c: b.train_data([[0.0] * 784] * 8, [0] * 8, epochs=2, callbacks=[c],
+                                      verbose=False),
+            "x is a Python list of numbers", "np.asarray(x, dtype=np.float32)")
+
+    def test_network_rejecting_the_batch(self, trained):
+        """Inputs of the wrong width are a NetworkInputError naming the train pass, the
+        batch, the input's shape and dtype and the first layer's expected width, raised by
+        the first forward pass (before any optimizer step)."""
+        x, y = digits()
+        narrow = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x[:64].flatten(1)[:, :700], y[:64]), batch_size=32)
+        bundle = self._refused(
+            trained, NetworkInputError,
+            lambda b, c: b.train(narrow, narrow, epochs=2, callbacks=[c], verbose=False),
+            "train pass (epoch 2, batch 1)", "(32, 700) float32", "last dimension is 784")
+        assert _weights_equal(bundle.model.network.state_dict(),
+                              torch.load(trained / "checkpoint.ckpt", weights_only=True))
+
+    def test_monitored_key_never_logged(self, trained):
+        """A monitored key the epoch logs will not hold is a MonitorKeyError naming it and
+        the logged keys, before the first step."""
+        train, valid = loaders(True)
+        self._refused(
+            trained, MonitorKeyError,
+            lambda b, c: b.train(train, valid, epochs=2, callbacks=[c], verbose=False),
+            "val_accuracy", "val_acc", monitor_metric="val_accuracy", monitor_mode="max")
+
+    def test_float64_arrays_train(self, trained):
+        """NumPy float64 arrays (NumPy's default) are cast to the network's float32 and
+        train, through train_data, test_data and infer_data."""
+        x, y = digits()
+        bundle = _bundle(str(trained))
+        rows = bundle.train_data(x[:300].double().numpy(), y[:300].numpy(),
+                                 (x[300:].double().numpy(), y[300:].numpy()), epochs=2,
+                                 verbose=False)
+        assert [r["epoch"] for r in rows] == [1, 2]
+        assert math.isfinite(bundle.test_data(x[300:].double().numpy(), y[300:].numpy(),
+                                              verbose=False)["test_loss"])
+        assert bundle.infer_data(x[300:].double().numpy()).shape == (100, 10)
 
 
 class TestPoutyneBehaviour:
