@@ -6,13 +6,15 @@ import csv
 import io
 import math
 import os
+import shutil
+import sys
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from epochal import Callback, ModelBundle
+from epochal import Callback, ModelBundle, ModelCheckpoint
 from epochal.exceptions import (
     CheckpointError,
     ConfigurationError,
@@ -325,6 +327,86 @@ class TestFailFastOnATrainedDirectory:
         assert math.isfinite(bundle.test_data(x[300:].double().numpy(), y[300:].numpy(),
                                               verbose=False)["test_loss"])
         assert bundle.infer_data(x[300:].double().numpy()).shape == (100, 10)
+
+
+_WATCHED: dict = {}
+
+
+def _audit(event, args):
+    """Record every file-system audit event whose arguments name a path under the watched
+    directory (open, listdir, scandir, remove, rename, replace, mkdir, rmdir, ...)."""
+    tops = _WATCHED.get("tops")
+    if not tops:
+        return
+    for arg in args:
+        if isinstance(arg, (str, bytes, os.PathLike)):
+            path = os.fsdecode(os.fspath(arg))
+            if any(path == top or path.startswith(top + os.sep) for top in tops):
+                _WATCHED["hits"].append((event, path))
+                return
+
+
+class _Interrupt(Callback):
+    """Raises in the middle of an epoch, as a crash would stop a run there."""
+
+    def __init__(self, epoch, step):
+        super().__init__()
+        self.at, self.epoch = (epoch, step), 0
+
+    def on_epoch_begin(self, epoch_number, logs):
+        self.epoch = epoch_number
+
+    def on_train_batch_end(self, batch_number, logs):
+        if (self.epoch, batch_number) == self.at:
+            raise KeyboardInterrupt("stopped mid-run")
+
+
+class TestCopiedRun:
+    def _user_best(self, directory):
+        return ModelCheckpoint(str(directory / "mc_best_{epoch}.ckpt"), monitor="val_loss",
+                               mode="min", save_best_only=True, keep_only_last_best=True)
+
+    @pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
+    def test_resumed_copy_never_touches_the_original_directory(self, tmp_path, inside):
+        """A bundle directory copied in the middle of a run (stopped during epoch 3 of 4) and
+        resumed there, with a user ModelCheckpoint(keep_only_last_best=True) writing beside
+        or inside it, never opens, lists, writes or deletes a file of the original: the
+        original stays byte-identical (its mc_best_2.ckpt included) while the copy's old best
+        is deleted; the copy ends with the weights of an uninterrupted run."""
+        original, copy = tmp_path / "original", tmp_path / "copy"
+        user_dir = (lambda run: run) if inside else (lambda run: tmp_path / f"{run.name}-mc")
+        for directory in (original, copy):
+            user_dir(directory).mkdir(parents=True, exist_ok=True)
+        with pytest.raises(KeyboardInterrupt):
+            _train(_bundle(str(original)), 4, keep_only_last_best=True,
+                   callbacks=[self._user_best(user_dir(original)), _Interrupt(3, 4)])
+        assert sorted(p.name for p in user_dir(original).glob("mc_best_*")) == ["mc_best_2.ckpt"]
+        shutil.copytree(original, copy, dirs_exist_ok=True)
+        if not inside:
+            shutil.copytree(user_dir(original), user_dir(copy), dirs_exist_ok=True)
+        before = {**_tree(original), **{f"mc/{k}": v for k, v in _tree(user_dir(original)).items()}}
+
+        if not _WATCHED:
+            sys.addaudithook(_audit)
+        hits = []
+        _WATCHED.update(tops=(str(original), str(user_dir(original))), hits=hits)
+        try:
+            resumed = _bundle(str(copy))
+            _train(resumed, 4, keep_only_last_best=True,
+                   callbacks=[self._user_best(user_dir(copy))])
+            resumed.load_checkpoint("best")
+            resumed.get_stats()
+        finally:
+            _WATCHED["tops"] = ()
+        assert hits == []
+        after = {**_tree(original), **{f"mc/{k}": v for k, v in _tree(user_dir(original)).items()}}
+        assert after == before
+        assert sorted(p.name for p in user_dir(copy).glob("mc_best_*")) == ["mc_best_4.ckpt"]
+
+        straight = tmp_path / "straight"
+        _train(_bundle(str(straight)), 4, keep_only_last_best=True)
+        assert _weights_equal(torch.load(copy / "checkpoint.ckpt", weights_only=True),
+                              torch.load(straight / "checkpoint.ckpt", weights_only=True))
 
 
 class TestPoutyneBehaviour:
