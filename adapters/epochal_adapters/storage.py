@@ -478,8 +478,14 @@ class FsspecCheckpointStore:
         elif self._object_store:
             bucket = self._root.split("/", 1)[0]
             try:
+                # info, not exists: s3fs's exists answers False for an unreachable endpoint.
                 self._fs.invalidate_cache()
-                found = self._fs.exists(bucket)
+                self._fs.info(bucket)
+                found = True
+            except FileNotFoundError:
+                found = False
+            except PermissionError:
+                found = True  # the bucket may not be listable; the write below decides
             except Exception as exc:
                 raise StorageError(
                     f"Cannot reach {url}: {type(exc).__name__}: {exc}. Expected a reachable "
