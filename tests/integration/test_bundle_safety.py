@@ -220,6 +220,47 @@ class TestFailFast:
         self._no_step(bundle, None, StorageError, "no-such-bucket-epochal", "does not exist",
                       "Expected an existing bucket")
 
+    @pytest.mark.s3
+    def test_bucket_that_refuses_writes(self, _moto_s3_server, moto_s3):
+        """A bucket whose policy denies uploads fails the probe before the first step, naming
+        the URL, the problem and what was expected; the bucket's objects stay unchanged."""
+        import json
+
+        import boto3
+
+        bucket = _moto_s3_server.create_bucket()
+        client = boto3.client("s3", endpoint_url=_moto_s3_server.endpoint_url,
+                              aws_access_key_id="testing", aws_secret_access_key="testing",
+                              region_name="us-east-1")
+        client.put_object(Bucket=bucket, Key="run/notes.txt", Body=b"the user's notes")
+        client.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+                           "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+        bundle = _bundle(f"s3://{bucket}/run", storage_options=moto_s3)
+        self._no_step(bundle, None, StorageError, f"s3://{bucket}/run", "permission denied",
+                      "Expected a writable directory or bucket")
+        listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+        assert [o["Key"] for o in listed] == ["run/notes.txt"]
+        body = client.get_object(Bucket=bucket, Key="run/notes.txt")["Body"].read()
+        assert body == b"the user's notes"
+
+    @pytest.mark.s3
+    def test_unreachable_endpoint(self, moto_s3):
+        """An endpoint nothing listens on is named as unreachable (not as a missing bucket),
+        with the settings to check, before the first step."""
+        import socket
+
+        with socket.socket() as sock:  # a port nothing listens on once closed
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        options = {**moto_s3, "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}",
+                                                "region_name": "us-east-1"},
+                   "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}
+        bundle = _bundle("s3://some-bucket/run", storage_options=options)
+        error = self._no_step(bundle, None, StorageError, "Cannot reach s3://some-bucket/run",
+                              "Expected a reachable endpoint", "endpoint_url")
+        assert "does not exist" not in str(error)
 
 def _tree(directory):
     """Every file under ``directory`` with its bytes."""
