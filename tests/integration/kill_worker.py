@@ -81,7 +81,8 @@ if __name__ == "__main__" and sys.argv[1:2] != ["--matrix"]:
 # ---------------------------------------------------------------------- fault-injection matrix
 #
 #     python -m tests.integration.kill_worker --matrix BASE EPOCHS [FIRST [LAST]]
-#         [--only delete] [--storage-options JSON] [--scratch DIR]
+#         [--only delete] [--storage-options JSON] [--scratch DIR] [--pick K]
+#         [--train-options JSON]
 #
 # One pre-imported process forks a child per kill point: the child trains with every storage
 # operation counted and SIGKILLs itself right after operation N; a second forked child resumes.
@@ -90,6 +91,8 @@ if __name__ == "__main__" and sys.argv[1:2] != ["--matrix"]:
 # with --storage-options) each upload and each delete the store performs.
 # ``--only delete`` keeps the kill points right after each delete and right before each run of
 # deletes (the pruning of superseded files), instead of every operation.
+# ``--pick K`` runs only kill point number K modulo their count; ``--train-options`` are more
+# keywords for ``ModelBundle.train`` (``keep_only_last_best``, ``save_every_epoch``).
 # Prints one JSON line with the uninterrupted run's summary and operations, then one per kill
 # point.
 
@@ -122,27 +125,29 @@ def _count_operations(kill_after: int | None) -> None:
 
 
 def _count_remote_operations(kill_after: int | None) -> None:
-    """Wrap the store's uploads and deletes (one request each on an object store); die right
-    after operation ``kill_after``."""
+    """Wrap the store's uploads and delete requests (every one: files, the probe and the
+    sweep of a killed probe's file); die right after operation ``kill_after``."""
     from epochal_adapters.storage import FsspecCheckpointStore
 
-    real_write, real_delete = FsspecCheckpointStore.write, FsspecCheckpointStore.delete
+    real_upload = FsspecCheckpointStore._write_remote
+    real_remove = FsspecCheckpointStore._rm_remote
 
-    def event(kind: str) -> None:
-        _EVENTS.append(kind.split("-", 1)[0] if kind.startswith(("upload _probe-",
-                                                                 "delete _probe-")) else kind)
+    def event(kind: str, store, path: str) -> None:
+        name = path[len(store._root) + 1:]
+        _EVENTS.append(f"{kind} ._probe" if name.startswith("._probe-") else f"{kind} {name}")
         if kill_after is not None and len(_EVENTS) == kill_after:
             _die()
 
-    def write(self, name, data):
-        real_write(self, name, data)
-        event(f"upload {name}")
+    def upload(self, path, data):
+        real_upload(self, path, data)
+        event("upload", self, path)
 
-    def delete(self, name):
-        real_delete(self, name)
-        event(f"delete {name}")
+    def remove(self, path):
+        real_remove(self, path)
+        event("delete", self, path)
 
-    FsspecCheckpointStore.write, FsspecCheckpointStore.delete = write, delete
+    FsspecCheckpointStore._write_remote = upload
+    FsspecCheckpointStore._rm_remote = remove
 
 
 def _is_remote(directory: str) -> bool:
@@ -151,7 +156,7 @@ def _is_remote(directory: str) -> bool:
 
 def _train_child(directory: str, epochs: int, kill_after: int | None, *, scratch: str,
                  options: dict | None = None, plots: bool = True,
-                 summary: bool = False) -> int:
+                 summary: bool = False, train_options: dict | None = None) -> int:
     """Fork a child that trains (killed after operation ``kill_after``); its exit status.
 
     The child writes the operations it counted to ``scratch/ops.txt`` and, with ``summary``,
@@ -175,8 +180,9 @@ def _train_child(directory: str, epochs: int, kill_after: int | None, *, scratch
                 _count_remote_operations(kill_after)
             else:
                 _count_operations(kill_after)
-            bundle.train(train, valid, epochs=epochs, verbose=False, keep_only_last_best=True,
-                         lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
+            bundle.train(train, valid, epochs=epochs, verbose=False,
+                         lr_schedulers=[StepLR(step_size=2, gamma=0.5)],
+                         **{"keep_only_last_best": True, **(train_options or {})})
             count = len(_EVENTS)
             with open(os.path.join(scratch, "ops.txt"), "w", encoding="utf-8") as f:
                 f.write(str(count) + "\n" + "\n".join(_EVENTS))
@@ -218,14 +224,19 @@ def _summary(directory: str, options: dict | None) -> dict:
     rows = [{k: v for k, v in r.items() if k != "time"}
             for r in csv.DictReader(io.StringIO(store.read("log.tsv").decode("utf-8")),
                                     delimiter="\t")]
+    # Every file, temporary ones (which names() skips) included: a leftover is a difference.
     if _is_remote(directory):
-        files = store.names()
-    else:  # os.walk: temporary files, which names() skips, count as leftovers here
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(directory, **(options or {}))
+        fs.invalidate_cache()
+        files = [str(p)[len(root.rstrip("/")) + 1:] for p in fs.find(root)]
+    else:
         files = []
         for root, _dirs, names in os.walk(directory):
             files.extend(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/")
                          for name in names)
-    files = [n for n in files if not n.startswith(("_probe-", "plots/"))]
+    files = [n for n in files if not n.startswith("plots/")]
     return {"weights": digest.hexdigest(), "rows": rows, "files": sorted(files)}
 
 
@@ -246,7 +257,8 @@ def _kill_points(events: list[str], only: str | None) -> list[int]:
 
 
 def matrix(base: str, epochs: int, first: int, last: int | None, *, only: str | None = None,
-           options: dict | None = None, scratch: str | None = None) -> None:
+           options: dict | None = None, scratch: str | None = None, pick: int | None = None,
+           train_options: dict | None = None) -> None:
     import json
     import tempfile
     import time
@@ -268,7 +280,7 @@ def matrix(base: str, epochs: int, first: int, last: int | None, *, only: str | 
         own = os.path.join(scratch, f"{name}.scratch")
         os.makedirs(own, exist_ok=True)
         return _train_child(directory, epochs, kill_after, scratch=own, options=options,
-                            **kwargs), own
+                            train_options=train_options, **kwargs), own
 
     code, own = child("reference", join("reference"), None, summary=True)
     assert code == 0, "the uninterrupted run failed"
@@ -279,6 +291,8 @@ def matrix(base: str, epochs: int, first: int, last: int | None, *, only: str | 
         reference = json.load(f)
     points = [n for n in _kill_points(events, only)
               if n >= first and (last is None or n <= last)]
+    if pick is not None:  # one point, chosen by a number of any size (a Hypothesis draw)
+        points = [points[pick % len(points)]]
     print(json.dumps({"reference": reference, "operations": events, "points": points}),
           flush=True)
     for n in points:
@@ -307,9 +321,12 @@ def _matrix_main(argv: list[str]) -> None:
     parser.add_argument("--only", choices=["delete"], default=None)
     parser.add_argument("--storage-options", type=json.loads, default=None)
     parser.add_argument("--scratch", default=None)
+    parser.add_argument("--pick", type=int, default=None)
+    parser.add_argument("--train-options", type=json.loads, default=None)
     args = parser.parse_args(argv)
     matrix(args.base, args.epochs, args.first, args.last, only=args.only,
-           options=args.storage_options, scratch=args.scratch)
+           options=args.storage_options, scratch=args.scratch, pick=args.pick,
+           train_options=args.train_options)
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--matrix":

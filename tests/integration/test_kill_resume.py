@@ -10,6 +10,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 EPOCHS = 4
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -133,6 +135,28 @@ def test_kill_inside_pruning_resumes_bit_identically(tmp_path):
     assert failures == [], failures
 
 
+# One example in the test suite (ci profile), ten in nox -s props; each costs a process start.
+@settings(max_examples=max(1, settings.default.max_examples // 30), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_sigkill_at_any_storage_operation_resumes_bit_identically_property(tmp_path_factory,
+                                                                           data):
+    """For a one- to three-epoch training, with or without keep_only_last_best and
+    save_every_epoch, a SIGKILL right after any storage operation, then a resume, ends with
+    the uninterrupted run's weights (bit-identical), rows and files."""
+    import json
+
+    epochs = data.draw(st.integers(1, 3), label="epochs")
+    options = {"keep_only_last_best": data.draw(st.booleans(), label="keep_only_last_best"),
+               "save_every_epoch": data.draw(st.booleans(), label="save_every_epoch")}
+    pick = data.draw(st.integers(0, 10**6), label="kill point (modulo the operations)")
+    _reference, points, failures = _matrix(
+        tmp_path_factory.mktemp("property"), epochs, "--pick", pick,
+        "--train-options", json.dumps(options))
+    assert len(points) == 1
+    assert failures == [], failures
+
+
 @pytest.mark.s3
 def test_kill_after_every_s3_operation_resumes_bit_identically(_moto_s3_server, moto_s3,
                                                                tmp_path):
@@ -148,7 +172,7 @@ def test_kill_after_every_s3_operation_resumes_bit_identically(_moto_s3_server, 
         base, 2, "--storage-options", json.dumps(moto_s3), "--scratch", tmp_path, timeout=600)
     events = reference["operations"]
     assert [r["epoch"] for r in reference["reference"]["rows"]] == ["1", "2"]
-    for kind in ("upload _probe", "delete _probe", "upload bundle.json",
+    for kind in ("upload ._probe", "delete ._probe", "upload bundle.json",
                  "upload checkpoint_epoch_1.ckpt", "upload state/epoch_0001.state",
                  "upload manifests/epoch_0002.json", "upload log.tsv",
                  "upload checkpoint.ckpt", "delete checkpoint_epoch_1.ckpt"):
