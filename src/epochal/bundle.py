@@ -806,7 +806,12 @@ class ModelBundle:
             ``{'epoch': e, 'test_loss': ..., 'test_<metric>': ...}`` (keys prefixed with
             ``name``). ``{name}_log.tsv`` holds the checkpoint's epoch row followed by these
             values (as Poutyne's, without the evaluation's ``time``).
+
+        Raises:
+            StorageError: The directory does not accept writes (checked before evaluating).
         """
+        if self.logging:
+            self._snapshots.probe()  # {name}_log.tsv is written after the evaluation
         row = self.load_checkpoint(checkpoint) if self.logging else None
         if seed is not None:
             set_seeds(seed)
