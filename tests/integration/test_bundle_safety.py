@@ -370,6 +370,29 @@ class TestFailFastOnATrainedDirectory:
             lambda b, c: b.train(train, valid, epochs=2, callbacks=[c], verbose=False),
             "val_accuracy", "val_acc", monitor_metric="val_accuracy", monitor_mode="max")
 
+    def test_test_in_a_read_only_directory_fails_before_evaluating(self, trained,
+                                                                     monkeypatch):
+        """test() in a directory that refuses new files is a StorageError before any test
+        batch (its result file would be written after the evaluation); files unchanged."""
+        import epochal_adapters.storage as storage
+
+        real_open = storage.os.open
+
+        def read_only_open(path, flags, *args):
+            if str(path).startswith(str(trained)) and flags & os.O_CREAT:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(storage.os, "open", read_only_open)
+        batches = []
+        counter = Callback()
+        counter.on_test_batch_end = lambda n, logs: batches.append(n)
+        before = _tree(trained)
+        _unused, valid = loaders(True)
+        with pytest.raises(StorageError, match=r"permission denied \(read-only\?\)"):
+            _bundle(str(trained)).test(valid, callbacks=[counter], verbose=False)
+        assert batches == [] and _tree(trained) == before
+
     def test_float64_arrays_train(self, trained):
         """NumPy float64 arrays (NumPy's default) are cast to the network's float32 and
         train, through train_data, test_data and infer_data."""
