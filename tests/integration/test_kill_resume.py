@@ -112,6 +112,8 @@ def test_kill_after_every_storage_operation_resumes_bit_identically(tmp_path):
                  "rename epoch_0002.json", "rename log.tsv", "rename checkpoint.ckpt",
                  "delete checkpoint_epoch_1.ckpt"):
         assert kind in events, kind
+    # The identity record is durable (renamed) before any training file is written.
+    assert events.index("rename bundle.json") < events.index("rename checkpoint_epoch_1.ckpt")
     assert len(points) == len(events)
     assert failures == [], failures
 
@@ -177,5 +179,6 @@ def test_kill_after_every_s3_operation_resumes_bit_identically(_moto_s3_server, 
                  "upload manifests/epoch_0002.json", "upload log.tsv",
                  "upload checkpoint.ckpt", "delete checkpoint_epoch_1.ckpt"):
         assert kind in events, kind
+    assert events.index("upload bundle.json") < events.index("upload checkpoint_epoch_1.ckpt")
     assert len(points) == len(events)
     assert failures == [], failures
