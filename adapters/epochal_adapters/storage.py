@@ -64,6 +64,7 @@ _KEPT_OS_ERRORS: tuple[type[OSError], ...] = (
 
 _TEMP_PREFIX = "."
 _TEMP_SUFFIX = ".tmp"
+_PROBE_PREFIX = "._probe-"
 
 
 def _is_temp_file(basename: str) -> bool:
@@ -421,17 +422,24 @@ class FsspecCheckpointStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
                 return
-            with contextlib.suppress(FileNotFoundError):
-                self._fs.rm_file(path)
-            self._fs.invalidate_cache(path)
+            self._rm_remote(path)
         except Exception as exc:
             raise _with_url(exc, "delete", self.url(name)) from exc
 
-    def remove_temp_files(self) -> list[str]:
-        """Delete the temporary files that killed writes left (``.name.XXXX.tmp``).
+    def _rm_remote(self, path: str) -> None:
+        """One delete request; a missing object is not an error."""
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.rm_file(path)
+        self._fs.invalidate_cache(path)
 
-        Only local directories have them (a remote write is one upload). Call it when no
-        other process writes to the store.
+    def remove_temp_files(self) -> list[str]:
+        """Delete the temporary files that killed writes left (``.name.XXXX.tmp``), and the
+        probe files of a probe killed between its write and its delete (``._probe-XXXX.tmp``
+        at the top).
+
+        Local directories are swept recursively; a remote store (where a write is one upload)
+        only has probe files, looked for at its top level. Call it when no other process
+        writes to the store.
 
         Returns:
             The removed files' names, relative to the base URL.
@@ -439,7 +447,9 @@ class FsspecCheckpointStore:
         Raises:
             OSError: Listing or removing failed; the message contains the URL.
         """
-        if not self._local or not os.path.isdir(self._root or "/"):
+        if not self._local:
+            return self._remove_remote_probe_files()
+        if not os.path.isdir(self._root or "/"):
             return []
         removed: list[str] = []
         start = f"{self._root}/"
@@ -451,6 +461,25 @@ class FsspecCheckpointStore:
                     removed.append(path[len(start):])
         except Exception as exc:
             raise _with_url(exc, "clean temporary files of", self._base_url) from exc
+        return removed
+
+    def _remove_remote_probe_files(self) -> list[str]:
+        removed: list[str] = []
+        start = f"{self._root}/"
+        try:
+            self._fs.invalidate_cache(self._root)
+            try:
+                found = self._fs.ls(self._root, detail=False)
+            except FileNotFoundError:
+                return []
+            for path in found:
+                name = str(path)[len(start):] if str(path).startswith(start) else ""
+                if name.startswith(_PROBE_PREFIX) and _is_temp_file(name) and "/" not in name:
+                    self._rm_remote(str(path))
+                    removed.append(name)
+            self._fs.invalidate_cache(self._root)
+        except Exception as exc:
+            raise _with_url(exc, "clean probe files of", self._base_url) from exc
         return removed
 
     def probe(self) -> None:
@@ -478,8 +507,14 @@ class FsspecCheckpointStore:
         elif self._object_store:
             bucket = self._root.split("/", 1)[0]
             try:
+                # info, not exists: s3fs's exists answers False for an unreachable endpoint.
                 self._fs.invalidate_cache()
-                found = self._fs.exists(bucket)
+                self._fs.info(bucket)
+                found = True
+            except FileNotFoundError:
+                found = False
+            except PermissionError:
+                found = True  # the bucket may not be listable; the write below decides
             except Exception as exc:
                 raise StorageError(
                     f"Cannot reach {url}: {type(exc).__name__}: {exc}. Expected a reachable "
@@ -490,10 +525,19 @@ class FsspecCheckpointStore:
                     f"Cannot use {url}: the bucket {bucket!r} does not exist. Expected an "
                     "existing bucket; create it first or fix the URL."
                 )
-        name = f"_probe-{uuid.uuid4().hex}"
+        # Shaped as a temporary file: names() skips it, and remove_temp_files deletes it when
+        # a kill left it behind.
+        path = self._path(f"{_PROBE_PREFIX}{uuid.uuid4().hex}{_TEMP_SUFFIX}")
         try:
-            self.write(name, b"")
-            self.delete(name)
+            try:
+                if self._local:
+                    self._write_local(path, b"")
+                    os.remove(path)
+                else:
+                    self._write_remote(path, b"")
+                    self._rm_remote(path)
+            except Exception as exc:
+                raise _with_url(exc, "write", url) from exc
         except OSError as exc:
             reason = (
                 "permission denied (read-only?)"

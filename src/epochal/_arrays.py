@@ -24,7 +24,15 @@ import torch
 from epochal.core.batches import to_tensor
 from epochal.exceptions import ConfigurationError
 
-__all__ = ["ArrayDataset", "check_positive", "collect", "concat", "ordered_loader", "to_numpy"]
+__all__ = [
+    "ArrayDataset",
+    "check_positive",
+    "collect",
+    "concat",
+    "ordered_loader",
+    "to_numpy",
+    "validation_pair",
+]
 
 
 def check_positive(name: str, value: int | None, *, allow_none: bool = True) -> None:
@@ -191,3 +199,28 @@ class ArrayDataset(torch.utils.data.Dataset[Any]):
         return items if len(items) > 1 else items[0]
 
 
+
+
+def validation_pair(validation_data: Any, *, owner: str = "fit") -> tuple[Any, Any]:
+    """``validation_data`` as ``(x_val, y_val)``, checked before any training step.
+
+    Args:
+        validation_data: What the caller passed (a tuple or list of two parts expected).
+        owner: The method, for the message (``'fit'``, ``'ModelBundle.train_data'``).
+
+    Returns:
+        The pair.
+
+    Raises:
+        ConfigurationError: Not a pair (e.g. ``validation_data=x_val`` without targets): the
+            message names ``validation_data`` and what to pass.
+    """
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+        return validation_data[0], validation_data[1]
+    kind = type(validation_data).__name__
+    size = (f" of length {len(validation_data)}"
+            if isinstance(validation_data, (tuple, list)) else "")
+    raise ConfigurationError(
+        f"{owner}: validation_data must be an (x_val, y_val) pair; got a {kind}{size}. "
+        "Pass validation_data=(x_val, y_val): validation needs the targets to compute val_loss."
+    )

@@ -52,6 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from epochal._arrays import validation_pair
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
@@ -63,7 +64,7 @@ from epochal.exceptions import (
     MonitorKeyError,
     ResumeError,
 )
-from epochal.model import Model, _ArrayDataset
+from epochal.model import Model
 from epochal.ports import CheckpointStore
 from epochal.seeding import get_random_states, set_random_states, set_seeds
 
@@ -598,9 +599,18 @@ class ModelBundle:
         batch_size: int = 32,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        """:meth:`train` on tensors or NumPy arrays."""
-        valid = None if validation_data is None else _ArrayDataset(*validation_data)
-        return self.train_dataset(_ArrayDataset(x, y), valid, batch_size=batch_size, **kwargs)
+        """:meth:`train` on tensors or NumPy arrays (floating ones cast to the network's
+        floating dtype, as :meth:`Model.fit` does).
+
+        Raises:
+            ConfigurationError: ``validation_data`` is not an ``(x_val, y_val)`` pair.
+            TypeError: An array is a Python list of numbers (the message says what to pass).
+        """
+        valid = None if validation_data is None else self.model._array_dataset(
+            *validation_pair(validation_data, owner="ModelBundle.train_data"),
+            names=("x_val", "y_val"))
+        return self.train_dataset(self.model._array_dataset(x, y), valid,
+                                  batch_size=batch_size, **kwargs)
 
     def _check_monitor(self, logged: Sequence[str]) -> None:
         assert self.monitor is not None
@@ -814,7 +824,12 @@ class ModelBundle:
             ``{'epoch': e, 'test_loss': ..., 'test_<metric>': ...}`` (keys prefixed with
             ``name``). ``{name}_log.tsv`` holds the checkpoint's epoch row followed by these
             values (as Poutyne's, without the evaluation's ``time``).
+
+        Raises:
+            StorageError: The directory does not accept writes (checked before evaluating).
         """
+        if self.logging:
+            self._snapshots.probe()  # {name}_log.tsv is written after the evaluation
         row = self.load_checkpoint(checkpoint) if self.logging else None
         if seed is not None:
             set_seeds(seed)
@@ -836,8 +851,10 @@ class ModelBundle:
         return self.test(loader, **kwargs)
 
     def test_data(self, x: Any, y: Any, *, batch_size: int = 32, **kwargs: Any) -> dict[str, Any]:
-        """:meth:`test` on tensors or NumPy arrays."""
-        return self.test_dataset(_ArrayDataset(x, y), batch_size=batch_size, **kwargs)
+        """:meth:`test` on tensors or NumPy arrays (floating ones cast as in
+        :meth:`train_data`)."""
+        dataset = self.model._array_dataset(x, y)
+        return self.test_dataset(dataset, batch_size=batch_size, **kwargs)
 
     def infer(self, generator: Iterable[Any], *, checkpoint: str | int = "best",
               **kwargs: Any) -> Any:
@@ -857,7 +874,8 @@ class ModelBundle:
     def infer_data(self, x: Any, *, batch_size: int = 32, checkpoint: str | int = "best",
                    **kwargs: Any) -> Any:
         """:meth:`infer` on tensors or NumPy arrays."""
-        return self.infer_dataset(_ArrayDataset(x), batch_size=batch_size,
+        inputs = self.model._array_dataset(x, names=("x",))
+        return self.infer_dataset(inputs, batch_size=batch_size,
                                   checkpoint=checkpoint, **kwargs)
 
     def __repr__(self) -> str:

@@ -314,3 +314,65 @@ class TestTemporaryFilesAndProbe:
                 FsspecCheckpointStore(str(directory)).probe()
         finally:
             directory.chmod(stat.S_IRWXU)
+
+
+class TestKilledProbe:
+    """A probe killed between its write and its delete leaves a file the next sweep removes."""
+
+    def _killed_probe(self, store: FsspecCheckpointStore, monkeypatch: Any) -> None:
+        """Run a probe whose delete never happens (as after a SIGKILL right after its write)."""
+        import epochal_adapters.storage as storage
+
+        class Killed(BaseException):
+            pass
+
+        def killed(*args: Any) -> None:
+            raise Killed
+
+        with monkeypatch.context() as patch:
+            patch.setattr(storage.os, "remove", killed)
+            patch.setattr(FsspecCheckpointStore, "_rm_remote", killed)
+            with pytest.raises(Killed):
+                store.probe()
+
+    def test_local_probe_file_is_hidden_and_swept(self, tmp_path: Path,
+                                                  monkeypatch: Any) -> None:
+        """Locally the leftover is a hidden ``._probe-*.tmp`` file: names() skips it, and
+        remove_temp_files deletes it and nothing else."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        store.write("notes.txt", b"mine")
+        self._killed_probe(store, monkeypatch)
+        leftovers = [n for n in _files_under(tmp_path) if n != "notes.txt"]
+        assert len(leftovers) == 1 and leftovers[0].startswith("._probe-")
+        assert store.names() == ["notes.txt"]
+        assert store.remove_temp_files() == leftovers
+        assert _files_under(tmp_path) == ["notes.txt"]
+
+    def test_remote_probe_file_is_swept(self, monkeypatch: Any) -> None:
+        """On a remote store (memory://) the leftover probe object at the top is removed by
+        remove_temp_files; other objects stay."""
+        import uuid
+
+        store = FsspecCheckpointStore(f"memory://killed-probe-{uuid.uuid4().hex}")
+        store.write("notes.txt", b"mine")
+        store.write("sub/._probe-0.tmp.keep", b"not a probe file")
+        self._killed_probe(store, monkeypatch)
+        assert store.names() == ["notes.txt", "sub/._probe-0.tmp.keep"]
+        removed = store.remove_temp_files()
+        assert len(removed) == 1 and removed[0].startswith("._probe-")
+        assert store.remove_temp_files() == []
+        everything = store.fs.find(store._root)
+        assert sorted(p.rsplit("/", 1)[-1] for p in everything) == [
+            "._probe-0.tmp.keep", "notes.txt"]
+
+    @pytest.mark.s3
+    def test_s3_probe_file_is_swept(self, s3_bucket_url: str, moto_s3: dict[str, Any],
+                                    monkeypatch: Any) -> None:
+        """On S3 the leftover probe object is removed by remove_temp_files."""
+        store = FsspecCheckpointStore(s3_bucket_url, moto_s3)
+        store.write("notes.txt", b"mine")
+        self._killed_probe(store, monkeypatch)
+        removed = store.remove_temp_files()
+        assert len(removed) == 1 and removed[0].startswith("._probe-")
+        store.fs.invalidate_cache()
+        assert [p.rsplit("/", 1)[-1] for p in store.fs.find(store._root)] == ["notes.txt"]

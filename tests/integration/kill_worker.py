@@ -80,12 +80,21 @@ if __name__ == "__main__" and sys.argv[1:2] != ["--matrix"]:
 
 # ---------------------------------------------------------------------- fault-injection matrix
 #
-#     python -m tests.integration.kill_worker --matrix DIRECTORY EPOCHS [FIRST [LAST]]
+#     python -m tests.integration.kill_worker --matrix BASE EPOCHS [FIRST [LAST]]
+#         [--only delete] [--storage-options JSON] [--scratch DIR] [--pick K]
+#         [--train-options JSON]
 #
 # One pre-imported process forks a child per kill point: the child trains with every storage
-# operation counted (each file write before its fsync, each fsync, rename, directory fsync
-# and delete) and SIGKILLs itself right after operation N; a second forked child resumes.
-# Prints one JSON line per kill point, then the number of operations of an uninterrupted run.
+# operation counted and SIGKILLs itself right after operation N; a second forked child resumes.
+# On local disk (BASE a path) the operations are each file write before its fsync, each fsync,
+# rename, directory fsync and delete; on an object store (BASE a URL such as s3://bucket/run,
+# with --storage-options) each upload and each delete the store performs.
+# ``--only delete`` keeps the kill points right after each delete and right before each run of
+# deletes (the pruning of superseded files), instead of every operation.
+# ``--pick K`` runs only kill point number K modulo their count; ``--train-options`` are more
+# keywords for ``ModelBundle.train`` (``keep_only_last_best``, ``save_every_epoch``).
+# Prints one JSON line with the uninterrupted run's summary and operations, then one per kill
+# point.
 
 _EVENTS: list[str] = []
 
@@ -115,11 +124,45 @@ def _count_operations(kill_after: int | None) -> None:
     os.fsync, os.replace, os.remove = fsync, replace, remove
 
 
-def _train_child(directory: str, epochs: int, kill_after: int | None, plots: bool = True) -> int:
+def _count_remote_operations(kill_after: int | None) -> None:
+    """Wrap the store's uploads and delete requests (every one: files, the probe and the
+    sweep of a killed probe's file); die right after operation ``kill_after``."""
+    from epochal_adapters.storage import FsspecCheckpointStore
+
+    real_upload = FsspecCheckpointStore._write_remote
+    real_remove = FsspecCheckpointStore._rm_remote
+
+    def event(kind: str, store, path: str) -> None:
+        name = path[len(store._root) + 1:]
+        _EVENTS.append(f"{kind} ._probe" if name.startswith("._probe-") else f"{kind} {name}")
+        if kill_after is not None and len(_EVENTS) == kill_after:
+            _die()
+
+    def upload(self, path, data):
+        real_upload(self, path, data)
+        event("upload", self, path)
+
+    def remove(self, path):
+        real_remove(self, path)
+        event("delete", self, path)
+
+    FsspecCheckpointStore._write_remote = upload
+    FsspecCheckpointStore._rm_remote = remove
+
+
+def _is_remote(directory: str) -> bool:
+    return "://" in directory and not directory.startswith("file://")
+
+
+def _train_child(directory: str, epochs: int, kill_after: int | None, *, scratch: str,
+                 options: dict | None = None, plots: bool = True,
+                 summary: bool = False, train_options: dict | None = None) -> int:
     """Fork a child that trains (killed after operation ``kill_after``); its exit status.
 
-    ``plots=False`` skips drawing the curves (0.4 s of a 0.5 s run; resumed children only
-    need the training files, which the test compares)."""
+    The child writes the operations it counted to ``scratch/ops.txt`` and, with ``summary``,
+    the directory's summary to ``scratch/summary.json``. ``plots=False`` skips drawing the
+    curves (0.4 s of a 0.5 s run; resumed children only need the training files, which the
+    test compares)."""
     pid = os.fork()
     if pid == 0:
         code = 0
@@ -130,14 +173,24 @@ def _train_child(directory: str, epochs: int, kill_after: int | None, plots: boo
                 epochal_adapters.plots.plot_history = lambda *args, **kwargs: []
             bundle = ModelBundle.from_network(directory, network(), task="classif",
                                               optimizer={"optim": "sgd", "lr": 0.1},
-                                              monitor_metric="val_loss", monitor_mode="min")
+                                              monitor_metric="val_loss", monitor_mode="min",
+                                              storage_options=options)
             train, valid = loaders(seeded_generator=False)
-            _count_operations(kill_after)
-            bundle.train(train, valid, epochs=epochs, verbose=False, keep_only_last_best=True,
-                         lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
-            with open(os.path.join(directory, "..", f"{os.path.basename(directory)}.ops"),
-                      "w") as f:
-                f.write(str(len(_EVENTS)) + "\n" + "\n".join(_EVENTS))
+            if _is_remote(directory):
+                _count_remote_operations(kill_after)
+            else:
+                _count_operations(kill_after)
+            bundle.train(train, valid, epochs=epochs, verbose=False,
+                         lr_schedulers=[StepLR(step_size=2, gamma=0.5)],
+                         **{"keep_only_last_best": True, **(train_options or {})})
+            count = len(_EVENTS)
+            with open(os.path.join(scratch, "ops.txt"), "w", encoding="utf-8") as f:
+                f.write(str(count) + "\n" + "\n".join(_EVENTS))
+            if summary:
+                import json
+
+                with open(os.path.join(scratch, "summary.json"), "w", encoding="utf-8") as f:
+                    json.dump(_summary(directory, options), f)
         except BaseException:
             import traceback
 
@@ -151,61 +204,130 @@ def _train_child(directory: str, epochs: int, kill_after: int | None, plots: boo
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def _summary(directory: str) -> dict:
+def _summary(directory: str, options: dict | None) -> dict:
+    """SHA-256 of the last weights, log.tsv rows without ``time``, and the training files
+    (probe and plot files left out), read through the bundle's store."""
     import csv
     import hashlib
+    import io
 
     import torch
 
-    weights = torch.load(os.path.join(directory, "checkpoint.ckpt"), weights_only=True)
+    from epochal_adapters.storage import FsspecCheckpointStore
+
+    store = FsspecCheckpointStore(directory, options)
+    weights = torch.load(io.BytesIO(store.read("checkpoint.ckpt")), weights_only=True)
     digest = hashlib.sha256()
     for key in sorted(weights):
         digest.update(key.encode())
         digest.update(weights[key].numpy().tobytes())
-    with open(os.path.join(directory, "log.tsv"), encoding="utf-8") as f:
-        rows = [{k: v for k, v in r.items() if k != "time"}
-                for r in csv.DictReader(f, delimiter="\t")]
-    files = []
-    for root, _dirs, names in os.walk(directory):
-        for name in names:
-            if name.startswith("_probe-") or root.endswith("plots"):
-                continue
-            files.append(os.path.relpath(os.path.join(root, name), directory))
+    rows = [{k: v for k, v in r.items() if k != "time"}
+            for r in csv.DictReader(io.StringIO(store.read("log.tsv").decode("utf-8")),
+                                    delimiter="\t")]
+    # Every file, temporary ones (which names() skips) included: a leftover is a difference.
+    if _is_remote(directory):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(directory, **(options or {}))
+        fs.invalidate_cache()
+        files = [str(p)[len(root.rstrip("/")) + 1:] for p in fs.find(root)]
+    else:
+        files = []
+        for root, _dirs, names in os.walk(directory):
+            files.extend(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/")
+                         for name in names)
+    files = [n for n in files if not n.startswith("plots/")]
     return {"weights": digest.hexdigest(), "rows": rows, "files": sorted(files)}
 
 
-def matrix(base: str, epochs: int, first: int, last: int | None) -> None:
+def _kill_points(events: list[str], only: str | None) -> list[int]:
+    """Kill after these operations (1-based): all, or with ``only='delete'`` each delete and
+    the operation right before each run of deletes."""
+    if only is None:
+        return list(range(1, len(events) + 1))
+    if only != "delete":
+        raise SystemExit(f"--only takes 'delete'; got {only!r}")
+    points = set()
+    for n, kind in enumerate(events, start=1):
+        if kind.startswith("delete"):
+            points.add(n)
+            if n > 1 and not events[n - 2].startswith("delete"):
+                points.add(n - 1)
+    return sorted(points)
+
+
+def matrix(base: str, epochs: int, first: int, last: int | None, *, only: str | None = None,
+           options: dict | None = None, scratch: str | None = None, pick: int | None = None,
+           train_options: dict | None = None) -> None:
     import json
+    import tempfile
+    import time
 
     import torch
 
     torch.set_num_threads(1)
-    # One uncounted training first: it loads the data and imports everything a training
-    # imports lazily (the optimizer pulls in torch._dynamo: seconds, in every child otherwise).
-    warm = ModelBundle.from_network(os.path.join(base, "warm-up"), network(), task="classif")
+    remote = _is_remote(base)
+    scratch = scratch or (tempfile.mkdtemp(prefix="kill-matrix-") if remote else base)
+    join = (lambda name: f"{base.rstrip('/')}/{name}") if remote else (
+        lambda name: os.path.join(base, name))
+    # One uncounted training first, on local disk: it loads the data and imports everything a
+    # training imports lazily (the optimizer pulls in torch._dynamo: seconds, in every child
+    # otherwise). No remote filesystem is opened in this process: each child opens its own.
+    warm = ModelBundle.from_network(os.path.join(scratch, "warm-up"), network(), task="classif")
     warm.train(*loaders(seeded_generator=False), epochs=1, verbose=False)
-    reference = os.path.join(base, "reference")
-    assert _train_child(reference, epochs, None) == 0
-    with open(reference + ".ops", encoding="utf-8") as f:
-        total = int(f.readline())
-        events = f.read().splitlines()
-    print(json.dumps({"reference": _summary(reference), "operations": events}), flush=True)
-    stop = total if last is None else min(last, total)
-    for n in range(first, stop + 1):
-        directory = os.path.join(base, f"kill_{n}")
-        import time
 
+    def child(name: str, directory: str, kill_after: int | None, **kwargs) -> tuple[int, str]:
+        own = os.path.join(scratch, f"{name}.scratch")
+        os.makedirs(own, exist_ok=True)
+        return _train_child(directory, epochs, kill_after, scratch=own, options=options,
+                            train_options=train_options, **kwargs), own
+
+    code, own = child("reference", join("reference"), None, summary=True)
+    assert code == 0, "the uninterrupted run failed"
+    with open(os.path.join(own, "ops.txt"), encoding="utf-8") as f:
+        f.readline()
+        events = f.read().splitlines()
+    with open(os.path.join(own, "summary.json"), encoding="utf-8") as f:
+        reference = json.load(f)
+    points = [n for n in _kill_points(events, only)
+              if n >= first and (last is None or n <= last)]
+    if pick is not None:  # one point, chosen by a number of any size (a Hypothesis draw)
+        points = [points[pick % len(points)]]
+    print(json.dumps({"reference": reference, "operations": events, "points": points}),
+          flush=True)
+    for n in points:
+        directory = join(f"kill_{n}")
         started = time.perf_counter()
-        killed = _train_child(directory, epochs, n)
+        killed, _ = child(f"kill_{n}", directory, n)
         middle = time.perf_counter()
-        resumed = _train_child(directory, epochs, None, plots=False)
+        resumed, own = child(f"resume_{n}", directory, None, plots=False, summary=True)
         result = {"kill_after": n, "killed": killed, "resumed": resumed,
                   "seconds": [round(middle - started, 3), round(time.perf_counter() - middle, 3)]}
         if resumed == 0:
-            result.update(_summary(directory))
+            with open(os.path.join(own, "summary.json"), encoding="utf-8") as f:
+                result.update(json.load(f))
         print(json.dumps(result), flush=True)
 
 
+def _matrix_main(argv: list[str]) -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="kill_worker --matrix")
+    parser.add_argument("base")
+    parser.add_argument("epochs", type=int)
+    parser.add_argument("first", type=int, nargs="?", default=1)
+    parser.add_argument("last", type=int, nargs="?", default=None)
+    parser.add_argument("--only", choices=["delete"], default=None)
+    parser.add_argument("--storage-options", type=json.loads, default=None)
+    parser.add_argument("--scratch", default=None)
+    parser.add_argument("--pick", type=int, default=None)
+    parser.add_argument("--train-options", type=json.loads, default=None)
+    args = parser.parse_args(argv)
+    matrix(args.base, args.epochs, args.first, args.last, only=args.only,
+           options=args.storage_options, scratch=args.scratch, pick=args.pick,
+           train_options=args.train_options)
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--matrix":
-    matrix(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 1,
-           int(sys.argv[5]) if len(sys.argv) > 5 else None)
+    _matrix_main(sys.argv[2:])

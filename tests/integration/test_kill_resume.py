@@ -10,6 +10,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 EPOCHS = 4
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,30 +71,22 @@ class TestKillAndResume:
         assert leftovers == [] or all(n.startswith(".") for n in leftovers)
 
 
-def test_kill_after_every_storage_operation_resumes_bit_identically(tmp_path):
-    """A run SIGKILLed right after each storage operation of epochs 1 and 2 in turn (every
-    file write, fsync, rename, directory fsync and delete: identity record, probe, best and
-    last checkpoints, state, manifest, log.tsv, pruning of superseded best checkpoints, plots),
-    then resumed, ends with the uninterrupted run's weights (bit-identical), one log.tsv row
-    per epoch with the same values, and the same files."""
+def _matrix(*args, timeout=900):
+    """Run the fault-injection matrix; the uninterrupted run's record and one per kill point,
+    with the list of kill points that did not resume to the uninterrupted result."""
     import json
 
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run(
-        [sys.executable, "-m", "tests.integration.kill_worker", "--matrix", str(tmp_path), "2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        [sys.executable, "-m", "tests.integration.kill_worker", "--matrix", *map(str, args)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     reference, points = lines[0], lines[1:]
     events = reference["operations"]
-    assert [r["epoch"] for r in reference["reference"]["rows"]] == ["1", "2"]
-    for kind in ("write", "fsync", "rename bundle.json", "rename epoch_0001.state",
-                 "rename epoch_0002.json", "rename log.tsv", "rename checkpoint.ckpt",
-                 "delete checkpoint_epoch_1.ckpt"):
-        assert kind in events, kind
-    assert len(points) == len(events)
+    assert [p["kill_after"] for p in points] == reference["points"]
     failures = []
     for point in points:
         n = point["kill_after"]
@@ -102,4 +96,89 @@ def test_kill_after_every_storage_operation_resumes_bit_identically(tmp_path):
         for key in ("weights", "rows", "files"):
             if point[key] != reference["reference"][key]:
                 failures.append((n, events[n - 1], key, point[key]))
+    return reference, points, failures
+
+
+def test_kill_after_every_storage_operation_resumes_bit_identically(tmp_path):
+    """A run SIGKILLed right after each storage operation of epochs 1 and 2 in turn (every
+    file write, fsync, rename, directory fsync and delete: identity record, probe, best and
+    last checkpoints, state, manifest, log.tsv, pruning of superseded best checkpoints, plots),
+    then resumed, ends with the uninterrupted run's weights (bit-identical), one log.tsv row
+    per epoch with the same values, and the same files."""
+    reference, points, failures = _matrix(tmp_path, 2)
+    events = reference["operations"]
+    assert [r["epoch"] for r in reference["reference"]["rows"]] == ["1", "2"]
+    for kind in ("write", "fsync", "rename bundle.json", "rename epoch_0001.state",
+                 "rename epoch_0002.json", "rename log.tsv", "rename checkpoint.ckpt",
+                 "delete checkpoint_epoch_1.ckpt"):
+        assert kind in events, kind
+    # The identity record is durable (renamed) before any training file is written.
+    assert events.index("rename bundle.json") < events.index("rename checkpoint_epoch_1.ckpt")
+    assert len(points) == len(events)
+    assert failures == [], failures
+
+
+def test_kill_inside_pruning_resumes_bit_identically(tmp_path):
+    """Epoch 3's commit prunes three superseded files (manifest and state of epoch 1, the
+    best checkpoint of epoch 2); a run SIGKILLed before that pruning, between its deletes and
+    after the last, and around every other delete (probe, epoch 2's pruning), then resumed,
+    ends with the uninterrupted run's weights, rows and files: nothing superseded survives
+    and nothing kept is lost."""
+    reference, points, failures = _matrix(tmp_path, 3, "--only", "delete")
+    events = reference["operations"]
+    pruned = [n for n, kind in enumerate(events, start=1) if kind in (
+        "delete epoch_0001.json", "delete epoch_0001.state", "delete checkpoint_epoch_2.ckpt")]
+    assert pruned == [pruned[0], pruned[0] + 1, pruned[0] + 2]  # one prune, three deletes
+    assert {pruned[0] - 1, *pruned} <= {p["kill_after"] for p in points}
+    assert reference["reference"]["files"] == [
+        "bundle.json", "checkpoint.ckpt", "checkpoint_epoch_3.ckpt", "log.tsv",
+        "manifests/epoch_0002.json", "manifests/epoch_0003.json",
+        "state/epoch_0002.state", "state/epoch_0003.state"]
+    assert failures == [], failures
+
+
+# One example in the test suite (ci profile), ten in nox -s props; each costs a process start.
+@settings(max_examples=max(1, settings.default.max_examples // 30), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_sigkill_at_any_storage_operation_resumes_bit_identically_property(tmp_path_factory,
+                                                                           data):
+    """For a one- to three-epoch training, with or without keep_only_last_best and
+    save_every_epoch, a SIGKILL right after any storage operation, then a resume, ends with
+    the uninterrupted run's weights (bit-identical), rows and files."""
+    import json
+
+    epochs = data.draw(st.integers(1, 3), label="epochs")
+    options = {"keep_only_last_best": data.draw(st.booleans(), label="keep_only_last_best"),
+               "save_every_epoch": data.draw(st.booleans(), label="save_every_epoch")}
+    pick = data.draw(st.integers(0, 10**6), label="kill point (modulo the operations)")
+    _reference, points, failures = _matrix(
+        tmp_path_factory.mktemp("property"), epochs, "--pick", pick,
+        "--train-options", json.dumps(options))
+    assert len(points) == 1
+    assert failures == [], failures
+
+
+@pytest.mark.s3
+def test_kill_after_every_s3_operation_resumes_bit_identically(_moto_s3_server, moto_s3,
+                                                               tmp_path):
+    """On S3 (a moto server over HTTP), a run SIGKILLed right after each upload and delete
+    of epochs 1 and 2 in turn (probe, identity record, best and last checkpoints, state,
+    manifest, log.tsv, pruning, plots), then resumed, ends with the uninterrupted run's
+    weights (bit-identical), one log.tsv row per epoch with the same values, and the same
+    objects."""
+    import json
+
+    base = f"s3://{_moto_s3_server.create_bucket()}/runs"
+    reference, points, failures = _matrix(
+        base, 2, "--storage-options", json.dumps(moto_s3), "--scratch", tmp_path, timeout=600)
+    events = reference["operations"]
+    assert [r["epoch"] for r in reference["reference"]["rows"]] == ["1", "2"]
+    for kind in ("upload ._probe", "delete ._probe", "upload bundle.json",
+                 "upload checkpoint_epoch_1.ckpt", "upload state/epoch_0001.state",
+                 "upload manifests/epoch_0002.json", "upload log.tsv",
+                 "upload checkpoint.ckpt", "delete checkpoint_epoch_1.ckpt"):
+        assert kind in events, kind
+    assert events.index("upload bundle.json") < events.index("upload checkpoint_epoch_1.ckpt")
+    assert len(points) == len(events)
     assert failures == [], failures

@@ -89,6 +89,18 @@ class TestCSVGradientLogger:
         with pytest.raises(ConfigurationError, match="needs a"):
             CSVGradientLogger(str(tmp_path / "g.csv"))
 
+    def test_a_regular_file_on_the_path_fails_before_the_first_step(self, tmp_path):
+        """Files under an existing regular file are a StorageError at train begin naming the
+        callback and the file (not a raw FileExistsError); the file is unchanged."""
+        from epochal.exceptions import StorageError
+
+        (tmp_path / "run").write_bytes(b"user data")
+        copies = _GradCopies()
+        with pytest.raises(StorageError, match=r"CSVGradientLogger's filename .*is an existing "
+                                               r"regular file\. Expected a directory path"):
+            _fit([copies, CSVGradientLogger(str(tmp_path / "run" / "g_{}.csv"))])
+        assert copies.grads == [] and (tmp_path / "run").read_bytes() == b"user data"
+
 
 class TestTensorBoardGradientLogger:
     def test_steps_count_batches_from_initial_step(self):

@@ -249,6 +249,23 @@ class TestCSVLogger:
         _model().fit_generator(_batches(1), epochs=2, verbose=False, callbacks=[logger])
         assert list(csv.reader(io.StringIO(logger.text()))) == _read(path)
 
+    def test_a_regular_file_on_the_path_fails_before_the_first_step(self, tmp_path):
+        """A log file under an existing regular file is a StorageError at train begin that
+        names the callback, the file and what was expected; the file is unchanged."""
+        from epochal.exceptions import StorageError
+
+        (tmp_path / "run").write_bytes(b"user data")
+        steps: list[int] = []
+        counter = LambdaCallback(on_train_batch_end=lambda n, logs: steps.append(n))
+        with pytest.raises(StorageError) as info:
+            _model().fit_generator(_batches(2), epochs=1, verbose=False,
+                                   callbacks=[counter, CSVLogger(tmp_path / "run" / "log.csv")])
+        message = str(info.value)
+        assert "CSVLogger's filename" in message
+        assert f"{tmp_path / 'run'} is an existing regular file" in message
+        assert "Expected a directory path" in message
+        assert steps == [] and (tmp_path / "run").read_bytes() == b"user data"
+
 
 class _RecordingWriter:
     """A SummaryWriter stand-in recording its calls."""

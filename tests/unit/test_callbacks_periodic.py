@@ -184,3 +184,79 @@ class TestDirectoryFilename:
         """A filename ending with '/' is a directory too, even when it does not exist."""
         with pytest.raises(ConfigurationError, match="is a directory"):
             ModelCheckpoint(str(tmp_path / "new") + "/")
+
+
+class TestStorageProbe:
+    def _steps(self) -> Any:
+        from epochal.callbacks.utility import LambdaCallback
+
+        steps: list[int] = []
+        return steps, LambdaCallback(on_train_batch_end=lambda n, logs: steps.append(n))
+
+    def test_a_regular_file_on_the_path_fails_before_the_first_step(self, tmp_path):
+        """A ModelCheckpoint whose directory is an existing regular file is a StorageError at
+        train begin naming the callback, the filename, the file and what was expected (not
+        a FileExistsError after the first epoch); the file is unchanged."""
+        from epochal.exceptions import StorageError
+
+        (tmp_path / "run").write_bytes(b"user data")
+        steps, counter = self._steps()
+        callback = ModelCheckpoint(str(tmp_path / "run" / "w_{epoch}.ckpt"))
+        with pytest.raises(StorageError) as info:
+            _fit([counter, callback], [1.0, 0.5])
+        message = str(info.value)
+        assert "ModelCheckpoint's filename" in message and "w_{epoch}.ckpt" in message
+        assert f"{tmp_path / 'run'} is an existing regular file" in message
+        assert "Expected a directory path" in message
+        assert steps == []
+        assert (tmp_path / "run").read_bytes() == b"user data"
+
+    def test_a_read_only_directory_fails_before_the_first_step(self, tmp_path, monkeypatch):
+        """A directory that refuses new files is a StorageError at train begin naming it;
+        its files stay as they were."""
+        import os
+
+        import epochal_adapters.storage as storage
+        from epochal.exceptions import StorageError
+
+        directory = tmp_path / "ro"
+        directory.mkdir()
+        (directory / "keep.ckpt").write_bytes(b"same")
+        real_open = storage.os.open
+
+        def read_only_open(path: Any, flags: int, *args: Any) -> int:
+            if str(path).startswith(str(directory)) and flags & os.O_CREAT:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(storage.os, "open", read_only_open)
+        steps, counter = self._steps()
+        with pytest.raises(StorageError, match=r"permission denied \(read-only\?\)"):
+            _fit([counter, ModelCheckpoint(str(directory / "w.ckpt"))], [1.0])
+        assert steps == []
+        assert sorted(p.name for p in directory.iterdir()) == ["keep.ckpt"]
+
+    def test_a_usable_directory_is_made_and_left_clean(self, tmp_path):
+        """The probe makes a missing directory and leaves no file behind but the saves."""
+        _fit([ModelCheckpoint(str(tmp_path / "new" / "w_{epoch}.ckpt"))], [1.0, 0.5])
+        assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["w_1.ckpt", "w_2.ckpt"]
+
+    def test_a_store_without_probe_is_trusted(self):
+        """A ready-made store without a probe method is used as is."""
+        store = MemoryCheckpointStore()
+        _fit([ModelCheckpoint("w.ckpt", store=store)], [1.0])
+        assert store.names() == ["w.ckpt"]
+
+    @pytest.mark.s3
+    def test_a_missing_bucket_fails_before_the_first_step(self, moto_s3):
+        """A ModelCheckpoint on a bucket that does not exist is a StorageError at train begin
+        naming the bucket and what was expected."""
+        from epochal.exceptions import StorageError
+
+        steps, counter = self._steps()
+        callback = ModelCheckpoint("s3://no-such-bucket-epochal/run/w.ckpt",
+                                   storage_options=moto_s3)
+        with pytest.raises(StorageError, match=r"'no-such-bucket-epochal' does not exist\. "
+                                               r"Expected an existing bucket"):
+            _fit([counter, callback], [1.0])
+        assert steps == []

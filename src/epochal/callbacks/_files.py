@@ -13,10 +13,16 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from epochal.exceptions import ConfigurationError
+from epochal.exceptions import ConfigurationError, StorageError
 from epochal.ports import CheckpointStore
 
-__all__ = ["check_not_directory", "file_location", "fixed_prefix", "name_from_state"]
+__all__ = [
+    "check_not_directory",
+    "file_location",
+    "fixed_prefix",
+    "name_from_state",
+    "probe_location",
+]
 
 
 def file_location(
@@ -99,3 +105,34 @@ def name_from_state(owner: str, prefix: str, name: Any) -> str | None:
         )
         return None
     return prefix + name
+
+
+def probe_location(
+    owner: str,
+    template: str,
+    store: CheckpointStore | None,
+    storage_options: Mapping[str, Any] | None,
+) -> None:
+    """Check, before the first step, that the directory a filename template writes into can be
+    used: it exists or can be made, is a directory and accepts a file (for a bucket: it exists
+    and accepts a small write and delete). A store without a ``probe`` method is trusted.
+
+    Args:
+        owner: The callback's name, for messages.
+        template: The filename template (``'run/w_{epoch}.ckpt'``); its fixed leading
+            directory is probed.
+        store: A ready-made store, or None.
+        storage_options: fsspec options for a URL.
+
+    Raises:
+        StorageError: The directory cannot be used; the message names the callback, the
+            filename, the path and the problem.
+    """
+    where, _name = file_location(owner, fixed_prefix(template) + "probe", store, storage_options)
+    probe = getattr(where, "probe", None)
+    if not callable(probe):
+        return
+    try:
+        probe()
+    except StorageError as exc:
+        raise StorageError(f"{owner}'s filename {template!r} cannot be written: {exc}") from exc

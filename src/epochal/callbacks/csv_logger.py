@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from epochal.callbacks._files import check_not_directory, file_location
+from epochal.callbacks._files import check_not_directory, file_location, probe_location
 from epochal.callbacks.logger import Logger
 from epochal.exceptions import ConfigurationError
 from epochal.ports import CheckpointStore
@@ -145,6 +145,7 @@ class CSVLogger(Logger):
     def _on_train_begin_write(self, logs: dict[str, Any]) -> None:
         from epochal_adapters.tsv import parse_table
 
+        probe_location(type(self).__name__, self.filename, self.store, self.storage_options)
         columns = self.fieldnames
         rows: list[list[str]] = []
         pending, self._pending_state = self._pending_state, None

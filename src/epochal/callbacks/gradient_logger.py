@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from epochal.callbacks._files import file_location
+from epochal.callbacks._files import file_location, probe_location
 from epochal.callbacks.base import Callback
 from epochal.exceptions import ConfigurationError
 from epochal.ports import CheckpointStore
@@ -233,6 +233,7 @@ class CSVGradientLogger(GradientLoggerBase):
         from epochal_adapters.tsv import parse_table
 
         super().on_train_begin(logs)
+        probe_location(type(self).__name__, self.filename, self.store, self.storage_options)
         self.fieldnames = ["epoch", "batch", *self.stats_names]
         self._rows = {}
         for layer in self.layers:

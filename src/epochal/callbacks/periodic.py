@@ -31,6 +31,7 @@ from epochal.callbacks._files import (
     file_location,
     fixed_prefix,
     name_from_state,
+    probe_location,
 )
 from epochal.callbacks._monitoring import (
     check_mode_and_period,
@@ -224,6 +225,7 @@ class PeriodicSaveCallback(Callback):
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         self.check_ready()
+        probe_location(type(self).__name__, self.filename, self.store, self.storage_options)
         logged = logged_keys(self)
         if not logged:
             return
