@@ -12,6 +12,7 @@ like) cannot be averaged: their statistics are summed across ranks before they a
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -21,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from epochal.core.metrics import EpochMetricState, FBeta
+from epochal.core.metrics import EpochMetricState, Metric
 from epochal.core.records import EpochRecord
 from epochal.exceptions import ConfigurationError
 
@@ -49,23 +50,54 @@ class ReducibleState(Protocol):
     def load_state_tensors(self, tensors: list[Tensor]) -> None: ...
 
 
-class _FBetaState:
-    """:class:`ReducibleState` for epochal's ``FBeta`` (its per-class counts)."""
+_SENTINEL = object()
 
-    _FIELDS = ("_tp", "_pred", "_true", "_invalid")
 
-    def __init__(self, metric: FBeta) -> None:
+def _statistic_fields(metric: Metric) -> tuple[str, ...]:
+    """The attributes holding an epochal metric's pass statistics: the private attributes
+    (a tensor, None or a number) that its ``reset()`` assigns.
+
+    Found by running ``reset()`` on a shallow copy whose candidate attributes hold a
+    sentinel: the ones it overwrote are the statistics (configuration is left alone).
+    """
+    candidates = [
+        name
+        for name, value in vars(metric).items()
+        if name.startswith("_") and not name.startswith("__")
+        and (value is None or isinstance(value, (Tensor, int, float)))
+        and not isinstance(value, bool)
+    ]
+    probe = copy.copy(metric)
+    probe.__dict__.update(dict.fromkeys(candidates, _SENTINEL))
+    probe.reset()
+    return tuple(name for name in candidates if probe.__dict__.get(name) is not _SENTINEL)
+
+
+class _MetricStatistics:
+    """:class:`ReducibleState` of an epochal :class:`~epochal.core.metrics.Metric` (``FBeta``
+    and its family, ``DecomposableMetric``...): the tensors and numbers its ``reset()``
+    clears, all summed across ranks (numbers travel as 0-dim float64 tensors)."""
+
+    def __init__(self, metric: Metric, fields: tuple[str, ...]) -> None:
         self.metric = metric
+        self.fields = fields
 
     def state_tensors(self) -> list[Tensor] | None:
-        values = [getattr(self.metric, name) for name in self._FIELDS]
+        values = [getattr(self.metric, name) for name in self.fields]
         if any(v is None for v in values):
             return None
-        return list(values)
+        return [
+            v if isinstance(v, Tensor) else torch.tensor(float(v), dtype=torch.float64)
+            for v in values
+        ]
 
     def load_state_tensors(self, tensors: list[Tensor]) -> None:
-        for name, tensor in zip(self._FIELDS, tensors):
-            setattr(self.metric, name, tensor)
+        for name, tensor in zip(self.fields, tensors):
+            current = getattr(self.metric, name)
+            if isinstance(current, Tensor) or current is None:
+                setattr(self.metric, name, tensor)
+            else:  # a number (e.g. a sample count): keep its Python type
+                setattr(self.metric, name, type(current)(tensor.item()))
 
 
 def _is_self_syncing(metric: Any) -> bool:
@@ -76,10 +108,12 @@ def _is_self_syncing(metric: Any) -> bool:
 
 def _state_of(entry: EpochMetricState) -> ReducibleState | None:
     metric = entry.metric
-    if isinstance(metric, FBeta):
-        return _FBetaState(metric)
     if isinstance(metric, ReducibleState):
         return metric
+    if isinstance(metric, Metric):
+        fields = _statistic_fields(metric)
+        if fields:
+            return _MetricStatistics(metric, fields)
     return None
 
 
@@ -87,7 +121,8 @@ def check_reducible(epoch_metrics: Sequence[EpochMetricState]) -> None:
     """Check, before any work, that every epoch metric can be computed over all ranks.
 
     Raises:
-        ConfigurationError: A metric is neither epochal's ``FBeta``, nor a
+        ConfigurationError: A metric is neither an epochal ``Metric`` with statistics
+            (``FBeta``, ``DecomposableMetric``...), nor a
             :class:`ReducibleState`, nor a torchmetrics ``Metric`` that syncs on compute; the
             message names it and says what to add.
     """
