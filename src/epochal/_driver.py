@@ -99,6 +99,21 @@ class TrainingDriver:
             if isinstance(directive, StopTraining):
                 self.context.stop_training = True
 
+    # Seams of the distributed layer (epochal._parallel.ParallelDriver overrides them); one
+    # process keeps these defaults, which add no work per step.
+
+    def _pass_hooks(self, phase: PassPhase, epoch: int) -> _PassHooks:
+        return _PassHooks(self, phase, epoch)
+
+    def _step_publisher(self) -> Callable[[Any], list[Any]]:
+        return self.bus.publish
+
+    def _finish_pass(self, setup: EpochSetup, record: EpochRecord) -> EpochRecord:
+        return record
+
+    def _end_epoch(self) -> None:
+        return None
+
     def run_pass(
         self,
         setup: EpochSetup,
@@ -125,7 +140,7 @@ class TrainingDriver:
         """
         bus = self.bus
         self.publish(PhaseBegin(phase=phase, epoch=epoch))
-        hooks = _PassHooks(self, phase, epoch)
+        hooks = self._pass_hooks(phase, epoch)
         records = run_epoch(
             setup,
             batches,
@@ -139,7 +154,7 @@ class TrainingDriver:
             emit_steps=bus.has_subscribers(StepRecord),
         )
         epoch_record: EpochRecord | None = None
-        publish = bus.publish
+        publish = self._step_publisher()
         for record in records:
             if type(record) is StepRecord:
                 directives = publish(record)
@@ -149,6 +164,7 @@ class TrainingDriver:
                 assert isinstance(record, EpochRecord)
                 epoch_record = record
         assert epoch_record is not None
+        epoch_record = self._finish_pass(setup, epoch_record)
         if phase is PassPhase.TRAIN:
             self.global_step += epoch_record.steps
         self.publish(epoch_record)
@@ -239,6 +255,7 @@ class TrainingDriver:
             history.append(dict(logs))
             context.epoch_complete = train_record.complete
             self.publish(EpochEnd(epoch=epoch, logs=logs, complete=train_record.complete, lrs=lrs))
+            self._end_epoch()
             if not train_record.complete:
                 context.stop_training = True
         self.publish(
