@@ -74,6 +74,8 @@ class Snapshot:
         best: The monitor's state (:meth:`MonitorState.to_dict`).
         stopped: A callback stopped training at this epoch.
         partial_step: None at an epoch's end; steps done in ``epoch`` for a mid-epoch commit.
+        world_size: Ranks of the training that wrote it (1 for one process).
+        data_seed: The distributed data seed (order of the shards), or None in one process.
     """
 
     epoch: int
@@ -88,6 +90,8 @@ class Snapshot:
     best: Mapping[str, Any] = attrs.field(factory=dict)
     stopped: bool = False
     partial_step: int | None = None
+    world_size: int = 1
+    data_seed: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Plain containers for ``torch.save`` (loadable with ``weights_only=True``)."""
@@ -105,6 +109,8 @@ class Snapshot:
             "best": dict(self.best),
             "stopped": self.stopped,
             "partial_step": self.partial_step,
+            "world_size": self.world_size,
+            "data_seed": self.data_seed,
         }
 
     @classmethod
@@ -128,6 +134,8 @@ class Snapshot:
                 best=dict(payload["best"]),
                 stopped=bool(payload.get("stopped", False)),
                 partial_step=payload.get("partial_step"),
+                world_size=int(payload.get("world_size", 1)),
+                data_seed=payload.get("data_seed"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
