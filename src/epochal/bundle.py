@@ -52,11 +52,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from epochal._parallel import DataParallel, barrier, main_then_share
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
 from epochal.core import resume
 from epochal.core.monitor import Monitor, MonitorState, best_epoch
+from epochal.distributed.group import check_world_size
 from epochal.exceptions import (
     CheckpointError,
     ConfigurationError,
@@ -149,8 +151,10 @@ class _BundleCallback(Callback):
         keep_only_last_best: bool,
         save_every_epoch: bool,
         keep_best_in_memory: bool,
+        parallel: DataParallel | None = None,
     ) -> None:
         super().__init__()
+        self.parallel = parallel
         self.snapshots = snapshots
         self.snapshot = latest
         self.monitor = monitor
@@ -212,6 +216,10 @@ class _BundleCallback(Callback):
         if self.snapshots is None:
             return
         optimizer = self.model.optimizer
+        parallel = self.parallel
+        if parallel is not None and not parallel.is_main:
+            barrier(parallel)  # rank 0 commits for the job; read nothing before it is done
+            return
         self.snapshots.commit(
             Snapshot(
                 epoch=epoch_number,
@@ -225,12 +233,15 @@ class _BundleCallback(Callback):
                 log_rows=[dict(r) for r in self.rows],
                 best=self.best.to_dict(),
                 stopped=bool(self.model.stop_training),
+                world_size=parallel.world_size if parallel is not None else 1,
+                data_seed=parallel.seed if parallel is not None else None,
             ),
             is_best=is_best,
             monitor=monitor.key if monitor is not None else None,
             keep_only_last_best=self.keep_only_last_best,
             save_every_epoch=self.save_every_epoch,
         )
+        barrier(parallel)
 
 
 def _log_row(logs: Mapping[str, Any], learning_rates: Mapping[str, float]) -> dict[str, Any]:
@@ -459,12 +470,24 @@ class ModelBundle:
                 "ModelBundle.train decides the initial epoch from its directory; do not pass "
                 "initial_epoch."
             )
-        verbose = bool(fit_kwargs.get("verbose", True))
-        latest = self._snapshots.open_for_training() if self.logging else Latest()
+        parallel = self.model._parallel  # data parallelism: rank 0 reads, repairs and writes
+        main = parallel is None or parallel.is_main
+        verbose = bool(fit_kwargs.get("verbose", True)) and main
+        latest = (
+            main_then_share(parallel, self._snapshots.open_for_training)
+            if self.logging else Latest()
+        )
         snapshot = latest.snapshot
         if snapshot is not None:
+            check_world_size(
+                snapshot.world_size, parallel.world_size if parallel is not None else 1,
+                allow_change=snapshot.partial_step is None,
+            )
+            if parallel is not None and snapshot.data_seed is not None:
+                parallel.seed = snapshot.data_seed
             self._check_network(snapshot)
             self._check_optimizer(snapshot)
+        if snapshot is not None and main:
             self._snapshots.prune(
                 last_epoch=snapshot.epoch,
                 best_epoch=snapshot.best.get("best_epoch"),
@@ -478,7 +501,8 @@ class ModelBundle:
             epochs=epochs,
         )
         if first is None and snapshot is not None:
-            self._report_nothing_to_train(snapshot, epochs)
+            if main:
+                self._report_nothing_to_train(snapshot, epochs)
             self.model.set_weights(dict(snapshot.network))
             self._restore_best(snapshot.best.get("best_epoch"), snapshot.epoch, None)
             return [dict(r) for r in snapshot.log_rows]
@@ -501,6 +525,7 @@ class ModelBundle:
             keep_only_last_best=keep_only_last_best,
             save_every_epoch=save_every_epoch,
             keep_best_in_memory=not self.logging and self.monitor is not None,
+            parallel=parallel,
         )
         self.model.fit_generator(
             train_generator,
@@ -513,7 +538,7 @@ class ModelBundle:
         rows = bundle_callback.rows
         last = int(rows[-1]["epoch"]) if rows else None
         self._restore_best(bundle_callback.best.best_epoch, last, bundle_callback.best_weights)
-        if self.logging:
+        if self.logging and main:
             from epochal_adapters.plots import plot_history
 
             plot_history(rows, self.store, "plots/")
