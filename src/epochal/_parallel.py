@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 import torch
+import torch.distributed as dist
 
 from epochal._driver import TrainingDriver, _PassHooks
 from epochal.core.loop import EpochSetup
@@ -36,17 +37,18 @@ from epochal.distributed.env import DistributedEnv, detect_env
 from epochal.distributed.group import (
     DistributedSession,
     agree_seed,
+    broadcast_object,
     start_process_group,
     wrap_network,
 )
 from epochal.distributed.reduction import check_reducible, reduce_pass
 from epochal.distributed.sharding import shard_loader
 from epochal.distributed.signals import PreemptionGuard
-from epochal.exceptions import ConfigurationError
+from epochal.exceptions import ConfigurationError, DistributedError
 
 __all__ = [
-    "DataParallel", "ParallelDriver", "attach_data_parallel", "start_data_parallel",
-    "writes_output",
+    "DataParallel", "ParallelDriver", "attach_data_parallel", "barrier", "main_then_share",
+    "start_data_parallel", "writes_output",
 ]
 
 STRATEGIES = (None, "ddp")
@@ -339,3 +341,42 @@ class ParallelDriver(TrainingDriver):
         if verdict is not None:
             verdict.raise_if_failed()
 
+
+
+def main_then_share(parallel: DataParallel | None, work: Callable[[], Any]) -> Any:
+    """``work()`` run on rank 0 alone, its result sent to every rank (one process: run it).
+
+    For what reads or repairs shared storage (a bundle's directory) once for the whole job:
+    every rank then trusts the same commit, and no rank reads while rank 0 repairs.
+
+    Raises:
+        Exception: On rank 0, what ``work`` raised.
+        DistributedError: On the other ranks when ``work`` raised on rank 0 (names the
+            error): every rank stops, none waits.
+    """
+    if parallel is None:
+        return work()
+    outcome: tuple[str, Any] = ("ok", None)
+    error: BaseException | None = None
+    if parallel.is_main:
+        try:
+            outcome = ("ok", work())
+        except Exception as exc:
+            error = exc
+            outcome = ("error", f"{type(exc).__name__}: {exc}")
+    shared = broadcast_object(outcome, src=0)
+    if error is not None:
+        raise error
+    kind, value = shared
+    if kind == "error":
+        raise DistributedError(
+            f"Rank 0 failed while reading the shared state, so this rank stops too: {value}"
+        )
+    return value
+
+
+def barrier(parallel: DataParallel | None) -> None:
+    """Wait for every rank (one process: nothing). After rank 0's commit, so that no rank
+    reads or resumes from a commit still being written."""
+    if parallel is not None:
+        dist.barrier()
