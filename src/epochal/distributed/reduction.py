@@ -12,7 +12,6 @@ like) cannot be averaged: their statistics are summed across ranks before they a
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +22,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from epochal.core.metrics import EpochMetricState, Metric
+from epochal.core.pass_state import statistic_fields
 from epochal.core.records import EpochRecord
 from epochal.exceptions import ConfigurationError
 
@@ -48,29 +48,6 @@ class ReducibleState(Protocol):
     def state_tensors(self) -> list[Tensor] | None: ...
 
     def load_state_tensors(self, tensors: list[Tensor]) -> None: ...
-
-
-_SENTINEL = object()
-
-
-def _statistic_fields(metric: Metric) -> tuple[str, ...]:
-    """The attributes holding an epochal metric's pass statistics: the private attributes
-    (a tensor, None or a number) that its ``reset()`` assigns.
-
-    Found by running ``reset()`` on a shallow copy whose candidate attributes hold a
-    sentinel: the ones it overwrote are the statistics (configuration is left alone).
-    """
-    candidates = [
-        name
-        for name, value in vars(metric).items()
-        if name.startswith("_") and not name.startswith("__")
-        and (value is None or isinstance(value, (Tensor, int, float)))
-        and not isinstance(value, bool)
-    ]
-    probe = copy.copy(metric)
-    probe.__dict__.update(dict.fromkeys(candidates, _SENTINEL))
-    probe.reset()
-    return tuple(name for name in candidates if probe.__dict__.get(name) is not _SENTINEL)
 
 
 class _MetricStatistics:
@@ -111,7 +88,7 @@ def _state_of(entry: EpochMetricState) -> ReducibleState | None:
     if isinstance(metric, ReducibleState):
         return metric
     if isinstance(metric, Metric):
-        fields = _statistic_fields(metric)
+        fields = statistic_fields(metric)
         if fields:
             return _MetricStatistics(metric, fields)
     return None
