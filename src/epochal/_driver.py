@@ -12,11 +12,13 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from epochal._preemption import skip_batches
 from epochal.bus import RecordBus
 from epochal.core.batches import cycle_batches
 from epochal.core.directives import StopTraining
 from epochal.core.logs import epoch_log_row
 from epochal.core.loop import EpochSetup, run_epoch
+from epochal.core.pass_state import PassStart
 from epochal.core.records import (
     BackwardEnd,
     EpochBegin,
@@ -123,6 +125,7 @@ class TrainingDriver:
         epoch: int,
         has_ground_truth: bool = True,
         outputs: list[tuple[Any, Any]] | None = None,
+        start: PassStart | None = None,
     ) -> EpochRecord:
         """Run one pass, publishing ``PhaseBegin``, the step records (when subscribed) and
         the epoch record.
@@ -134,6 +137,7 @@ class TrainingDriver:
             epoch: 1-based epoch (0 outside ``fit``).
             has_ground_truth: False for inputs alone (prediction).
             outputs: Receives ``(y_pred, y_true)`` per batch when given.
+            start: A training pass cut short, resumed (``run_epoch``'s ``start``).
 
         Returns:
             The pass's epoch record (also published).
@@ -152,6 +156,7 @@ class TrainingDriver:
             hooks=hooks if phase is PassPhase.TRAIN or hooks.announces_steps else None,
             outputs=outputs,
             emit_steps=bus.has_subscribers(StepRecord),
+            start=start,
         )
         epoch_record: EpochRecord | None = None
         publish = self._step_publisher()
@@ -184,6 +189,8 @@ class TrainingDriver:
         params: Mapping[str, Any],
         log_keys: tuple[str, ...],
         learning_rates: Callable[[], dict[str, float]],
+        start: PassStart | None = None,
+        after_skip: Callable[[], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Run epochs ``initial_epoch..epochs``: each a training pass, then a validation pass
         when a validation generator is given and the training pass was not cut short.
@@ -208,6 +215,9 @@ class TrainingDriver:
             params: Poutyne's ``params`` for ``TrainBegin``.
             log_keys: The epoch-log keys, for ``TrainBegin``.
             learning_rates: Reads the learning rates for each ``EpochEnd``.
+            start: The first epoch's training pass was cut short after ``start.steps``
+                batches: skip them and finish it (see :mod:`epochal._preemption`).
+            after_skip: Called once those batches are skipped (restores RNG states).
 
         Returns:
             The epoch log rows, in order.
@@ -222,11 +232,16 @@ class TrainingDriver:
                 break
             self.publish(EpochBegin(epoch=epoch))
             epoch_start = self.clock()
+            resumed = start if epoch == initial_epoch else None
+            train_batches = cycle_batches(train_generator, steps_per_epoch, what="training")
+            if resumed is not None:
+                train_batches = skip_batches(train_batches, resumed.steps, then=after_skip)
             train_record = self.run_pass(
                 train_setup,
-                cycle_batches(train_generator, steps_per_epoch, what="training"),
+                train_batches,
                 phase=PassPhase.TRAIN,
                 epoch=epoch,
+                start=resumed,
             )
             if train_record.first_nonfinite_step is not None and not warned_nonfinite:
                 warned_nonfinite = True
