@@ -146,6 +146,7 @@ class Model:
         if device is not None:
             self.to(device)
         self._parallel = attach_data_parallel(self, strategy)
+        self._pass_start: dict[str, Any] | None = None  # set by a ModelBundle resuming mid-epoch
 
     # ------------------------------------------------------------------ plumbing
 
@@ -190,6 +191,12 @@ class Model:
             callback_list.set_params(dict(params))
             attachments.append(CallbackBusAdapter(callback_list))
         return attachments
+
+    def _take_pass_start(self) -> dict[str, Any]:
+        """The ``start``/``after_skip`` a ``ModelBundle`` resuming mid-epoch left for the next
+        ``fit_generator`` (once), else nothing."""
+        start, self._pass_start = self._pass_start, None
+        return dict(start) if start else {}
 
     @property
     def global_step(self) -> int:
@@ -331,6 +338,7 @@ class Model:
                 params=params,
                 log_keys=self.epoch_log_keys,
                 learning_rates=self.learning_rates,
+                **self._take_pass_start(),
             )
         finally:
             self._global_step = driver.global_step
