@@ -76,6 +76,9 @@ class Snapshot:
         partial_step: None at an epoch's end; steps done in ``epoch`` for a mid-epoch commit.
         world_size: Ranks of the training that wrote it (1 for one process).
         data_seed: The distributed data seed (order of the shards), or None in one process.
+        partial: For a mid-epoch commit, what finishing the epoch needs (see
+            :mod:`epochal._preemption`): the RNG and loader generator states at the epoch's
+            start and each rank's pass values; else None.
     """
 
     epoch: int
@@ -92,6 +95,7 @@ class Snapshot:
     partial_step: int | None = None
     world_size: int = 1
     data_seed: int | None = None
+    partial: Mapping[str, Any] | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Plain containers for ``torch.save`` (loadable with ``weights_only=True``)."""
@@ -111,6 +115,7 @@ class Snapshot:
             "partial_step": self.partial_step,
             "world_size": self.world_size,
             "data_seed": self.data_seed,
+            "partial": None if self.partial is None else dict(self.partial),
         }
 
     @classmethod
@@ -136,6 +141,7 @@ class Snapshot:
                 partial_step=payload.get("partial_step"),
                 world_size=int(payload.get("world_size", 1)),
                 data_seed=payload.get("data_seed"),
+                partial=payload.get("partial"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
