@@ -32,7 +32,7 @@ import torch.distributed as dist
 from epochal._driver import TrainingDriver, _PassHooks
 from epochal.core.loop import EpochSetup
 from epochal.core.records import EpochBegin, EpochRecord, PassPhase, TrainBegin, TrainEnd
-from epochal.distributed.consensus import StopConsensus, StopReason
+from epochal.distributed.consensus import StopConsensus, StopReason, StopVerdict
 from epochal.distributed.env import DistributedEnv, detect_env
 from epochal.distributed.group import (
     DistributedSession,
@@ -122,12 +122,14 @@ class DataParallel:
             depends on it and on the epoch only).
         preemption: A guard whose signal the stop flag carries (set by ``ModelBundle.train``
             while it runs), or None.
+        verdict: The stop the ranks agreed on in the last training pass, or None.
     """
 
     session: DistributedSession
     network: torch.nn.Module
     seed: int
     preemption: PreemptionGuard | None = None
+    verdict: StopVerdict | None = None
     _shards: list[Any] = attrs.field(factory=list)
 
     @property
@@ -318,6 +320,7 @@ class ParallelDriver(TrainingDriver):
     def _finish_pass(self, setup: EpochSetup, record: EpochRecord) -> EpochRecord:
         if record.phase is PassPhase.TRAIN:
             verdict = self.consensus.finish_pass()
+            self.parallel.verdict = verdict
             if verdict is not None:
                 verdict.raise_if_failed()
                 self.context.stop_training = True
