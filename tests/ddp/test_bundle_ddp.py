@@ -3,6 +3,8 @@ snapshots move between 2 ranks and one process."""
 
 from __future__ import annotations
 
+import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from epochal import ModelBundle
+from epochal import Callback, ModelBundle
 from epochal._snapshots import Snapshot
 from epochal.distributed import check_world_size
 from epochal.exceptions import DistributedError
@@ -90,3 +92,65 @@ class TestWorldSizeCheck:
         with pytest.raises(DistributedError, match="written by 2 rank"):
             check_world_size(2, 1, allow_change=False)
         check_world_size(2, 1, allow_change=True)
+
+
+class _SignalAt(Callback):
+    """Sends SIGTERM to this process after training batch ``at`` (counted over epochs)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+        self.count = 0
+
+    def on_train_batch_end(self, batch_number: int, logs: dict[str, Any]) -> None:
+        self.count += 1
+        if self.count == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _rank_preempted(rank: int, world: int, directory: str, signalled: int, at: int) -> Any:
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    bundle = ModelBundle.from_network(directory, network, task="classif")
+    train, valid = _loaders()
+    extra = [_SignalAt(at)] if rank == signalled else []
+    try:
+        bundle.train(train, valid, epochs=4, verbose=False, callbacks=extra)
+    except SystemExit as exc:
+        return exc.code
+    return None
+
+
+class TestPreemptionOnTwoRanks:
+    @pytest.mark.parametrize(("signalled", "at"), [(0, 11), (1, 5), (1, 24)])
+    def test_sigterm_on_one_rank_commits_mid_epoch_and_the_resume_is_bit_identical(
+        self, signalled: int, at: int
+    ) -> None:
+        """A SIGTERM to one rank stops both at the same step; rank 0 commits (the partial epoch
+        mid-epoch) and prints the hint; a 2-rank relaunch ends bit-identical to an uninterrupted run."""
+        with tempfile.TemporaryDirectory() as whole, tempfile.TemporaryDirectory() as parts:
+            uninterrupted = values(run_ranks(_rank_train, whole, 4))
+            codes = values(run_ranks(_rank_preempted, parts, signalled, at))
+            assert isinstance(codes[0], str) and "Run the same command again" in codes[0]
+            assert codes[1] == 1
+            state = _state(parts)
+            # the flag reaches the other rank a step later: a signal at an epoch's last step
+            # lets the epoch finish and commits it whole
+            assert (state.partial_step is not None) == (at % 8 != 0)
+            assert state.world_size == 2
+            resumed = values(run_ranks(_rank_train, parts, 4))
+            for (weights, rows), (expected, expected_rows) in zip(resumed, uninterrupted):
+                for key, value in expected.items():
+                    assert torch.equal(weights[key], value), key
+                assert [{k: v for k, v in r.items() if k != "time"} for r in rows] == [
+                    {k: v for k, v in r.items() if k != "time"} for r in expected_rows
+                ]
+            assert len((Path(parts) / "log.tsv").read_text().splitlines()) == 5
+
+    def test_a_mid_epoch_snapshot_does_not_resume_on_another_world_size(self) -> None:
+        """A partial 2-rank snapshot refuses a 1-process resume with a DistributedError naming
+        both sizes, before any step."""
+        with tempfile.TemporaryDirectory() as directory:
+            values(run_ranks(_rank_preempted, directory, 0, 11))
+            with pytest.raises(DistributedError, match="written by 2 rank"):
+                _train(directory, 4)
