@@ -3,9 +3,11 @@ on every rank; on the first attempt one rank may SIGKILL itself.
 
     python -m torch.distributed.run ... torchrun_bundle_worker.py DIRECTORY OUT KILL
 
-KILL is ``none``, ``step:RANK:N`` (rank RANK dies after its N-th training step) or
-``write:PREFIX:N`` (rank 0 dies during its N-th atomic write whose name starts with PREFIX,
-after the temporary file is written and before it replaces the old one).
+KILL is ``none`` or a comma-separated list of kills, the i-th one applied in attempt i
+(``TORCHELASTIC_RESTART_COUNT == i``), so one launch tests several: ``step:RANK:N`` (rank RANK
+dies after its N-th training step of that attempt) or ``write:PREFIX:N`` (rank 0 dies during
+its N-th atomic write of that attempt whose name starts with PREFIX, after the temporary file
+is written and before it replaces the old one).
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ def main(directory: str, out: str, kill: str) -> None:
     assert env is not None, "not started by torchrun"
     torch.set_num_threads(1)
     callbacks: list[Any] = []
-    if kill != "none" and env.restart_count == 0:
-        kind, who, count = kill.split(":")
+    kills = [] if kill == "none" else kill.split(",")
+    if env.restart_count < len(kills):
+        kind, who, count = kills[env.restart_count].split(":")
         if kind == "step" and env.rank == int(who):
             callbacks.append(_KillAtStep(int(count)))
         elif kind == "write" and env.rank == 0:
