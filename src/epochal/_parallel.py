@@ -22,6 +22,7 @@ With one process none of this exists: the model's path is the plain one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ from epochal.distributed.group import (
     DistributedSession,
     agree_seed,
     broadcast_object,
+    restart_caveat,
     start_process_group,
     wrap_network,
 )
@@ -203,6 +205,15 @@ class DataParallel:
         )
 
 
+def warn_restart_caveat(env: DistributedEnv, environ: Any = None) -> None:
+    """On rank 0, a ``RuntimeWarning`` when torchrun may restart the workers without
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` (PyTorch issue #135712; see
+    :func:`epochal.distributed.restart_caveat`)."""
+    caveat = restart_caveat(env, environ)
+    if caveat is not None and env.is_main:
+        warnings.warn(caveat, RuntimeWarning, stacklevel=3)
+
+
 def start_data_parallel(
     network: torch.nn.Module,
     strategy: str | None,
@@ -231,6 +242,7 @@ def start_data_parallel(
     if resolve_strategy(strategy, env) is None:
         return None
     assert env is not None
+    warn_restart_caveat(env, environ)
     session = start_process_group(env)
     wrapper = wrap_network(network, session.device, **(ddp_options or {}))
     seed = agree_seed(torch.initial_seed() % (2**62))

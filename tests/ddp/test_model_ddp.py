@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import epochal
 from epochal import Callback, Model
-from epochal._parallel import resolve_strategy, writes_output
+from epochal._parallel import resolve_strategy, warn_restart_caveat, writes_output
 from epochal.distributed import DistributedEnv
 from epochal.exceptions import ConfigurationError, ShardingError
 from tests.ddp.ranks import run_ranks, values
@@ -110,6 +111,19 @@ class TestSetup:
             resolve_strategy("fsdp", None)
         with pytest.raises(ConfigurationError, match="torchrun"):
             resolve_strategy("ddp", None)
+
+    def test_a_restartable_launch_without_the_workaround_is_warned(self) -> None:
+        """Under torchrun --max-restarts without TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, rank 0
+        warns and names the variable; with it, or on other ranks, nothing is said."""
+        main = DistributedEnv(rank=0, world_size=2)
+        with pytest.warns(RuntimeWarning, match="TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"):
+            warn_restart_caveat(main, {"TORCHELASTIC_MAX_RESTARTS": "3"})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warn_restart_caveat(main, {"TORCHELASTIC_MAX_RESTARTS": "3",
+                                       "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})
+            warn_restart_caveat(DistributedEnv(rank=1, world_size=2),
+                                {"TORCHELASTIC_MAX_RESTARTS": "3"})
 
     def test_one_process_models_have_no_parallel_state(self) -> None:
         """Without torchrun's environment a Model trains exactly as before."""
