@@ -224,6 +224,10 @@ class _BundleCallback(Callback):
                 self._subscription = bus.subscribe(EpochRecord, self._on_record)
 
     def on_train_end(self, logs: dict[str, Any]) -> None:
+        self.unsubscribe()
+
+    def unsubscribe(self) -> None:
+        """Stop watching the model's epoch records (idempotent)."""
         if self._subscription is not None:
             self._subscription.cancel()
             self._subscription = None
@@ -606,6 +610,7 @@ class ModelBundle:
                 "after_skip": bundle_callback.restore_step_states,
             }
         with contextlib.ExitStack() as stack:
+            stack.callback(bundle_callback.unsubscribe)  # also when fit raises
             if guard is not None:
                 stack.enter_context(guard)
                 if parallel is not None:

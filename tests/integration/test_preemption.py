@@ -118,3 +118,20 @@ def test_outside_training_the_signal_handlers_are_restored(tmp_path: Path) -> No
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     _bundle(tmp_path).train(*_loaders(), epochs=1, verbose=False)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+class _Boom(Callback):
+    def on_train_batch_end(self, batch_number: int, logs: dict[str, Any]) -> None:
+        if batch_number == 3:
+            raise ValueError("boom")
+
+
+def test_a_failed_training_leaves_no_watcher_on_the_bus(tmp_path: Path) -> None:
+    """When training raises, the bundle stops watching the model's epoch records (a later
+    call's preemption is not committed twice)."""
+    bundle = _bundle(tmp_path)
+    with pytest.raises(ValueError, match="boom"):
+        bundle.train(*_loaders(), epochs=1, verbose=False, callbacks=[_Boom()])
+    from epochal.core.records import EpochRecord
+
+    assert not bundle.model.bus.has_subscribers(EpochRecord)
