@@ -265,3 +265,24 @@ class TestStopConsensus:
             assert results[1 - decider]["error"] == "PeerFailedError"
         else:
             assert [r["epochs"] for r in results] == [DECIDE_EPOCH, DECIDE_EPOCH]
+
+
+def _rank_predictions(rank: int, world: int) -> tuple[int, float, int]:
+    model = _model()
+    loader = DataLoader(_data(N_VALID, 3), batch_size=64)
+    loss, _, preds = model.evaluate_generator(loader, return_pred=True, verbose=False)
+    predicted = model.predict_generator(DataLoader(_data(N_VALID, 3).tensors[0], batch_size=64),
+                                        verbose=False)
+    return len(preds), float(loss), len(predicted)
+
+
+class TestEvaluationReturningPredictions:
+    def test_every_rank_gets_the_whole_result(self) -> None:
+        """With return_pred, and for predict, every rank runs the whole data (1,001 outputs)
+        and the loss equals one process's: nothing is sharded or reduced twice."""
+        model = _model()
+        expected = model.evaluate_generator(DataLoader(_data(N_VALID, 3), batch_size=64),
+                                            verbose=False)[0]
+        for count, loss, predicted in values(run_ranks(_rank_predictions)):
+            assert (count, predicted) == (N_VALID, N_VALID)
+            assert loss == pytest.approx(expected, abs=1e-6)
