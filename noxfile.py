@@ -70,11 +70,25 @@ def _python() -> str | None:
 
 @nox.session(python=_python())
 def tests(session: nox.Session) -> None:
-    """Fast test suite: unit, contract (memory, local, S3 on moto), adapters, integration."""
+    """Fast test suite: unit, contract (memory, local, S3 on moto), adapters, integration
+    (not the ``ddp``-marked tests: ``nox -s ddp`` runs those)."""
     _install(session)
     session.run(
-        "pytest", "-q", "-p", "no:cacheprovider", "--timeout=900", *session.posargs,
+        "pytest", "-q", "-p", "no:cacheprovider", "--timeout=900", "-m", "not ddp",
+        *session.posargs,
         env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")},
+    )
+
+
+@nox.session(python=_python())
+def ddp(session: nox.Session) -> None:
+    """Data-parallel tests: 2 gloo ranks on the CPU (forked ranks, a few torchrun launches);
+    kept out of ``tests``, which deselects the ``ddp`` marker."""
+    _install(session)
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "--timeout=900", "-m", "ddp", "tests/ddp",
+        *session.posargs,
+        env={"OMP_NUM_THREADS": "1"},
     )
 
 

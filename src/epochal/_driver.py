@@ -12,11 +12,13 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from epochal._preemption import skip_batches
 from epochal.bus import RecordBus
 from epochal.core.batches import cycle_batches
 from epochal.core.directives import StopTraining
 from epochal.core.logs import epoch_log_row
 from epochal.core.loop import EpochSetup, run_epoch
+from epochal.core.pass_state import PassStart
 from epochal.core.records import (
     BackwardEnd,
     EpochBegin,
@@ -99,6 +101,21 @@ class TrainingDriver:
             if isinstance(directive, StopTraining):
                 self.context.stop_training = True
 
+    # Seams of the distributed layer (epochal._parallel.ParallelDriver overrides them); one
+    # process keeps these defaults, which add no work per step.
+
+    def _pass_hooks(self, phase: PassPhase, epoch: int) -> _PassHooks:
+        return _PassHooks(self, phase, epoch)
+
+    def _step_publisher(self) -> Callable[[Any], list[Any]]:
+        return self.bus.publish
+
+    def _finish_pass(self, setup: EpochSetup, record: EpochRecord) -> EpochRecord:
+        return record
+
+    def _end_epoch(self) -> None:
+        return None
+
     def run_pass(
         self,
         setup: EpochSetup,
@@ -108,6 +125,7 @@ class TrainingDriver:
         epoch: int,
         has_ground_truth: bool = True,
         outputs: list[tuple[Any, Any]] | None = None,
+        start: PassStart | None = None,
     ) -> EpochRecord:
         """Run one pass, publishing ``PhaseBegin``, the step records (when subscribed) and
         the epoch record.
@@ -119,13 +137,14 @@ class TrainingDriver:
             epoch: 1-based epoch (0 outside ``fit``).
             has_ground_truth: False for inputs alone (prediction).
             outputs: Receives ``(y_pred, y_true)`` per batch when given.
+            start: A training pass cut short, resumed (``run_epoch``'s ``start``).
 
         Returns:
             The pass's epoch record (also published).
         """
         bus = self.bus
         self.publish(PhaseBegin(phase=phase, epoch=epoch))
-        hooks = _PassHooks(self, phase, epoch)
+        hooks = self._pass_hooks(phase, epoch)
         records = run_epoch(
             setup,
             batches,
@@ -137,9 +156,10 @@ class TrainingDriver:
             hooks=hooks if phase is PassPhase.TRAIN or hooks.announces_steps else None,
             outputs=outputs,
             emit_steps=bus.has_subscribers(StepRecord),
+            start=start,
         )
         epoch_record: EpochRecord | None = None
-        publish = bus.publish
+        publish = self._step_publisher()
         for record in records:
             if type(record) is StepRecord:
                 directives = publish(record)
@@ -149,6 +169,7 @@ class TrainingDriver:
                 assert isinstance(record, EpochRecord)
                 epoch_record = record
         assert epoch_record is not None
+        epoch_record = self._finish_pass(setup, epoch_record)
         if phase is PassPhase.TRAIN:
             self.global_step += epoch_record.steps
         self.publish(epoch_record)
@@ -168,6 +189,8 @@ class TrainingDriver:
         params: Mapping[str, Any],
         log_keys: tuple[str, ...],
         learning_rates: Callable[[], dict[str, float]],
+        start: PassStart | None = None,
+        after_skip: Callable[[], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Run epochs ``initial_epoch..epochs``: each a training pass, then a validation pass
         when a validation generator is given and the training pass was not cut short.
@@ -192,6 +215,9 @@ class TrainingDriver:
             params: Poutyne's ``params`` for ``TrainBegin``.
             log_keys: The epoch-log keys, for ``TrainBegin``.
             learning_rates: Reads the learning rates for each ``EpochEnd``.
+            start: The first epoch's training pass was cut short after ``start.steps``
+                batches: skip them and finish it (see :mod:`epochal._preemption`).
+            after_skip: Called once those batches are skipped (restores RNG states).
 
         Returns:
             The epoch log rows, in order.
@@ -206,11 +232,16 @@ class TrainingDriver:
                 break
             self.publish(EpochBegin(epoch=epoch))
             epoch_start = self.clock()
+            resumed = start if epoch == initial_epoch else None
+            train_batches = cycle_batches(train_generator, steps_per_epoch, what="training")
+            if resumed is not None:
+                train_batches = skip_batches(train_batches, resumed.steps, then=after_skip)
             train_record = self.run_pass(
                 train_setup,
-                cycle_batches(train_generator, steps_per_epoch, what="training"),
+                train_batches,
                 phase=PassPhase.TRAIN,
                 epoch=epoch,
+                start=resumed,
             )
             if train_record.first_nonfinite_step is not None and not warned_nonfinite:
                 warned_nonfinite = True
@@ -245,6 +276,7 @@ class TrainingDriver:
             history.append(dict(logs))
             context.epoch_complete = train_record.complete
             self.publish(EpochEnd(epoch=epoch, logs=logs, complete=train_record.complete, lrs=lrs))
+            self._end_epoch()
             if not train_record.complete:
                 context.stop_training = True
         self.publish(

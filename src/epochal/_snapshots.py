@@ -76,6 +76,11 @@ class Snapshot:
         partial_step: None at an epoch's end; steps done in ``epoch`` for a mid-epoch commit.
         precision: The loss scaler's state (``MixedPrecision.state_dict()``), or None
             (``'32'``, ``'bf16-mixed'``, and snapshots written before it existed).
+        world_size: Ranks of the training that wrote it (1 for one process).
+        data_seed: The distributed data seed (order of the shards), or None in one process.
+        partial: For a mid-epoch commit, what finishing the epoch needs (see
+            :mod:`epochal._preemption`): the RNG and loader generator states at the epoch's
+            start and each rank's pass values; else None.
     """
 
     epoch: int
@@ -91,6 +96,9 @@ class Snapshot:
     stopped: bool = False
     partial_step: int | None = None
     precision: Mapping[str, Any] | None = None
+    world_size: int = 1
+    data_seed: int | None = None
+    partial: Mapping[str, Any] | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Plain containers for ``torch.save`` (loadable with ``weights_only=True``)."""
@@ -109,6 +117,9 @@ class Snapshot:
             "stopped": self.stopped,
             "partial_step": self.partial_step,
             "precision": None if self.precision is None else dict(self.precision),
+            "world_size": self.world_size,
+            "data_seed": self.data_seed,
+            "partial": None if self.partial is None else dict(self.partial),
         }
 
     @classmethod
@@ -133,6 +144,9 @@ class Snapshot:
                 stopped=bool(payload.get("stopped", False)),
                 partial_step=payload.get("partial_step"),
                 precision=payload.get("precision"),
+                world_size=int(payload.get("world_size", 1)),
+                data_seed=payload.get("data_seed"),
+                partial=payload.get("partial"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(

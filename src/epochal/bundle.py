@@ -42,6 +42,7 @@ The parts: :mod:`epochal._snapshots` (commit, read, derive, prune), :mod:`epocha
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import os
@@ -53,11 +54,23 @@ import torch
 from torch import nn
 
 from epochal._arrays import validation_pair
+from epochal._parallel import DataParallel, barrier, main_then_share
+from epochal._preemption import (
+    BundleGuard,
+    epoch_start_states,
+    exit_message,
+    gather_passes,
+    pass_start_for,
+    preempted,
+)
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
 from epochal.core import resume
 from epochal.core.monitor import Monitor, MonitorState, best_epoch
+from epochal.core.records import EpochRecord, PassPhase
+from epochal.distributed.group import check_world_size
+from epochal.distributed.signals import PreemptionGuard
 from epochal.exceptions import (
     CheckpointError,
     ConfigurationError,
@@ -150,8 +163,15 @@ class _BundleCallback(Callback):
         keep_only_last_best: bool,
         save_every_epoch: bool,
         keep_best_in_memory: bool,
+        parallel: DataParallel | None = None,
+        guard: PreemptionGuard | None = None,
     ) -> None:
         super().__init__()
+        self.parallel = parallel
+        self.guard = guard
+        self.epoch_start: dict[str, Any] | None = None
+        self.preempted_at: tuple[int, int | None] | None = None  # (epoch, step or None)
+        self._subscription: Any = None
         self.snapshots = snapshots
         self.snapshot = latest
         self.monitor = monitor
@@ -178,17 +198,62 @@ class _BundleCallback(Callback):
         for key, callback in _stateful(self.callbacks):
             if key in snapshot.callbacks:
                 callback.load_state_dict(snapshot.callbacks[key])
-        for generator, state in zip(self.generators, snapshot.loader_generators):
-            generator.set_state(state)
-        set_random_states(snapshot.random_states)
+        if snapshot.partial_step is not None and snapshot.partial:
+            # mid-epoch: the epoch's start states draw its data order again; the step's
+            # states follow once the batches already run are skipped (restore_step_states)
+            start = snapshot.partial["epoch_start"]
+            for generator, state in zip(self.generators, start["loader_generators"]):
+                generator.set_state(state)
+            set_random_states(start["random_states"])
+        else:
+            self.restore_step_states()
         model.global_step = int(snapshot.global_step)
         precision = getattr(model, "mixed_precision", None)
         if snapshot.precision is not None and precision is not None:
             precision.load_state_dict(snapshot.precision)
 
+    def restore_step_states(self) -> None:
+        """Restore the snapshot's RNG and loader generator states."""
+        snapshot = self.snapshot
+        assert snapshot is not None
+        for generator, state in zip(self.generators, snapshot.loader_generators):
+            generator.set_state(state)
+        set_random_states(snapshot.random_states)
+
+    def on_epoch_begin(self, epoch_number: int, logs: dict[str, Any]) -> None:
+        if self.guard is not None and self.snapshots is not None:
+            self.epoch_start = epoch_start_states(self.generators)
+            if self._subscription is None:
+                bus = self.model.bus  # type: ignore[attr-defined]  # the Model's
+                self._subscription = bus.subscribe(EpochRecord, self._on_record)
+
+    def on_train_end(self, logs: dict[str, Any]) -> None:
+        self.unsubscribe()
+
+    def unsubscribe(self) -> None:
+        """Stop watching the model's epoch records (idempotent)."""
+        if self._subscription is not None:
+            self._subscription.cancel()
+            self._subscription = None
+
+    def _on_record(self, record: EpochRecord) -> None:
+        """A training pass a preemption cut short: commit it, before any epoch-end handler
+        (a scheduler's step) changes the state."""
+        if record.phase is not PassPhase.TRAIN or record.complete or record.partial is None:
+            return
+        if not preempted(self.guard, self.parallel) or self.epoch_start is None:
+            return
+        passes = gather_passes(record.partial, self.parallel)
+        self.preempted_at = (record.epoch, record.partial.steps)
+        self._commit(
+            record.epoch, self.model.network.state_dict(), is_best=False, stopped=False,
+            partial_step=record.partial.steps,
+            partial={"epoch_start": self.epoch_start, "passes": passes},
+        )
+
     def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
         if not self.model.epoch_complete:
-            return  # only finished epochs are committed; an interrupted one runs again
+            return  # a finished epoch is committed here; a preempted one by _on_record
         weights = self.model.network.state_dict()
         finite = all(
             bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point()
@@ -215,7 +280,23 @@ class _BundleCallback(Callback):
             self.best_weights = {k: v.detach().clone() for k, v in weights.items()}
         if self.snapshots is None:
             return
+        interrupted = preempted(self.guard, self.parallel)
+        if interrupted:
+            self.preempted_at = (epoch_number, None)
+        self._commit(epoch_number, weights, is_best=is_best,
+                     stopped=bool(self.model.stop_training) and not interrupted)
+
+    def _commit(
+        self, epoch_number: int, weights: Mapping[str, torch.Tensor], *, is_best: bool,
+        stopped: bool, partial_step: int | None = None, partial: Mapping[str, Any] | None = None,
+    ) -> None:
+        assert self.snapshots is not None
+        monitor = self.monitor
         optimizer = self.model.optimizer
+        parallel = self.parallel
+        if parallel is not None and not parallel.is_main:
+            barrier(parallel)  # rank 0 commits for the job; read nothing before it is done
+            return
         self.snapshots.commit(
             Snapshot(
                 epoch=epoch_number,
@@ -228,7 +309,11 @@ class _BundleCallback(Callback):
                 loader_generators=[g.get_state() for g in self.generators],
                 log_rows=[dict(r) for r in self.rows],
                 best=self.best.to_dict(),
-                stopped=bool(self.model.stop_training),
+                stopped=stopped,
+                partial_step=partial_step,
+                world_size=parallel.world_size if parallel is not None else 1,
+                data_seed=parallel.seed if parallel is not None else None,
+                partial=partial,
                 precision=_scaler_state(self.model),
             ),
             is_best=is_best,
@@ -236,6 +321,7 @@ class _BundleCallback(Callback):
             keep_only_last_best=self.keep_only_last_best,
             save_every_epoch=self.save_every_epoch,
         )
+        barrier(parallel)
 
 
 def _scaler_state(model: Any) -> dict[str, Any] | None:
@@ -478,12 +564,24 @@ class ModelBundle:
                 "ModelBundle.train decides the initial epoch from its directory; do not pass "
                 "initial_epoch."
             )
-        verbose = bool(fit_kwargs.get("verbose", True))
-        latest = self._snapshots.open_for_training() if self.logging else Latest()
+        parallel = self.model._parallel  # data parallelism: rank 0 reads, repairs and writes
+        main = parallel is None or parallel.is_main
+        verbose = bool(fit_kwargs.get("verbose", True)) and main
+        latest = (
+            main_then_share(parallel, self._snapshots.open_for_training)
+            if self.logging else Latest()
+        )
         snapshot = latest.snapshot
         if snapshot is not None:
+            check_world_size(
+                snapshot.world_size, parallel.world_size if parallel is not None else 1,
+                allow_change=snapshot.partial_step is None,
+            )
+            if parallel is not None and snapshot.data_seed is not None:
+                parallel.seed = snapshot.data_seed
             self._check_network(snapshot)
             self._check_optimizer(snapshot)
+        if snapshot is not None and main:
             self._snapshots.prune(
                 last_epoch=snapshot.epoch,
                 best_epoch=snapshot.best.get("best_epoch"),
@@ -497,7 +595,8 @@ class ModelBundle:
             epochs=epochs,
         )
         if first is None and snapshot is not None:
-            self._report_nothing_to_train(snapshot, epochs)
+            if main:
+                self._report_nothing_to_train(snapshot, epochs)
             self.model.set_weights(dict(snapshot.network))
             self._restore_best(snapshot.best.get("best_epoch"), snapshot.epoch, None)
             return [dict(r) for r in snapshot.log_rows]
@@ -510,6 +609,7 @@ class ModelBundle:
                 f"{snapshot.epoch} ({self.store.url(latest.manifest_name or '')})."
             )
         user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
+        guard = BundleGuard(self.model) if self.logging else None  # epochal._preemption
         bundle_callback = _BundleCallback(
             snapshots=self._snapshots if self.logging else None,
             latest=snapshot,
@@ -520,19 +620,37 @@ class ModelBundle:
             keep_only_last_best=keep_only_last_best,
             save_every_epoch=save_every_epoch,
             keep_best_in_memory=not self.logging and self.monitor is not None,
+            parallel=parallel,
+            guard=guard,
         )
-        self.model.fit_generator(
-            train_generator,
-            valid_generator,
-            epochs=epochs,
-            initial_epoch=first if first is not None else 1,
-            callbacks=[*user_callbacks, bundle_callback],
-            **fit_kwargs,
-        )
+        if snapshot is not None and snapshot.partial_step is not None and snapshot.partial:
+            self.model._pass_start = {  # finish the epoch a preemption cut short
+                "start": pass_start_for(snapshot.partial, parallel),
+                "after_skip": bundle_callback.restore_step_states,
+            }
+        with contextlib.ExitStack() as stack:
+            stack.callback(bundle_callback.unsubscribe)  # also when fit raises
+            if guard is not None:
+                stack.enter_context(guard)
+                if parallel is not None:
+                    parallel.preemption = guard
+                    stack.callback(setattr, parallel, "preemption", None)
+            self.model.fit_generator(
+                train_generator,
+                valid_generator,
+                epochs=epochs,
+                initial_epoch=first if first is not None else 1,
+                callbacks=[*user_callbacks, bundle_callback],
+                **fit_kwargs,
+            )
+        if bundle_callback.preempted_at is not None:
+            epoch, step = bundle_callback.preempted_at
+            message = exit_message(guard, epoch=epoch, step=step, location=self.directory)
+            raise SystemExit(message if main else 1)
         rows = bundle_callback.rows
         last = int(rows[-1]["epoch"]) if rows else None
         self._restore_best(bundle_callback.best.best_epoch, last, bundle_callback.best_weights)
-        if self.logging:
+        if self.logging and main:
             from epochal_adapters.plots import plot_history
 
             plot_history(rows, self.store, "plots/")

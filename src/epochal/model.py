@@ -18,6 +18,7 @@ from torch import nn
 
 from epochal._arrays import ArrayDataset, check_positive, collect, ordered_loader, to_numpy
 from epochal._driver import TrainingDriver
+from epochal._parallel import ParallelDriver, attach_data_parallel
 from epochal.bus import RecordBus
 from epochal.callbacks.base import Callback, CallbackBusAdapter, CallbackList
 from epochal.core.batches import cycle_batches, to_device
@@ -92,6 +93,8 @@ class Model:
             ``'recall'``, objects with ``update/compute/reset`` such as torchmetrics').
         device: Where the network and batches go (``'cpu'``, ``'cuda:0'``, a
             ``torch.device``); None leaves the network where it is and moves no batch.
+            Under ``strategy='ddp'`` each rank uses its own device (``cuda:LOCAL_RANK`` or
+            the CPU) instead.
         precision: ``'32'`` (float32, the default), ``'bf16-mixed'`` (forward pass and loss
             under bfloat16 autocast) or ``'16-mixed'`` (float16 autocast and a dynamic loss
             scale, ``torch.amp.GradScaler``). Metrics are computed in float32. See
@@ -100,6 +103,11 @@ class Model:
             ``torch.compile`` options: the network is compiled once for the forward passes;
             :attr:`network` stays the eager module, so its weights carry no ``_orig_mod.``
             prefix. A network compiled by the caller is unwrapped the same way.
+        strategy: ``None``: one process, or ``'ddp'`` automatically when launched by
+            ``torchrun`` with ``WORLD_SIZE > 1``; ``'ddp'``: data parallelism over torchrun's
+            ranks (joins the process group unless the application did, wraps the network in
+            ``DistributedDataParallel``, shards the loaders, reduces epoch values once per
+            pass, agrees on stops, writes only on rank 0; see the "Scaling out" page).
 
     Attributes:
         bus: The :class:`epochal.RecordBus` this model publishes its records on; subscribe
@@ -132,6 +140,7 @@ class Model:
         device: torch.device | str | None = None,
         precision: str = "32",
         compile: bool | Mapping[str, Any] = False,
+        strategy: str | None = None,
     ) -> None:
         if not isinstance(network, nn.Module):
             raise TypeError(
@@ -170,6 +179,8 @@ class Model:
             self.to(device)
         else:
             self.mixed_precision = bind_precision(self._precision_plan, network, None)
+        self._parallel = attach_data_parallel(self, strategy)
+        self._pass_start: dict[str, Any] | None = None  # set by a ModelBundle resuming mid-epoch
 
     # ------------------------------------------------------------------ plumbing
 
@@ -191,6 +202,10 @@ class Model:
         )
 
     def _driver(self) -> TrainingDriver:
+        if self._parallel is not None:
+            return self._parallel.driver(
+                bus=self.bus, context=self, clock=self.clock, global_step=self._global_step
+            )
         return TrainingDriver(
             bus=self.bus, context=self, clock=self.clock, global_step=self._global_step
         )
@@ -203,6 +218,9 @@ class Model:
         progress_options: Mapping[str, Any] | None,
     ) -> list[Attachable]:
         attachments: list[Attachable] = []
+        if self._parallel is not None:  # rank 0 writes and prints; see epochal._parallel
+            callbacks = self._parallel.callbacks(callbacks or [])
+            verbose = verbose and self._parallel.is_main
         if verbose:
             from epochal_adapters.progress import TqdmProgress
 
@@ -213,6 +231,12 @@ class Model:
             callback_list.set_params(dict(params))
             attachments.append(CallbackBusAdapter(callback_list))
         return attachments
+
+    def _take_pass_start(self) -> dict[str, Any]:
+        """The ``start``/``after_skip`` a ``ModelBundle`` resuming mid-epoch left for the next
+        ``fit_generator`` (once), else nothing."""
+        start, self._pass_start = self._pass_start, None
+        return dict(start) if start else {}
 
     @property
     def global_step(self) -> int:
@@ -313,6 +337,10 @@ class Model:
         if callbacks is not None and not isinstance(callbacks, (list, tuple, CallbackList)):
             raise TypeError(f"callbacks must be a list of Callback; got {type(callbacks).__name__}")
         self.stop_training = False
+        if self._parallel is not None:  # this rank's shards, following the epochs
+            self._parallel.forget_shards()
+            train_generator = self._parallel.shard(train_generator, training=True)
+            valid_generator = self._parallel.shard(valid_generator, training=False)
         train_len = _loader_len(train_generator)
         steps = steps_per_epoch if steps_per_epoch is not None else train_len
         valid_steps = None
@@ -350,6 +378,7 @@ class Model:
                 params=params,
                 log_keys=self.epoch_log_keys,
                 learning_rates=self.learning_rates,
+                **self._take_pass_start(),
             )
         finally:
             self._global_step = driver.global_step
@@ -512,13 +541,16 @@ class Model:
         progress_options: Mapping[str, Any] | None = None,
     ) -> tuple[EpochRecord, list[Any], list[Any]]:
         check_positive("steps", steps)
+        if self._parallel is not None:  # exact shards, reduced; whole data when collecting
+            generator = self._parallel.evaluation_data(generator, phase=phase, collect=collect)
         params = {"steps": steps if steps is not None else _loader_len(generator)}
         attachments = self._attachments(list(callbacks or []), params, verbose, progress_options)
         for attachment in attachments:
             attachment.attach(self.bus)
         outputs: list[tuple[Any, Any]] = []
+        driver = self._driver()
         try:
-            record = self._driver().run_pass(
+            record = driver.run_pass(
                 self._setup(loss=phase is not PassPhase.PREDICT),
                 cycle_batches(generator, steps, what=phase.value),
                 phase=phase,
@@ -526,6 +558,8 @@ class Model:
                 has_ground_truth=has_ground_truth,
                 outputs=outputs if collect else None,
             )
+            if isinstance(driver, ParallelDriver):
+                driver.finish_call()
         finally:
             for attachment in attachments:
                 attachment.detach()

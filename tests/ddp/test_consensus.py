@@ -47,7 +47,7 @@ def _train_pass(rank: int, world: int, decider: int, kind: str) -> dict[str, Any
     start = time.monotonic()
     epoch_record = None
     for record in run_epoch(setup, shard, phase=PassPhase.TRAIN, epoch=1, clock=time.monotonic,
-                            should_stop=consensus.should_stop):
+                            hooks=consensus):
         if isinstance(record, StepRecord):
             try:  # the driver publishes the record; a callback on `decider` decides
                 if rank == decider and record.step == DECIDE_AT:

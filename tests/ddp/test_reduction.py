@@ -9,7 +9,12 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from epochal.core.loop import EpochSetup, run_epoch
-from epochal.core.metrics import FBeta, resolve_batch_metrics, resolve_epoch_metrics
+from epochal.core.metrics import (
+    DecomposableMetric,
+    FBeta,
+    resolve_batch_metrics,
+    resolve_epoch_metrics,
+)
 from epochal.core.records import EpochRecord, PassPhase
 from epochal.distributed import check_reducible, reduce_pass, shard_loader
 from epochal.exceptions import ConfigurationError
@@ -33,7 +38,11 @@ def _setup() -> EpochSetup:
         network=torch.nn.Linear(6, 3),
         loss_function=torch.nn.CrossEntropyLoss(),
         batch_metrics=resolve_batch_metrics(["accuracy"]),
-        epoch_metrics=resolve_epoch_metrics([FBeta(average="macro")]),
+        epoch_metrics=resolve_epoch_metrics([
+            FBeta(average="macro"),
+            # a weighted sum and an int count: the generic statistics gathering
+            DecomposableMetric(lambda p, t: (p.argmax(1) == t).double().mean(), "hits"),
+        ]),
     )
 
 

@@ -22,6 +22,7 @@ import torch
 
 from epochal.core.batches import forward, infer_batch_size, split_batch, to_device
 from epochal.core.metrics import BatchMetric, EpochMetricState
+from epochal.core.pass_state import PassStart, load_metric_statistics, metric_statistics
 from epochal.core.precision import MixedPrecision
 from epochal.core.records import EpochRecord, PassPhase, StepRecord
 from epochal.exceptions import NetworkInputError, ShapeMismatchError
@@ -274,6 +275,7 @@ def run_epoch(
     hooks: PassHooks | None = None,
     outputs: list[tuple[Any, Any]] | None = None,
     emit_steps: bool = True,
+    start: PassStart | None = None,
 ) -> Iterator[StepRecord | EpochRecord]:
     """Run one pass of ``phase`` over ``batches``; yield a :class:`StepRecord` per batch, then
     one :class:`EpochRecord`.
@@ -301,6 +303,11 @@ def run_epoch(
             per batch, to collect predictions; None collects nothing.
         emit_steps: False skips building and yielding the step records (when nobody reads
             them); the pass then yields its epoch record alone.
+        start: Resume a training pass cut short: ``batches`` are its remaining batches, the
+            first ``start.steps`` batches' values and epoch metric statistics are put back
+            first (steps are numbered from ``start.steps + 1``; ``global_step`` counts the
+            training batches before the pass). A training pass cut short by a stop request
+            returns its own in ``EpochRecord.partial``.
 
     Yields:
         One ``StepRecord`` per batch (unless ``emit_steps`` is False), then one
@@ -347,6 +354,9 @@ def run_epoch(
     pass_start = clock()
     step = 0
     samples = 0
+    if start is not None:
+        step, samples = _put_back(start, setup, accumulator)
+        global_step += step
     group_batches: list[int] = []
     complete = True
     # Grad mode is set inside train_step / eval_step, never held across a yield.
@@ -427,6 +437,13 @@ def run_epoch(
         means = dict(zip(("loss", *names), accumulator.means()))  # one host sync per pass
         if not math.isfinite(means["loss"]):
             first_nonfinite = accumulator.first_nonfinite_loss()
+    partial = None
+    if training and not complete:
+        partial = PassStart(
+            steps=step, sizes=tuple(accumulator.sizes),
+            columns=tuple(tuple(c) for c in getattr(accumulator, "columns", ())),
+            epoch_metrics=tuple(metric_statistics(m.metric) for m in setup.epoch_metrics),
+        )
     epoch_values = _epoch_metric_values(setup) if has_values else {}
     metrics: dict[str, float] = {name: means[name] for name in names if name in means}
     metrics.update(epoch_values)
@@ -440,7 +457,22 @@ def run_epoch(
         duration_s=clock() - pass_start,
         complete=complete,
         first_nonfinite_step=first_nonfinite,
+        partial=partial,
     )
+
+
+def _put_back(start: PassStart, setup: EpochSetup, accumulator: _PassAccumulator) -> tuple[int, int]:
+    """Load a resumed pass's first batches into its accumulator and epoch metrics.
+
+    Returns:
+        ``(steps, samples)`` already done.
+    """
+    for entry, statistics in zip(setup.epoch_metrics, start.epoch_metrics):
+        load_metric_statistics(entry.metric, statistics, setup.device)
+    for i, size in enumerate(start.sizes):
+        values = [torch.tensor(column[i], dtype=torch.float64) for column in start.columns]
+        accumulator.add(values[0], tuple(values[1:]), size)
+    return start.steps, sum(start.sizes)
 
 
 class _PassAccumulator:
@@ -483,6 +515,7 @@ class _PassAccumulator:
     def means(self) -> list[float]:
         self._flush()
         columns = torch.stack([torch.cat(chunks) for chunks in self.chunks]).tolist()
+        self.columns: list[list[float]] = columns
         self.losses: list[float] = columns[0]
         means = []
         for column in columns:

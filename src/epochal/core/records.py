@@ -16,6 +16,8 @@ from typing import Any
 import attrs
 import torch
 
+from epochal.core.pass_state import PassStart
+
 __all__ = [
     "BackwardEnd",
     "EpochBegin",
@@ -158,6 +160,8 @@ class EpochRecord:
         first_nonfinite_step: 1-based index of the first batch whose loss was nan or inf,
             found once at the end of the pass (no host sync per step); None when the pass
             loss is finite.
+        partial: For a training pass a stop cut short, what its batches left behind (to
+            finish it later exactly: see :mod:`epochal.core.pass_state`); else None.
     """
 
     phase: PassPhase
@@ -169,6 +173,7 @@ class EpochRecord:
     duration_s: float
     complete: bool = True
     first_nonfinite_step: int | None = None
+    partial: PassStart | None = attrs.field(default=None, eq=False, repr=False)
 
     def logs(self) -> dict[str, float]:
         """Logs of this pass with the phase prefix: ``loss``, ``acc`` for training;

@@ -13,7 +13,7 @@ never synchronises the host with the GPU.
 Per pass, the driver calls::
 
     consensus.start_pass()
-    for record in run_epoch(..., should_stop=consensus.should_stop):   # training only
+    for record in run_epoch(..., hooks=consensus):   # training only (a core.loop.PassHooks)
         publish(record)                      # callbacks may call consensus.request(...)
     verdict = consensus.finish_pass()        # waits the last flag; no new collective
     ...
@@ -187,7 +187,22 @@ class StopConsensus:
         return self._decide(previous_flag, self._step)
 
     def should_stop(self) -> bool:
-        """:meth:`after_step` as ``run_epoch``'s ``should_stop`` callback."""
+        """Whether the pass must end after this step: :meth:`after_step` as a bool."""
+        return self.after_step() is not None
+
+    # ---- as a core.loop.PassHooks (a pass that only needs the stop flag) ----------------
+
+    announces_steps = False
+    announces_backward = False
+
+    def step_begins(self, step: int) -> None:
+        """Not called (``announces_steps`` is False)."""
+
+    def gradients_ready(self, step: int) -> None:
+        """Not called (``announces_backward`` is False)."""
+
+    def stop_requested(self) -> bool:
+        """:meth:`should_stop`, polled by ``run_epoch`` after each step."""
         return self.after_step() is not None
 
     def finish_pass(self) -> StopVerdict | None:

@@ -21,7 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from epochal.core.metrics import EpochMetricState, FBeta
+from epochal.core.metrics import EpochMetricState, Metric
+from epochal.core.pass_state import statistic_fields
 from epochal.core.records import EpochRecord
 from epochal.exceptions import ConfigurationError
 
@@ -49,23 +50,31 @@ class ReducibleState(Protocol):
     def load_state_tensors(self, tensors: list[Tensor]) -> None: ...
 
 
-class _FBetaState:
-    """:class:`ReducibleState` for epochal's ``FBeta`` (its per-class counts)."""
+class _MetricStatistics:
+    """:class:`ReducibleState` of an epochal :class:`~epochal.core.metrics.Metric` (``FBeta``
+    and its family, ``DecomposableMetric``...): the tensors and numbers its ``reset()``
+    clears, all summed across ranks (numbers travel as 0-dim float64 tensors)."""
 
-    _FIELDS = ("_tp", "_pred", "_true", "_invalid")
-
-    def __init__(self, metric: FBeta) -> None:
+    def __init__(self, metric: Metric, fields: tuple[str, ...]) -> None:
         self.metric = metric
+        self.fields = fields
 
     def state_tensors(self) -> list[Tensor] | None:
-        values = [getattr(self.metric, name) for name in self._FIELDS]
+        values = [getattr(self.metric, name) for name in self.fields]
         if any(v is None for v in values):
             return None
-        return list(values)
+        return [
+            v if isinstance(v, Tensor) else torch.tensor(float(v), dtype=torch.float64)
+            for v in values
+        ]
 
     def load_state_tensors(self, tensors: list[Tensor]) -> None:
-        for name, tensor in zip(self._FIELDS, tensors):
-            setattr(self.metric, name, tensor)
+        for name, tensor in zip(self.fields, tensors):
+            current = getattr(self.metric, name)
+            if isinstance(current, Tensor) or current is None:
+                setattr(self.metric, name, tensor)
+            else:  # a number (e.g. a sample count): keep its Python type
+                setattr(self.metric, name, type(current)(tensor.item()))
 
 
 def _is_self_syncing(metric: Any) -> bool:
@@ -76,10 +85,12 @@ def _is_self_syncing(metric: Any) -> bool:
 
 def _state_of(entry: EpochMetricState) -> ReducibleState | None:
     metric = entry.metric
-    if isinstance(metric, FBeta):
-        return _FBetaState(metric)
     if isinstance(metric, ReducibleState):
         return metric
+    if isinstance(metric, Metric):
+        fields = statistic_fields(metric)
+        if fields:
+            return _MetricStatistics(metric, fields)
     return None
 
 
@@ -87,7 +98,8 @@ def check_reducible(epoch_metrics: Sequence[EpochMetricState]) -> None:
     """Check, before any work, that every epoch metric can be computed over all ranks.
 
     Raises:
-        ConfigurationError: A metric is neither epochal's ``FBeta``, nor a
+        ConfigurationError: A metric is neither an epochal ``Metric`` with statistics
+            (``FBeta``, ``DecomposableMetric``...), nor a
             :class:`ReducibleState`, nor a torchmetrics ``Metric`` that syncs on compute; the
             message names it and says what to add.
     """

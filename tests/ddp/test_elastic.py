@@ -1,0 +1,72 @@
+"""Elastic resume: under `torchrun --max-restarts 3` a rank SIGKILLed at some point (a step,
+inside a snapshot write) makes torchrun restart every rank; they resume from the newest commit
+and finish bit-identical to an uninterrupted 2-rank run, with one log row per epoch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.ddp.ranks import run_ranks, values
+from tests.ddp.test_bundle_ddp import _rank_train
+
+pytestmark = pytest.mark.ddp
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("torchrun_bundle_worker.py")
+
+
+def _torchrun(directory: Path, out: Path, kill: str) -> None:
+    environ = dict(os.environ)
+    environ.update(
+        OMP_NUM_THREADS="1",
+        TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",  # pytorch#135712: see docs/scaling-out.md
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "adapters"), str(ROOT)]),
+    )
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        environ.pop(name, None)
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "--max-restarts", "3", "--monitor-interval", "0.2", str(WORKER), str(directory),
+         str(out), kill],
+        env=environ, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted() -> Any:
+    with tempfile.TemporaryDirectory() as directory:
+        return values(run_ranks(_rank_train, directory, 4))[0]
+
+
+# Each launch kills three times in a row (one kill per attempt, torchrun --max-restarts 3):
+# 6 kills in two launches, mid-epoch, at an epoch's last step and inside commits.
+@pytest.mark.parametrize(
+    "kill",
+    ["step:1:13,write:state/:1,step:0:8", "write:manifests/:2,step:0:5,write:manifests/:1"],
+)
+def test_a_killed_rank_is_restarted_and_the_run_ends_bit_identical(
+    tmp_path: Path, uninterrupted: Any, kill: str
+) -> None:
+    """After SIGKILL of one rank (mid-epoch, or inside a commit) and torchrun's restart, the
+    finished run equals the uninterrupted 2-rank run bit for bit, one log row per epoch."""
+    directory, out = tmp_path / "bundle", tmp_path / "result"
+    _torchrun(directory, out, kill)
+    expected_weights, expected_rows = uninterrupted
+    for rank in range(2):
+        result = torch.load(f"{out}.{rank}", weights_only=False)
+        assert result["restarts"] == 3  # every kill happened and torchrun restarted the ranks
+        for key, value in expected_weights.items():
+            assert torch.equal(result["weights"][key], value), key
+        assert [{k: v for k, v in r.items() if k != "time"} for r in result["rows"]] == [
+            {k: v for k, v in r.items() if k != "time"} for r in expected_rows
+        ]
+    assert len((directory / "log.tsv").read_text().splitlines()) == 5
