@@ -52,6 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from epochal._commit_writer import committing, open_commits, wants_background_commits
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
@@ -262,6 +263,10 @@ class ModelBundle:
         monitor_metric: Log key to monitor (default ``'val_loss'``, or the task's).
         monitor_mode: ``'min'`` or ``'max'`` (default ``'min'``, or the task's).
         storage_options: fsspec options for a URL directory (e.g. S3 endpoint and keys).
+        background_commits: Write each epoch's commit in a background thread while the next
+            epoch trains (the snapshot is captured first; the next commit and the end of
+            ``train`` wait for the write and re-raise its error). None: on for remote stores
+            (``s3://``...), off for local directories and memory.
 
     Raises:
         ConfigurationError: Bad ``monitor_mode``.
@@ -277,6 +282,7 @@ class ModelBundle:
         monitor_metric: str | None = None,
         monitor_mode: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        background_commits: bool | None = None,
     ) -> None:
         from epochal_adapters.storage import open_store
 
@@ -292,6 +298,7 @@ class ModelBundle:
             self.directory = str(getattr(self.store, "base_url", None) or repr(self.store))
         self.logging = logging
         self._snapshots = SnapshotStore(self.store, describe=self.directory)
+        self.background_commits = wants_background_commits(self.store, background_commits)
         self.monitor: Monitor | None = None
         if monitoring:
             self.monitor = Monitor(key=monitor_metric or "val_loss", mode=monitor_mode or "min")
@@ -315,6 +322,7 @@ class ModelBundle:
         monitor_mode: str | None = None,
         task: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        background_commits: bool | None = None,
     ) -> ModelBundle:
         """Build a bundle around a network.
 
@@ -352,6 +360,7 @@ class ModelBundle:
             monitor_metric=monitor_metric or defaults.get("monitor_metric"),
             monitor_mode=monitor_mode or defaults.get("monitor_mode"),
             storage_options=storage_options,
+            background_commits=background_commits,
         )
 
     @classmethod
@@ -366,6 +375,7 @@ class ModelBundle:
         monitor_metric: str | None = None,
         monitor_mode: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        background_commits: bool | None = None,
     ) -> ModelBundle:
         """Build a bundle around an existing :class:`~epochal.Model`."""
         if device is not None:
@@ -378,6 +388,7 @@ class ModelBundle:
             monitor_metric=monitor_metric,
             monitor_mode=monitor_mode,
             storage_options=storage_options,
+            background_commits=background_commits,
         )
 
     # ------------------------------------------------------------------ training
@@ -491,8 +502,9 @@ class ModelBundle:
                 f"{snapshot.epoch} ({self.store.url(latest.manifest_name or '')})."
             )
         user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
+        snapshots = open_commits(self._snapshots, background=self.background_commits)
         bundle_callback = _BundleCallback(
-            snapshots=self._snapshots if self.logging else None,
+            snapshots=snapshots if self.logging else None,
             latest=snapshot,
             monitor=self.monitor,
             check_monitor=self._check_monitor,
@@ -502,14 +514,15 @@ class ModelBundle:
             save_every_epoch=save_every_epoch,
             keep_best_in_memory=not self.logging and self.monitor is not None,
         )
-        self.model.fit_generator(
-            train_generator,
-            valid_generator,
-            epochs=epochs,
-            initial_epoch=first if first is not None else 1,
-            callbacks=[*user_callbacks, bundle_callback],
-            **fit_kwargs,
-        )
+        with committing(snapshots):  # waits for a background commit's write
+            self.model.fit_generator(
+                train_generator,
+                valid_generator,
+                epochs=epochs,
+                initial_epoch=first if first is not None else 1,
+                callbacks=[*user_callbacks, bundle_callback],
+                **fit_kwargs,
+            )
         rows = bundle_callback.rows
         last = int(rows[-1]["epoch"]) if rows else None
         self._restore_best(bundle_callback.best.best_epoch, last, bundle_callback.best_weights)
