@@ -493,7 +493,8 @@ def _train_kind(kind: str, loader: Any, epochs: int) -> None:
 def _rss_child(kind: str, images: int, epochs: int) -> None:
     """Run one training in this (fresh) process and print its memory as JSON.
 
-    ``peak_kib`` is the process's peak RSS, imports included. For ``training_rise_kib`` a
+    ``peak_kib`` is the process's peak RSS (``VmHWM``: ``ru_maxrss`` would carry the parent's
+    peak over ``exec``), imports included. For ``training_rise_kib`` a
     warm-up training of the same kind on 64 images runs first (it loads what the code imports
     lazily: PyTorch's optimizer machinery, the storage adapter), then the kernel's peak mark is
     reset and the measured training runs: the rise is its peak over the RSS before it."""
@@ -505,11 +506,13 @@ def _rss_child(kind: str, images: int, epochs: int) -> None:
     plots.plot_history = lambda *a, **k: []  # the curves are not part of the training
     warm = TensorDataset(data.tensors[0][:64], data.tensors[1][:64])
     _train_kind(kind, DataLoader(warm, batch_size=BATCH, shuffle=True), 1)
+    setup_peak = _status_kib("VmHWM") or 0
     reset = _reset_peak_rss()
     before = _status_kib("VmRSS") or 0
     _train_kind(kind, DataLoader(data, batch_size=BATCH, shuffle=True), epochs)
     hwm = _status_kib("VmHWM") if reset else None
-    print(json.dumps({"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    peak = max(setup_peak, hwm or 0) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_kib": peak,
                       "before_training_kib": before,
                       "training_rise_kib": (hwm - before) if hwm is not None else None}))
 
