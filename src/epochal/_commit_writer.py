@@ -54,10 +54,12 @@ def wants_background_commits(store: CheckpointStore, requested: bool | None) -> 
         )
     if requested is not None:
         return requested
-    try:
-        url = str(store.url(""))
-    except Exception:  # a store that cannot name its base location: stay synchronous
-        return False
+    url = getattr(store, "base_url", None)
+    if not isinstance(url, str):
+        try:
+            url = str(store.url("bundle.json"))
+        except Exception:  # a store that cannot name its files: stay synchronous
+            return False
     scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
     return scheme not in _IN_PROCESS_SCHEMES
 

@@ -84,6 +84,17 @@ class TestBackgroundCommits:
             bundle = ModelBundle.from_network(directory, network(), task="classif")
             assert bundle.background_commits is False
 
+    def test_default_is_background_for_s3(self) -> None:
+        """Without the argument a bundle on an ``s3://`` URL commits in the background (the
+        store is only built here; nothing is sent)."""
+        bundle = ModelBundle.from_network("s3://bucket/run", network(), task="classif",
+                                          storage_options={"anon": True})
+        assert bundle.background_commits is True
+        explicit = ModelBundle.from_network("s3://bucket/run", network(), task="classif",
+                                            storage_options={"anon": True},
+                                            background_commits=False)
+        assert explicit.background_commits is False
+
     def test_bad_value_is_rejected_before_training(self) -> None:
         """A non-boolean ``background_commits`` raises a ConfigurationError at construction."""
         with pytest.raises(ConfigurationError, match="background_commits"):

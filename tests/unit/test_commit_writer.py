@@ -38,7 +38,7 @@ class _UrlStore(MemoryCheckpointStore):
         self.base = base
 
     def url(self, name: str) -> str:
-        return f"{self.base}/{name}" if name else self.base
+        return f"{self.base}/{name}"
 
 
 def _snapshot(epoch: int, weight: torch.Tensor) -> Snapshot:
