@@ -100,3 +100,25 @@ class TestBackgroundCommits:
         with pytest.raises(ConfigurationError, match="background_commits"):
             ModelBundle.from_network(MemoryCheckpointStore(), network(), task="classif",
                                      background_commits="sometimes")
+
+
+@pytest.mark.s3
+def test_default_background_commits_on_s3_match_synchronous_ones(moto_s3, s3_bucket_url):
+    """On an s3:// prefix (moto over HTTP) the default background commits train, resume and
+    end with the log rows and weights of synchronous commits to memory."""
+    reference_store = MemoryCheckpointStore()
+    reference, _ = _train(reference_store, 3, background=False)
+    bundle = ModelBundle.from_network(s3_bucket_url, network(), task="classif",
+                                      optimizer={"optim": "sgd", "lr": 0.1},
+                                      storage_options=moto_s3)
+    assert bundle.background_commits is True
+    train, valid = loaders()
+    bundle.train(train, valid, epochs=2, verbose=False)
+    resumed = ModelBundle.from_network(s3_bucket_url, network(), task="classif",
+                                       optimizer={"optim": "sgd", "lr": 0.1},
+                                       storage_options=moto_s3)
+    train, valid = loaders()
+    resumed.train(train, valid, epochs=3, verbose=False)
+    assert _rows(resumed.store) == _rows(reference_store)
+    for key, value in reference.model.network.state_dict().items():
+        assert torch.equal(resumed.model.network.state_dict()[key], value)
