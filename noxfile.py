@@ -155,8 +155,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=_python())
 def bench(session: nox.Session) -> None:
-    """Benchmarks (not tests): ratios against the hand-written loop measured in the same run."""
-    _install(session, "examples")
-    for script in sorted(os.listdir("tests/benchmarks")):
-        if script.startswith("bench_") and script.endswith(".py"):
-            session.run("python", f"tests/benchmarks/{script}", *session.posargs)
+    """Benchmarks (not tests): epochal side by side with the hand-written loop, Poutyne and
+    Lightning in one run (``-- --quick`` for a few minutes); writes bench-results/."""
+    _install(session, "examples", "poutyne", "pytorch-lightning", "pyinstrument")
+    session.run("python", "tests/benchmarks/bench_side_by_side.py", *session.posargs,
+                env={"OMP_NUM_THREADS": "1"})

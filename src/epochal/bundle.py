@@ -63,6 +63,7 @@ from epochal._preemption import (
     pass_start_for,
     preempted,
 )
+from epochal._commit_writer import committing, open_commits, wants_background_commits
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
@@ -359,6 +360,10 @@ class ModelBundle:
         monitor_metric: Log key to monitor (default ``'val_loss'``, or the task's).
         monitor_mode: ``'min'`` or ``'max'`` (default ``'min'``, or the task's).
         storage_options: fsspec options for a URL directory (e.g. S3 endpoint and keys).
+        background_commits: Write each epoch's commit in a background thread while the next
+            epoch trains (the snapshot is captured first; the next commit and the end of
+            ``train`` wait for the write and re-raise its error). None: on for remote stores
+            (``s3://``...), off for local directories and memory.
 
     Raises:
         ConfigurationError: Bad ``monitor_mode``.
@@ -374,6 +379,7 @@ class ModelBundle:
         monitor_metric: str | None = None,
         monitor_mode: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        background_commits: bool | None = None,
     ) -> None:
         from epochal_adapters.storage import open_store
 
@@ -389,6 +395,7 @@ class ModelBundle:
             self.directory = str(getattr(self.store, "base_url", None) or repr(self.store))
         self.logging = logging
         self._snapshots = SnapshotStore(self.store, describe=self.directory)
+        self.background_commits = wants_background_commits(self.store, background_commits)
         self.monitor: Monitor | None = None
         if monitoring:
             self.monitor = Monitor(key=monitor_metric or "val_loss", mode=monitor_mode or "min")
@@ -414,6 +421,7 @@ class ModelBundle:
         storage_options: Mapping[str, Any] | None = None,
         precision: str = "32",
         compile: bool | Mapping[str, Any] = False,
+        background_commits: bool | None = None,
     ) -> ModelBundle:
         """Build a bundle around a network.
 
@@ -457,6 +465,7 @@ class ModelBundle:
             monitor_metric=monitor_metric or defaults.get("monitor_metric"),
             monitor_mode=monitor_mode or defaults.get("monitor_mode"),
             storage_options=storage_options,
+            background_commits=background_commits,
         )
 
     @classmethod
@@ -471,6 +480,7 @@ class ModelBundle:
         monitor_metric: str | None = None,
         monitor_mode: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        background_commits: bool | None = None,
     ) -> ModelBundle:
         """Build a bundle around an existing :class:`~epochal.Model`."""
         if device is not None:
@@ -483,6 +493,7 @@ class ModelBundle:
             monitor_metric=monitor_metric,
             monitor_mode=monitor_mode,
             storage_options=storage_options,
+            background_commits=background_commits,
         )
 
     # ------------------------------------------------------------------ training
@@ -610,8 +621,9 @@ class ModelBundle:
             )
         user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
         guard = BundleGuard(self.model) if self.logging else None  # epochal._preemption
+        snapshots = open_commits(self._snapshots, background=self.background_commits)
         bundle_callback = _BundleCallback(
-            snapshots=self._snapshots if self.logging else None,
+            snapshots=snapshots if self.logging else None,
             latest=snapshot,
             monitor=self.monitor,
             check_monitor=self._check_monitor,
@@ -629,6 +641,7 @@ class ModelBundle:
                 "after_skip": bundle_callback.restore_step_states,
             }
         with contextlib.ExitStack() as stack:
+            stack.enter_context(committing(snapshots))  # waits for a background write
             stack.callback(bundle_callback.unsubscribe)  # also when fit raises
             if guard is not None:
                 stack.enter_context(guard)

@@ -6,6 +6,9 @@ KILL is one of ``epoch_begin:E`` (between epochs, as epoch E starts), ``step:E:S
 after step S of epoch E), ``write:NAME_PREFIX:N`` (during the N-th atomic write whose name
 starts with NAME_PREFIX, after the temporary file is written and before it replaces the old
 one: e.g. ``write:state/:3`` or ``write:manifests/:2``).
+
+With ``EPOCHAL_TEST_BACKGROUND_COMMITS=1`` in the environment the bundle writes its commits in
+the background (``background_commits=True``), in both modes of this script.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import sys
 
 from epochal import Callback, EarlyStopping, ModelBundle, StepLR
 from tests.integration.bundle_helpers import loaders, network
+
+BACKGROUND = os.environ.get("EPOCHAL_TEST_BACKGROUND_COMMITS") == "1"
 
 
 def _die() -> None:
@@ -67,7 +72,8 @@ def main() -> None:
     elif kill:
         callbacks.append(_Killer(kill))
     bundle = ModelBundle.from_network(directory, network(), task="classif",
-                                      optimizer={"optim": "sgd", "lr": 0.1})
+                                      optimizer={"optim": "sgd", "lr": 0.1},
+                                      background_commits=BACKGROUND)
     train, valid = loaders(seeded_generator=False)
     bundle.train(train, valid, epochs=epochs, callbacks=callbacks, verbose=False,
                  lr_schedulers=[StepLR(step_size=2, gamma=0.5)])
@@ -174,7 +180,8 @@ def _train_child(directory: str, epochs: int, kill_after: int | None, *, scratch
             bundle = ModelBundle.from_network(directory, network(), task="classif",
                                               optimizer={"optim": "sgd", "lr": 0.1},
                                               monitor_metric="val_loss", monitor_mode="min",
-                                              storage_options=options)
+                                              storage_options=options,
+                                              background_commits=BACKGROUND)
             train, valid = loaders(seeded_generator=False)
             if _is_remote(directory):
                 _count_remote_operations(kill_after)

@@ -17,11 +17,12 @@ EPOCHS = 4
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _run(directory, epochs, kill=""):
+def _run(directory, epochs, kill="", background=False):
     args = [sys.executable, "-m", "tests.integration.kill_worker", str(directory), str(epochs)]
     if kill:
         args.append(kill)
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "EPOCHAL_TEST_BACKGROUND_COMMITS": "1" if background else "0"}
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -54,13 +55,15 @@ class TestKillAndResume:
             "write:log.tsv:2",  # after the commit, during a derived file's write
         ],
     )
-    def test_killed_run_resumes_to_the_same_result(self, tmp_path, straight, kill):
-        """A run SIGKILLed at that moment, then resumed, ends with the uninterrupted run's
-        weights (bit-identical), log.tsv values and best checkpoint, with no duplicate row."""
-        killed = _run(tmp_path, EPOCHS, kill)
+    @pytest.mark.parametrize("background", [False, True], ids=["sync", "background"])
+    def test_killed_run_resumes_to_the_same_result(self, tmp_path, straight, kill, background):
+        """A run SIGKILLed at that moment (commits written synchronously or in the
+        background), then resumed, ends with the uninterrupted run's weights (bit-identical),
+        log.tsv values and best checkpoint, with no duplicate row."""
+        killed = _run(tmp_path, EPOCHS, kill, background)
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         assert "finished" not in killed.stdout
-        resumed = _run(tmp_path, EPOCHS)
+        resumed = _run(tmp_path, EPOCHS, background=background)
         assert resumed.returncode == 0, resumed.stderr
         assert _rows(tmp_path) == _rows(straight)
         expected, got = _weights(straight), _weights(tmp_path)
@@ -71,13 +74,15 @@ class TestKillAndResume:
         assert leftovers == [] or all(n.startswith(".") for n in leftovers)
 
 
-def _matrix(*args, timeout=900):
+def _matrix(*args, timeout=900, background=False):
     """Run the fault-injection matrix; the uninterrupted run's record and one per kill point,
-    with the list of kill points that did not resume to the uninterrupted result."""
+    with the list of kill points that did not resume to the uninterrupted result; with
+    ``background`` the bundle commits in the background."""
     import json
 
     env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+           "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "EPOCHAL_TEST_BACKGROUND_COMMITS": "1" if background else "0"}
     result = subprocess.run(
         [sys.executable, "-m", "tests.integration.kill_worker", "--matrix", *map(str, args)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
@@ -99,13 +104,15 @@ def _matrix(*args, timeout=900):
     return reference, points, failures
 
 
-def test_kill_after_every_storage_operation_resumes_bit_identically(tmp_path):
+@pytest.mark.parametrize("background", [False, True], ids=["sync", "background"])
+def test_kill_after_every_storage_operation_resumes_bit_identically(tmp_path, background):
     """A run SIGKILLed right after each storage operation of epochs 1 and 2 in turn (every
     file write, fsync, rename, directory fsync and delete: identity record, probe, best and
     last checkpoints, state, manifest, log.tsv, pruning of superseded best checkpoints, plots),
     then resumed, ends with the uninterrupted run's weights (bit-identical), one log.tsv row
-    per epoch with the same values, and the same files."""
-    reference, points, failures = _matrix(tmp_path, 2)
+    per epoch with the same values, and the same files; with background commits the kill
+    lands in the writer thread while the next epoch trains, with the same outcome."""
+    reference, points, failures = _matrix(tmp_path, 2, background=background)
     events = reference["operations"]
     assert [r["epoch"] for r in reference["reference"]["rows"]] == ["1", "2"]
     for kind in ("write", "fsync", "rename bundle.json", "rename epoch_0001.state",

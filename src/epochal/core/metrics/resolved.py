@@ -222,7 +222,9 @@ class BatchMetric:
         """
         result = self.fn(y_pred, y_true)
         if len(self.names) == 1 and isinstance(result, Tensor) and result.dim() == 0:
-            return (result.detach(),)  # the common case, kept cheap: called once per batch
+            # The common case, kept cheap (called once per batch): a value computed from the
+            # detached output (accuracy: arg-max, counts) has no graph and needs no detach op.
+            return (result.detach() if result.requires_grad else result,)
         what = f"Batch metric {', '.join(self.names)}"
         device = _device_of(y_pred)
         return tuple(

@@ -1,0 +1,185 @@
+"""Background commits: a bundle's snapshot is captured on the training thread and written by
+another thread while the next epoch trains.
+
+:class:`BackgroundCommits` stands in for a :class:`epochal._snapshots.SnapshotStore` during one
+``ModelBundle.train`` call. Its ``commit`` first waits for the previous commit's write (so at
+most one commit is in flight, and commits reach the store in epoch order), then captures the
+snapshot as bytes with :func:`epochal._snapshots.prepare_commit` (a copy: the training may
+change the weights right after), then hands the write (best checkpoint, state, manifest,
+derived files, pruning: the same operations, in the same order, as a synchronous commit) to a
+writer thread. :meth:`BackgroundCommits.close` waits for the last write at the end of training.
+
+An exception raised by a background write is re-raised on the training thread, by the next
+``commit`` or by ``close``: the epoch whose write failed is not committed, so a resume starts
+after the previous commit, as after a crash. The write protocol (state, then manifest last) is
+unchanged, so a process killed during a background write resumes exactly from the previous
+commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from epochal._snapshots import Snapshot, SnapshotStore, prepare_commit
+from epochal.exceptions import ConfigurationError
+from epochal.ports import CheckpointStore
+
+__all__ = ["BackgroundCommits", "committing", "open_commits", "wants_background_commits"]
+
+_IN_PROCESS_SCHEMES = frozenset({"file", "local", "memory", "fake-memory"})
+
+
+def wants_background_commits(store: CheckpointStore, requested: bool | None) -> bool:
+    """Whether a bundle on ``store`` commits in the background.
+
+    Args:
+        store: The bundle's store.
+        requested: The user's choice; None picks background commits for stores whose URL is
+            not a local path nor an in-memory store (``s3://``, ``gs://``, ...: each write is
+            a network round trip), synchronous ones otherwise.
+
+    Returns:
+        True to write commits in the background.
+
+    Raises:
+        ConfigurationError: ``requested`` is not True, False or None.
+    """
+    if requested is not None and not isinstance(requested, bool):
+        raise ConfigurationError(
+            f"background_commits must be True, False or None (None: on for remote stores); "
+            f"got {requested!r} of type {type(requested).__name__}."
+        )
+    if requested is not None:
+        return requested
+    url = getattr(store, "base_url", None)
+    if not isinstance(url, str):
+        try:
+            url = str(store.url("bundle.json"))
+        except Exception:  # a store that cannot name its files: stay synchronous
+            return False
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    return scheme not in _IN_PROCESS_SCHEMES
+
+
+class BackgroundCommits(SnapshotStore):
+    """A :class:`SnapshotStore` whose ``commit`` writes in a background thread.
+
+    Every other attribute and method is the wrapped store's (it is a view of it, not a copy).
+
+    Args:
+        snapshots: The bundle's snapshot store.
+
+    Attributes:
+        writes: Commits handed to the writer thread so far.
+    """
+
+    def __init__(self, snapshots: SnapshotStore) -> None:  # no super().__init__: a view
+        self._snapshots = snapshots
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._snapshots, name)
+
+    def commit(
+        self,
+        snapshot: Snapshot,
+        *,
+        is_best: bool,
+        monitor: str | None,
+        keep_only_last_best: bool,
+        save_every_epoch: bool,
+    ) -> None:
+        """Wait for the previous write, capture ``snapshot`` as bytes, start writing it.
+
+        Args:
+            snapshot: The epoch's snapshot (its tensors are serialized before this returns).
+            is_best: Also write the epoch's best checkpoint.
+            monitor: The monitored key, for the manifest.
+            keep_only_last_best: Pruning option (see ``SnapshotStore.write_commit``).
+            save_every_epoch: Pruning option (see ``SnapshotStore.write_commit``).
+
+        Raises:
+            BaseException: Whatever the previous background write raised (not committed).
+        """
+        self.wait()
+        prepared = prepare_commit(snapshot, is_best=is_best, monitor=monitor)
+        options = {"keep_only_last_best": keep_only_last_best,
+                   "save_every_epoch": save_every_epoch}
+
+        def write() -> None:
+            try:
+                self._snapshots.write_commit(prepared, **options)
+            except BaseException as exc:  # re-raised on the training thread
+                self._error = exc
+
+        thread = threading.Thread(
+            target=write, name=f"epochal-commit-{snapshot.epoch}", daemon=False
+        )
+        self._thread = thread
+        self.writes += 1
+        thread.start()
+
+    @property
+    def pending(self) -> bool:
+        """Whether a write is still running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Block until the write in flight (if any) is done.
+
+        Raises:
+            BaseException: What that write raised, once (a note names the failed commit).
+        """
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            note = (
+                f"Raised by the background write of a commit to {self._snapshots.describe} "
+                f"({thread.name if thread else 'commit'}); that epoch is not committed and a "
+                "resume starts after the previous commit."
+            )
+            if hasattr(error, "add_note"):
+                error.add_note(note)
+            raise error
+
+    def close(self, *, raise_error: bool = True) -> None:
+        """Wait for the last write (end of training).
+
+        Args:
+            raise_error: Re-raise the write's exception; False when the training is already
+                ending with an exception of its own (that one propagates instead).
+        """
+        try:
+            self.wait()
+        except BaseException:
+            if raise_error:
+                raise
+
+
+def open_commits(snapshots: SnapshotStore, *, background: bool) -> SnapshotStore:
+    """The store a training commits to: ``snapshots`` itself, or a :class:`BackgroundCommits`
+    view of it."""
+    return BackgroundCommits(snapshots) if background else snapshots
+
+
+@contextlib.contextmanager
+def committing(snapshots: SnapshotStore) -> Iterator[None]:
+    """Around a training: on exit, wait for the background write in flight (none for a
+    synchronous store); its exception is raised unless the training raised one."""
+    if not isinstance(snapshots, BackgroundCommits):
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        snapshots.close(raise_error=False)
+        raise
+    snapshots.close()

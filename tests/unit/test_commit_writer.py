@@ -1,0 +1,183 @@
+"""Background commits: captured on the training thread, written by another, waited for."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from epochal._commit_writer import (
+    BackgroundCommits,
+    committing,
+    open_commits,
+    wants_background_commits,
+)
+from epochal._snapshots import Snapshot, SnapshotStore
+from epochal.exceptions import ConfigurationError
+from epochal.testing import MemoryCheckpointStore
+
+
+class _GatedStore(MemoryCheckpointStore):
+    """A memory store whose writes wait for ``gate`` and record the writing thread."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.gate = threading.Event()
+        self.threads: set[str] = set()
+
+    def write(self, name: str, data: bytes) -> None:
+        assert self.gate.wait(10), "the test never opened the gate"
+        self.threads.add(threading.current_thread().name)
+        super().write(name, data)
+
+
+class _UrlStore(MemoryCheckpointStore):
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+
+def _snapshot(epoch: int, weight: torch.Tensor) -> Snapshot:
+    return Snapshot(epoch=epoch, global_step=10 * epoch, network={"w": weight},
+                    log_rows=[{"epoch": e, "loss": 1.0 / e} for e in range(1, epoch + 1)])
+
+
+def _commit(snapshots: SnapshotStore, epoch: int, weight: torch.Tensor) -> None:
+    snapshots.commit(_snapshot(epoch, weight), is_best=True, monitor="loss",
+                     keep_only_last_best=True, save_every_epoch=False)
+
+
+class TestWantsBackgroundCommits:
+    @pytest.mark.parametrize("base", ["s3://bucket/run", "gs://b/r", "az://c/r"])
+    def test_remote_store_defaults_to_background(self, base: str) -> None:
+        """A store whose URL names a network protocol commits in the background by default."""
+        assert wants_background_commits(_UrlStore(base), None) is True
+
+    @pytest.mark.parametrize("base", ["/tmp/run", "file:///tmp/run", "memory://run"])
+    def test_local_and_memory_stores_default_to_synchronous(self, base: str) -> None:
+        """Local paths and in-memory stores commit synchronously by default."""
+        assert wants_background_commits(_UrlStore(base), None) is False
+        assert wants_background_commits(MemoryCheckpointStore(), None) is False
+
+    def test_explicit_choice_wins(self) -> None:
+        """True and False are obeyed whatever the store."""
+        assert wants_background_commits(MemoryCheckpointStore(), True) is True
+        assert wants_background_commits(_UrlStore("s3://b/r"), False) is False
+
+    def test_non_boolean_is_rejected(self) -> None:
+        """A value other than True, False or None is a ConfigurationError naming it."""
+        with pytest.raises(ConfigurationError, match=r"background_commits.*'yes'"):
+            wants_background_commits(MemoryCheckpointStore(), "yes")  # type: ignore[arg-type]
+
+
+class TestBackgroundCommits:
+    def test_commit_returns_before_the_write_and_close_waits(self) -> None:
+        """``commit`` hands the write to another thread; ``close`` returns once it is done."""
+        store = _GatedStore()
+        writer = BackgroundCommits(SnapshotStore(store, describe="mem"))
+        _commit(writer, 1, torch.ones(3))
+        assert writer.pending and store.blobs == {}
+        store.gate.set()
+        writer.close()
+        assert not writer.pending
+        assert "manifests/epoch_0001.json" in store.blobs
+        assert store.threads == {"epochal-commit-1"}
+
+    def test_same_files_as_a_synchronous_commit(self) -> None:
+        """Two background commits leave exactly the blobs two synchronous ones leave."""
+        sync_store, background_store = MemoryCheckpointStore(), MemoryCheckpointStore()
+        sync = SnapshotStore(sync_store, describe="a")
+        writer = BackgroundCommits(SnapshotStore(background_store, describe="b"))
+        for epoch in (1, 2):
+            _commit(sync, epoch, torch.full((3,), float(epoch)))
+            _commit(writer, epoch, torch.full((3,), float(epoch)))
+        writer.close()
+        assert background_store.blobs == sync_store.blobs
+
+    def test_snapshot_is_captured_before_commit_returns(self) -> None:
+        """Changing the weights in place after ``commit`` does not change what is written."""
+        store = _GatedStore()
+        snapshots = SnapshotStore(store, describe="mem")
+        writer = BackgroundCommits(snapshots)
+        weight = torch.zeros(4)
+        _commit(writer, 1, weight)
+        weight.add_(5.0)  # the next epoch trains on
+        store.gate.set()
+        writer.close()
+        assert torch.equal(snapshots.read_latest().snapshot.network["w"], torch.zeros(4))
+
+    def test_next_commit_waits_for_the_previous_write(self) -> None:
+        """At most one write is in flight: the second commit starts after the first ended."""
+        store = _GatedStore()
+        writer = BackgroundCommits(SnapshotStore(store, describe="mem"))
+        _commit(writer, 1, torch.ones(2))
+        second = threading.Thread(target=_commit, args=(writer, 2, torch.ones(2)))
+        second.start()
+        second.join(0.2)
+        assert second.is_alive()  # blocked on the first write
+        store.gate.set()
+        second.join(10)
+        writer.close()
+        assert writer.writes == 2
+        assert store.threads == {"epochal-commit-1", "epochal-commit-2"}
+
+    def test_write_error_is_raised_by_the_next_commit(self) -> None:
+        """A failed background write raises its error on the training thread at the next
+        commit, and that epoch has no manifest."""
+        store = MemoryCheckpointStore(fail_writes={"manifests/epoch_0001.json"})
+        writer = BackgroundCommits(SnapshotStore(store, describe="mem"))
+        _commit(writer, 1, torch.ones(2))
+        with pytest.raises(OSError, match="simulated write failure") as caught:
+            _commit(writer, 2, torch.ones(2))
+        assert "not committed" in "".join(getattr(caught.value, "__notes__", []))
+        assert "manifests/epoch_0001.json" not in store.blobs
+        assert "manifests/epoch_0002.json" not in store.blobs
+
+    def test_write_error_is_raised_at_the_end(self) -> None:
+        """``close`` re-raises a failed last write; ``raise_error=False`` swallows it."""
+        store = MemoryCheckpointStore(fail_writes={"state/epoch_0001.state"})
+        writer = BackgroundCommits(SnapshotStore(store, describe="mem"))
+        _commit(writer, 1, torch.ones(2))
+        with pytest.raises(OSError):
+            writer.close()
+        _commit(writer, 1, torch.ones(2))
+        writer.close(raise_error=False)
+        writer.close()  # the error was reported once
+
+    def test_other_methods_are_the_wrapped_stores(self) -> None:
+        """Reading through the view sees the wrapped store's files."""
+        store = MemoryCheckpointStore()
+        snapshots = SnapshotStore(store, describe="mem")
+        _commit(snapshots, 1, torch.ones(2))
+        writer = BackgroundCommits(snapshots)
+        assert writer.describe == "mem"
+        assert writer.read_latest().snapshot.epoch == 1
+
+
+class TestCommitting:
+    def test_synchronous_store_is_returned_as_is(self) -> None:
+        """Without background commits the training commits to the store itself."""
+        snapshots = SnapshotStore(MemoryCheckpointStore(), describe="mem")
+        assert open_commits(snapshots, background=False) is snapshots
+        with committing(snapshots):
+            pass
+
+    def test_exit_waits_and_raises_the_write_error(self) -> None:
+        """Leaving the block waits for the write and raises its error."""
+        store = MemoryCheckpointStore(fail_writes={"log.tsv"})
+        writer = open_commits(SnapshotStore(store, describe="mem"), background=True)
+        with pytest.raises(OSError, match=r"log\.tsv"), committing(writer):
+            _commit(writer, 1, torch.ones(2))
+
+    def test_training_error_wins_over_the_write_error(self) -> None:
+        """When the training itself raised, that exception propagates (after the wait)."""
+        store = MemoryCheckpointStore(fail_writes={"log.tsv"})
+        writer = open_commits(SnapshotStore(store, describe="mem"), background=True)
+        with pytest.raises(KeyError, match="training"), committing(writer):
+            _commit(writer, 1, torch.ones(2))
+            raise KeyError("training")
+        assert isinstance(writer, BackgroundCommits) and not writer.pending
