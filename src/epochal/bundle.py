@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from epochal._arrays import validation_pair
+from epochal._commit_writer import committing, open_commits, wants_background_commits
 from epochal._parallel import DataParallel, barrier, main_then_share
 from epochal._preemption import (
     BundleGuard,
@@ -63,7 +64,6 @@ from epochal._preemption import (
     pass_start_for,
     preempted,
 )
-from epochal._commit_writer import committing, open_commits, wants_background_commits
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
