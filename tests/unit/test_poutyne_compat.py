@@ -38,9 +38,6 @@ API: dict[str, Any] = json.loads(API_FILE.read_text(encoding="utf-8"))["names"]
 
 # Not implemented yet (#10). One line per entry; delete a line when its test passes.
 NOT_YET: dict[str, str] = {
-    "ModelBundle.get_path": "#10 bundle: missing",
-    "ModelBundle.set_paths": "#10 bundle: missing",
-    "ModelBundle.train": "#10 bundle: epochs: epochal requires a parameter Poutyne does not have; train_generator: position 0 is 'train_loader' in e",
     "ColorProgress": "#10 callbacks: missing",
     "ProgressBar": "#10 callbacks: missing",
     "get_optimizer": "#10 driver: missing",
