@@ -52,6 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from epochal._bundle_paths import BundlePaths
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
@@ -245,7 +246,7 @@ def _log_row(logs: Mapping[str, Any], learning_rates: Mapping[str, float]) -> di
     return {**head, **rates, **rest}
 
 
-class ModelBundle:
+class ModelBundle(BundlePaths):
     """A model trained in a working directory that keeps its logs, its best and last
     checkpoints and its full training state, so that ``train`` can be called again to resume.
 
@@ -290,6 +291,7 @@ class ModelBundle:
             self.directory = os.fspath(directory)
         else:
             self.directory = str(getattr(self.store, "base_url", None) or repr(self.store))
+        self.set_paths()
         self.logging = logging
         self._snapshots = SnapshotStore(self.store, describe=self.directory)
         self.monitor: Monitor | None = None
@@ -402,7 +404,7 @@ class ModelBundle:
         train_generator: Iterable[Any],
         valid_generator: Iterable[Any] | None = None,
         *,
-        epochs: int,
+        epochs: int = 1000,
         callbacks: Sequence[Callback] | None = None,
         lr_schedulers: Sequence[Callback] | None = None,
         keep_only_last_best: bool = False,
@@ -431,7 +433,7 @@ class ModelBundle:
         Args:
             train_generator: Training batches (the same loader, or an equal one, each call).
             valid_generator: Validation batches.
-            epochs: The last epoch to reach.
+            epochs: The last epoch to reach (1000 by default, as Poutyne's).
             callbacks: More callbacks; those with ``state_dict``/``load_state_dict`` are saved
                 and restored (pass the same list, in the same order, when resuming).
             lr_schedulers: LR scheduler callbacks (saved and restored like callbacks).
