@@ -138,6 +138,7 @@ _EXPORTS: dict[str, str] = {
     "plot_history": "epochal.plotting",
     "plot_metric": "epochal.plotting",
     "Lambda": "epochal.layers",
+    "get_optimizer": "epochal.optimizers",
 }
 
 __all__ = sorted(_EXPORTS)

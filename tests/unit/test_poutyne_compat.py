@@ -40,7 +40,6 @@ API: dict[str, Any] = json.loads(API_FILE.read_text(encoding="utf-8"))["names"]
 NOT_YET: dict[str, str] = {
     "ColorProgress": "#10 callbacks: missing",
     "ProgressBar": "#10 callbacks: missing",
-    "get_optimizer": "#10 driver: missing",
     "BatchMetric": "#10 metrics: missing",
 }
 
