@@ -139,6 +139,7 @@ _EXPORTS: dict[str, str] = {
     "plot_metric": "epochal.plotting",
     "Lambda": "epochal.layers",
     "get_optimizer": "epochal.optimizers",
+    "BatchMetric": "epochal.metrics",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -40,7 +40,6 @@ API: dict[str, Any] = json.loads(API_FILE.read_text(encoding="utf-8"))["names"]
 NOT_YET: dict[str, str] = {
     "ColorProgress": "#10 callbacks: missing",
     "ProgressBar": "#10 callbacks: missing",
-    "BatchMetric": "#10 metrics: missing",
 }
 
 # Deliberate differences; each comment names its row in docs/differences.md.
