@@ -140,6 +140,7 @@ _EXPORTS: dict[str, str] = {
     "Lambda": "epochal.layers",
     "get_optimizer": "epochal.optimizers",
     "BatchMetric": "epochal.metrics",
+    "ProgressBar": "epochal.callbacks.progress_bar",
 }
 
 __all__ = sorted(_EXPORTS)
