@@ -39,7 +39,6 @@ NOTES: dict[str, str] = {
     "one_cycle_phases": "Works when a phase has one step (Poutyne divides by zero).",
     "load_random_states": "Loads with `weights_only=True`: files written by Poutyne (pickled NumPy states) are refused; use files from `save_random_states`.",
     "save_random_states": "Also accepts fsspec URLs; writes only tensors, numbers and strings.",
-    "set_seeds": "`set_seeds(None)` raises `TypeError` (Poutyne: does nothing).",
     "TensorDataset": "Different lengths raise `ShapeMismatchError` (Poutyne: `AssertionError`).",
     "get_batch_size": "Silence its warning with `epochal.warning_settings['batch_size'] = 'ignore'`.",
     "plot_metric": "An epoch without validation values (stopped mid-epoch) is drawn as a gap.",
