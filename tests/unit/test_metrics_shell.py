@@ -294,3 +294,12 @@ def test_batch_metric_subclass_is_a_poutyne_batch_metric() -> None:
     loss, metric = model.evaluate(x, y, batch_size=4, verbose=False)
     assert model.metrics_names == ["mean_abs_error"]
     assert float(metric) == pytest.approx((0 + 0 + 0 + 2 + 2 + 4) / 6)
+
+
+def test_lambda_metric_is_logged_as_poutyne_names_it() -> None:
+    """A lambda batch metric trains and logs under '<lambda>' and 'val_<lambda>'."""
+    torch.manual_seed(0)
+    model = Model(nn.Linear(2, 1), "sgd", "mse", batch_metrics=[lambda y_pred, y_true: y_pred.sum() * 0])
+    x, y = torch.randn(8, 2), torch.randn(8, 1)
+    history = model.fit(x, y, validation_data=(x, y), epochs=1, batch_size=4, verbose=False)
+    assert history[0]["<lambda>"] == 0.0 and history[0]["val_<lambda>"] == 0.0
