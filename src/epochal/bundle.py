@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from epochal._bundle_paths import BundlePaths
+from epochal._bundle_stats import rows_frame
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
@@ -632,9 +633,13 @@ class ModelBundle(BundlePaths):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def get_saved_epochs(self) -> list[int]:
-        """Epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file, ascending."""
-        return self._snapshots.saved_epochs()
+    def get_saved_epochs(self) -> Any:
+        """The log rows of the epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file,
+        ascending, as a ``pandas.DataFrame`` (Poutyne's return value; ``['epoch']`` gives
+        the epoch numbers)."""
+        saved = set(self._snapshots.saved_epochs())
+        rows = [r for r in self._stats_rows() if int(r["epoch"]) in saved]
+        return rows_frame(rows, columns=["epoch"])
 
     def load_checkpoint(
         self, checkpoint: str | int = "best", *, verbose: bool = False, strict: bool = True
@@ -667,7 +672,7 @@ class ModelBundle(BundlePaths):
                 f"load_checkpoint({checkpoint!r}): expected 'best', 'last', an epoch number or "
                 f"the path of a weights file." + (f" Did you mean {close[0]!r}?" if close else "")
             )
-        rows = self.get_stats()
+        rows = self._stats_rows()
         if checkpoint == "best":
             if self.monitor is None:
                 checkpoint = "last"
@@ -692,7 +697,8 @@ class ModelBundle(BundlePaths):
             if not self.store.exists(name):
                 raise CheckpointError(
                     f"No checkpoint for epoch {checkpoint} in {self.directory}; saved epochs: "
-                    f"{self.get_saved_epochs()} (use save_every_epoch=True to keep every epoch)."
+                    f"{self._snapshots.saved_epochs()} (use save_every_epoch=True to keep every "
+                    "epoch)."
                 )
             self.model.set_weights(self._snapshots.read_weights(name), strict=strict)
             return next((r for r in rows if int(r["epoch"]) == checkpoint), None)
@@ -711,25 +717,30 @@ class ModelBundle(BundlePaths):
 
     # ------------------------------------------------------------------ stats
 
-    def get_stats(self) -> list[dict[str, Any]]:
-        """The committed log rows (one dict per epoch, as in ``log.tsv``).
+    def get_stats(self) -> Any:
+        """The committed log rows as a ``pandas.DataFrame``, one row per epoch, the columns
+        of ``log.tsv`` (Poutyne's return value). ``.to_dict('records')`` gives the list of
+        dicts ``fit`` returns."""
+        return rows_frame(self._stats_rows())
 
-        Poutyne returns a pandas DataFrame here; epochal returns a list of dicts (no pandas
-        dependency): ``pandas.DataFrame(bundle.get_stats())`` gives the same table.
-        """
+    def _stats_rows(self) -> list[dict[str, Any]]:
         if not self.logging:
             return []
         snapshot = self._snapshots.read_latest().snapshot
         return [dict(r) for r in snapshot.log_rows] if snapshot else []
 
-    def get_best_epoch_stats(self) -> dict[str, Any]:
+    def get_best_epoch_stats(self) -> Any:
         """The log row of the best epoch of the monitored metric (the last row without
-        monitoring).
+        monitoring), as a one-row ``pandas.DataFrame`` keeping its index in
+        :meth:`get_stats` (Poutyne's return value).
 
         Raises:
             ResumeError: Nothing was trained yet.
         """
-        return self._best_row(self.get_stats())
+        rows = self._stats_rows()
+        best = self._best_row(rows)
+        index = rows.index(best)
+        return rows_frame(rows).iloc[index : index + 1]
 
     def _best_row(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not rows:
@@ -763,8 +774,8 @@ class ModelBundle(BundlePaths):
                 f"Cannot compare bundles monitoring {self.monitor.key} ({self.monitor.mode}) and "
                 f"{other.monitor.key} ({other.monitor.mode})."
             )
-        mine = float(self.get_best_epoch_stats()[self.monitor.key])
-        theirs = float(other.get_best_epoch_stats()[other.monitor.key])
+        mine = float(self._best_row(self._stats_rows())[self.monitor.key])
+        theirs = float(other._best_row(other._stats_rows())[other.monitor.key])
         return self.monitor.improves(mine, theirs)
 
     # ------------------------------------------------------------------ test and inference
