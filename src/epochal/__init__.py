@@ -141,6 +141,7 @@ _EXPORTS: dict[str, str] = {
     "get_optimizer": "epochal.optimizers",
     "BatchMetric": "epochal.metrics",
     "ProgressBar": "epochal.callbacks.progress_bar",
+    "ColorProgress": "epochal.callbacks.color_progress",
 }
 
 __all__ = sorted(_EXPORTS)

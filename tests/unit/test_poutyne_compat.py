@@ -38,7 +38,6 @@ API: dict[str, Any] = json.loads(API_FILE.read_text(encoding="utf-8"))["names"]
 
 # Not implemented yet (#10). One line per entry; delete a line when its test passes.
 NOT_YET: dict[str, str] = {
-    "ColorProgress": "#10 callbacks: missing",
 }
 
 # Deliberate differences; each comment names its row in docs/differences.md.
