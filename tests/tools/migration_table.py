@@ -43,9 +43,9 @@ NOTES: dict[str, str] = {
     "get_batch_size": "Silence its warning with `epochal.warning_settings['batch_size'] = 'ignore'`.",
     "plot_metric": "An epoch without validation values (stopped mid-epoch) is drawn as a gap.",
     "plot_history": "matplotlib is imported on call (the `examples` extra).",
-    "ProgressionCallback": "Plain text, no colours; `Model`'s own display (`verbose=True`) is `epochal_adapters.progress.TqdmProgress`.",
-    "ColorProgress": "epochal shows progress with `epochal_adapters.progress.TqdmProgress` (`verbose=True`).",
-    "EpochProgressionCallback": "Plain text, no colours; `Model`'s own display (`verbose=True`) is `epochal_adapters.progress.TqdmProgress`.",
+    "ProgressionCallback": "Writes Poutyne's lines (extra `file=`); `Model`'s own display (`verbose=True`) is `epochal_adapters.progress.TqdmProgress`.",
+    "ColorProgress": "Writes the ANSI colour codes itself (colorama not needed); extra `file=`.",
+    "EpochProgressionCallback": "Writes Poutyne's lines (extra `file=`).",
 }
 
 
