@@ -14,9 +14,9 @@ signature (and, for classes, the signatures of its public methods); it is writte
 Two allow-lists, one line per entry, keyed ``Name``, ``Name.member`` or
 ``Name[.member](parameter)``:
 
-* ``NOT_YET``: not implemented yet (issue #10). Checked by ``test_not_yet_is_empty`` (an
-  xfail that reports the count) and by ``test_not_yet_entries_still_fail``, which fails
-  when an entry passes, so a fixed entry is removed in the same change.
+* ``NOT_YET``: not implemented yet (issue #10); empty since every name is implemented.
+  ``test_not_yet_is_empty`` keeps it empty (a new Poutyne name goes in with its
+  implementation), and ``test_not_yet_entries_still_fail`` fails when an entry passes.
 * ``DIFFERENCES``: deliberate differences, each pointing to its row of
   ``docs/differences.md``.
 """
@@ -213,9 +213,6 @@ def test_poutyne_name_is_compatible(name):
     assert not unexpected, "\n".join(f"{k}: {v}" for k, v in sorted(unexpected.items()))
 
 
-@pytest.mark.xfail(
-    strict=False, reason=f"{len(NOT_YET)} Poutyne names/parameters not implemented yet (#10)"
-)
 def test_not_yet_is_empty():
     """Every Poutyne name and parameter is implemented (fails while NOT_YET has entries)."""
     assert not NOT_YET, f"{len(NOT_YET)} Poutyne names/parameters not yet implemented (#10)"
