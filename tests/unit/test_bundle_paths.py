@@ -53,7 +53,9 @@ def test_train_defaults_to_poutynes_1000_epochs(tmp_path):
     from epochal import Callback, StopTraining
 
     class Probe(Callback):
-        epochs: list = []
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
 
         def on_train_begin(self, logs):
             self.epochs.append(self.params["epochs"])

@@ -69,7 +69,7 @@ def test_a_shorter_line_is_padded_over_the_previous_one():
 @pytest.mark.parametrize("coloring", [{"txt_color": "RED"}, {"text_color": "PINK"}, "yes"])
 def test_bad_coloring_is_refused(coloring):
     """An unknown key, an unknown colour or a non-bool/dict is a ConfigurationError."""
-    with pytest.raises(ConfigurationError, match="colou?r"):
+    with pytest.raises(ConfigurationError, match=r"colou?r"):
         ColorProgress(coloring)
 
 

@@ -80,7 +80,8 @@ def test_colours_are_drawn_by_default():
 
 
 class _Names:
-    metrics_names = ["acc"]
+    def __init__(self):
+        self.metrics_names = ["acc"]
 
 
 def _drive(callback) -> None:

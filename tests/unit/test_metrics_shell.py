@@ -291,7 +291,7 @@ def test_batch_metric_subclass_is_a_poutyne_batch_metric() -> None:
     x = torch.zeros(6, 2)
     y = torch.tensor([[1.0], [1.0], [1.0], [3.0], [3.0], [5.0]])
     model = Model(network, None, "mse", batch_metrics=[MeanAbsError()])
-    loss, metric = model.evaluate(x, y, batch_size=4, verbose=False)
+    _loss, metric = model.evaluate(x, y, batch_size=4, verbose=False)
     assert model.metrics_names == ["mean_abs_error"]
     assert float(metric) == pytest.approx((0 + 0 + 0 + 2 + 2 + 4) / 6)
 
