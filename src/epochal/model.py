@@ -303,8 +303,8 @@ class Model:
                 valid_setup=self._setup(),
                 train_generator=train_generator,
                 valid_generator=valid_generator,
-                steps_per_epoch=steps_per_epoch,
-                validation_steps=validation_steps,
+                steps_per_epoch=steps,  # len() when not given, as Poutyne
+                validation_steps=valid_steps,
                 epochs=epochs,
                 initial_epoch=initial_epoch,
                 params=params,
@@ -460,7 +460,8 @@ class Model:
         progress_options: Mapping[str, Any] | None = None,
     ) -> tuple[EpochRecord, list[Any], list[Any]]:
         check_positive("steps", steps)
-        params = {"steps": steps if steps is not None else _loader_len(generator)}
+        steps = steps if steps is not None else _loader_len(generator)  # Poutyne: len()
+        params = {"steps": steps}
         attachments = self._attachments(list(callbacks or []), params, verbose, progress_options)
         for attachment in attachments:
             attachment.attach(self.bus)
