@@ -303,7 +303,7 @@ class Model:
                 valid_setup=self._setup(),
                 train_generator=train_generator,
                 valid_generator=valid_generator,
-                steps_per_epoch=steps,  # len() when not given, as Poutyne
+                steps_per_epoch=steps or None,  # len() when not given, as Poutyne
                 validation_steps=valid_steps,
                 epochs=epochs,
                 initial_epoch=initial_epoch,
@@ -460,7 +460,7 @@ class Model:
         progress_options: Mapping[str, Any] | None = None,
     ) -> tuple[EpochRecord, list[Any], list[Any]]:
         check_positive("steps", steps)
-        steps = steps if steps is not None else _loader_len(generator)  # Poutyne: len()
+        steps = steps if steps is not None else (_loader_len(generator) or None)  # Poutyne
         params = {"steps": steps}
         attachments = self._attachments(list(callbacks or []), params, verbose, progress_options)
         for attachment in attachments:
