@@ -138,6 +138,10 @@ _EXPORTS: dict[str, str] = {
     "plot_history": "epochal.plotting",
     "plot_metric": "epochal.plotting",
     "Lambda": "epochal.layers",
+    "get_optimizer": "epochal.optimizers",
+    "BatchMetric": "epochal.metrics",
+    "ProgressBar": "epochal.callbacks.progress_bar",
+    "ColorProgress": "epochal.callbacks.color_progress",
 }
 
 __all__ = sorted(_EXPORTS)

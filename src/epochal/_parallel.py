@@ -97,14 +97,15 @@ def writes_output(callback: Any) -> bool:
     from epochal.callbacks.logger import Logger
     from epochal.callbacks.notification import NotificationCallback
     from epochal.callbacks.periodic import PeriodicSaveCallback
-    from epochal.callbacks.progress import _Printer
+    from epochal.callbacks.progress import EpochProgressionCallback, ProgressionCallback
     from epochal.callbacks.structlog_logger import StructlogLogger
 
     writers: tuple[type, ...] = (
         PeriodicSaveCallback,
         Logger,
         StructlogLogger,
-        _Printer,
+        ProgressionCallback,
+        EpochProgressionCallback,
         NotificationCallback,
         gradient_logger.CSVGradientLogger,
         gradient_logger.TensorBoardGradientLogger,

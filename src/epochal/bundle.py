@@ -54,6 +54,8 @@ import torch
 from torch import nn
 
 from epochal._arrays import validation_pair
+from epochal._bundle_paths import BundlePaths
+from epochal._bundle_stats import rows_frame
 from epochal._commit_writer import committing, open_commits, wants_background_commits
 from epochal._parallel import DataParallel, barrier, main_then_share
 from epochal._preemption import (
@@ -343,7 +345,7 @@ def _log_row(logs: Mapping[str, Any], learning_rates: Mapping[str, float]) -> di
     return {**head, **rates, **rest}
 
 
-class ModelBundle:
+class ModelBundle(BundlePaths):
     """A model trained in a working directory that keeps its logs, its best and last
     checkpoints and its full training state, so that ``train`` can be called again to resume.
 
@@ -393,6 +395,7 @@ class ModelBundle:
             self.directory = os.fspath(directory)
         else:
             self.directory = str(getattr(self.store, "base_url", None) or repr(self.store))
+        self.set_paths()
         self.logging = logging
         self._snapshots = SnapshotStore(self.store, describe=self.directory)
         self.background_commits = wants_background_commits(self.store, background_commits)
@@ -518,7 +521,7 @@ class ModelBundle:
         train_generator: Iterable[Any],
         valid_generator: Iterable[Any] | None = None,
         *,
-        epochs: int,
+        epochs: int = 1000,
         callbacks: Sequence[Callback] | None = None,
         lr_schedulers: Sequence[Callback] | None = None,
         keep_only_last_best: bool = False,
@@ -547,7 +550,7 @@ class ModelBundle:
         Args:
             train_generator: Training batches (the same loader, or an equal one, each call).
             valid_generator: Validation batches.
-            epochs: The last epoch to reach.
+            epochs: The last epoch to reach (1000 by default, as Poutyne's).
             callbacks: More callbacks; those with ``state_dict``/``load_state_dict`` are saved
                 and restored (pass the same list, in the same order, when resuming).
             lr_schedulers: LR scheduler callbacks (saved and restored like callbacks).
@@ -789,9 +792,13 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def get_saved_epochs(self) -> list[int]:
-        """Epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file, ascending."""
-        return self._snapshots.saved_epochs()
+    def get_saved_epochs(self) -> Any:
+        """The log rows of the epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file,
+        ascending, as a ``pandas.DataFrame`` (Poutyne's return value; ``['epoch']`` gives
+        the epoch numbers)."""
+        saved = set(self._snapshots.saved_epochs())
+        rows = [r for r in self._stats_rows() if int(r["epoch"]) in saved]
+        return rows_frame(rows, columns=["epoch"])
 
     def load_checkpoint(
         self, checkpoint: str | int = "best", *, verbose: bool = False, strict: bool = True
@@ -824,7 +831,7 @@ class ModelBundle:
                 f"load_checkpoint({checkpoint!r}): expected 'best', 'last', an epoch number or "
                 f"the path of a weights file." + (f" Did you mean {close[0]!r}?" if close else "")
             )
-        rows = self.get_stats()
+        rows = self._stats_rows()
         if checkpoint == "best":
             if self.monitor is None:
                 checkpoint = "last"
@@ -849,7 +856,8 @@ class ModelBundle:
             if not self.store.exists(name):
                 raise CheckpointError(
                     f"No checkpoint for epoch {checkpoint} in {self.directory}; saved epochs: "
-                    f"{self.get_saved_epochs()} (use save_every_epoch=True to keep every epoch)."
+                    f"{self._snapshots.saved_epochs()} (use save_every_epoch=True to keep every "
+                    "epoch)."
                 )
             self.model.set_weights(self._snapshots.read_weights(name), strict=strict)
             return next((r for r in rows if int(r["epoch"]) == checkpoint), None)
@@ -868,25 +876,30 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ stats
 
-    def get_stats(self) -> list[dict[str, Any]]:
-        """The committed log rows (one dict per epoch, as in ``log.tsv``).
+    def get_stats(self) -> Any:
+        """The committed log rows as a ``pandas.DataFrame``, one row per epoch, the columns
+        of ``log.tsv`` (Poutyne's return value). ``.to_dict('records')`` gives the list of
+        dicts ``fit`` returns."""
+        return rows_frame(self._stats_rows())
 
-        Poutyne returns a pandas DataFrame here; epochal returns a list of dicts (no pandas
-        dependency): ``pandas.DataFrame(bundle.get_stats())`` gives the same table.
-        """
+    def _stats_rows(self) -> list[dict[str, Any]]:
         if not self.logging:
             return []
         snapshot = self._snapshots.read_latest().snapshot
         return [dict(r) for r in snapshot.log_rows] if snapshot else []
 
-    def get_best_epoch_stats(self) -> dict[str, Any]:
+    def get_best_epoch_stats(self) -> Any:
         """The log row of the best epoch of the monitored metric (the last row without
-        monitoring).
+        monitoring), as a one-row ``pandas.DataFrame`` keeping its index in
+        :meth:`get_stats` (Poutyne's return value).
 
         Raises:
             ResumeError: Nothing was trained yet.
         """
-        return self._best_row(self.get_stats())
+        rows = self._stats_rows()
+        best = self._best_row(rows)
+        index = rows.index(best)
+        return rows_frame(rows).iloc[index : index + 1]
 
     def _best_row(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not rows:
@@ -920,8 +933,8 @@ class ModelBundle:
                 f"Cannot compare bundles monitoring {self.monitor.key} ({self.monitor.mode}) and "
                 f"{other.monitor.key} ({other.monitor.mode})."
             )
-        mine = float(self.get_best_epoch_stats()[self.monitor.key])
-        theirs = float(other.get_best_epoch_stats()[other.monitor.key])
+        mine = float(self._best_row(self._stats_rows())[self.monitor.key])
+        theirs = float(other._best_row(other._stats_rows())[other.monitor.key])
         return self.monitor.improves(mine, theirs)
 
     # ------------------------------------------------------------------ test and inference

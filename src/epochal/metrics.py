@@ -19,6 +19,7 @@ from epochal.core.metrics import (
     DecomposableMetric,
     Metric,
     MetricRegistry,
+    ReducedBatchMetric,
     camel_to_snake,
     clean_metric_class_name,
     clean_metric_func_name,
@@ -26,6 +27,7 @@ from epochal.core.metrics import (
 from epochal.exceptions import ConfigurationError
 
 __all__ = [
+    "BatchMetric",
     "IndexedArgumentMetric",
     "SKLearnMetrics",
     "clean_metric_class_name",
@@ -41,6 +43,12 @@ __all__ = [
     "register_metric_func",
     "unregister_metric_class",
 ]
+
+#: Poutyne's base class of batch metrics with a ``reduction`` argument (``Accuracy``,
+#: ``BinaryAccuracy``, ``TopKAccuracy``); in :mod:`epochal.core.metrics` the name
+#: ``BatchMetric`` is the loop's resolved metric record, so the class lives there as
+#: :class:`~epochal.core.metrics.ReducedBatchMetric`.
+BatchMetric = ReducedBatchMetric
 
 _lock = threading.Lock()
 _registry: MetricRegistry = BUILTIN_REGISTRY

@@ -371,8 +371,8 @@ class Model:
                 valid_setup=self._setup(),
                 train_generator=train_generator,
                 valid_generator=valid_generator,
-                steps_per_epoch=steps_per_epoch,
-                validation_steps=validation_steps,
+                steps_per_epoch=steps or None,  # len() when not given, as Poutyne
+                validation_steps=valid_steps,
                 epochs=epochs,
                 initial_epoch=initial_epoch,
                 params=params,
@@ -543,7 +543,8 @@ class Model:
         check_positive("steps", steps)
         if self._parallel is not None:  # exact shards, reduced; whole data when collecting
             generator = self._parallel.evaluation_data(generator, phase=phase, collect=collect)
-        params = {"steps": steps if steps is not None else _loader_len(generator)}
+        steps = steps if steps is not None else (_loader_len(generator) or None)  # Poutyne
+        params = {"steps": steps}
         attachments = self._attachments(list(callbacks or []), params, verbose, progress_options)
         for attachment in attachments:
             attachment.attach(self.bus)

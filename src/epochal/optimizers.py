@@ -10,7 +10,7 @@ import torch
 
 from epochal.exceptions import ConfigurationError
 
-__all__ = ["OPTIMIZER_NAMES", "check_optimizer_parameters", "resolve_optimizer"]
+__all__ = ["OPTIMIZER_NAMES", "check_optimizer_parameters", "get_optimizer", "resolve_optimizer"]
 
 _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adadelta": torch.optim.Adadelta,
@@ -109,3 +109,28 @@ def check_optimizer_parameters(optimizer: torch.optim.Optimizer, network: torch.
             f"(shapes {shapes}{', ...' if len(foreign) > 5 else ''}). Build the optimizer from "
             "this network's parameters: e.g. torch.optim.SGD(network.parameters(), lr=0.1)."
         )
+
+
+def get_optimizer(
+    optimizer: torch.optim.Optimizer | str | Mapping[str, Any] | None, module: torch.nn.Module
+) -> torch.optim.Optimizer | None:
+    """Poutyne's ``get_optimizer``: an optimizer over ``module``'s trainable parameters.
+
+    The same rules as :func:`resolve_optimizer`: a name (``'adam'``) or a dict
+    (``{'optim': 'sgd', 'lr': 0.1, ...}``) builds that ``torch.optim`` class with PyTorch's
+    defaults (SGD gets ``lr=0.01`` when none is given, as in Poutyne); an optimizer instance
+    or None is returned as is.
+
+    Args:
+        optimizer: A name, a dict with ``'optim'``, an optimizer, or None.
+        module: The network whose parameters with ``requires_grad`` the optimizer gets.
+
+    Returns:
+        The optimizer (or None).
+
+    Raises:
+        ConfigurationError: Unknown name (the valid names are listed), a dict without
+            ``'optim'``, or an argument the optimizer class does not take.
+        TypeError: ``optimizer`` is of another type.
+    """
+    return resolve_optimizer(optimizer, module)

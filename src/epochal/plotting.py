@@ -72,7 +72,8 @@ def plot_history(
     together (see :func:`plot_metric`).
 
     Args:
-        history: The list of epoch log dicts ``fit`` returns (or ``ModelBundle.get_stats()``),
+        history: The list of epoch log dicts ``fit`` returns (or the DataFrame of
+            ``ModelBundle.get_stats()``),
             or a pandas DataFrame read from a ``CSVLogger`` file.
         metrics: The metrics to plot. Default: every column but ``epoch`` and the ``val_*``
             ones (so ``loss``, the metrics, ``time`` and ``lr``).

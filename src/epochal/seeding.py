@@ -14,17 +14,20 @@ import torch
 __all__ = ["get_random_states", "set_random_states", "set_seeds"]
 
 
-def set_seeds(seed: int) -> None:
+def set_seeds(seed: int | None) -> None:
     """Seed Python's ``random``, NumPy's global generator and PyTorch (CPU and every CUDA
     device).
 
     Args:
-        seed: A non-negative integer below 2**32 (NumPy's limit).
+        seed: A non-negative integer below 2**32 (NumPy's limit), or None to leave every
+            generator as it is (Poutyne's behaviour).
 
     Raises:
         ValueError: ``seed`` is negative or too large.
-        TypeError: ``seed`` is not an int.
+        TypeError: ``seed`` is neither an int nor None.
     """
+    if seed is None:
+        return
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int; got {type(seed).__name__}")
     if not 0 <= seed < 2**32:

@@ -113,7 +113,7 @@ class TestTrainAndResume:
         for name, tensor in a.model.network.state_dict().items():
             assert torch.equal(tensor, b.model.network.state_dict()[name]), name
         assert _without_time(_log_rows(a.store)) == _without_time(_log_rows(b.store))
-        assert a.get_best_epoch_stats()["epoch"] == b.get_best_epoch_stats()["epoch"]
+        assert a.get_best_epoch_stats()["epoch"].item() == b.get_best_epoch_stats()["epoch"].item()
         assert a.store.read("checkpoint.ckpt") == b.store.read("checkpoint.ckpt")
 
     @settings(max_examples=4, deadline=None)
@@ -130,7 +130,7 @@ class TestTrainAndResume:
         for name, tensor in a.model.network.state_dict().items():
             assert torch.equal(tensor, b.model.network.state_dict()[name]), name
         assert _without_time(_log_rows(straight)) == _without_time(_log_rows(resumed))
-        assert a.get_best_epoch_stats()["epoch"] == b.get_best_epoch_stats()["epoch"]
+        assert a.get_best_epoch_stats()["epoch"].item() == b.get_best_epoch_stats()["epoch"].item()
 
     def test_files_of_the_working_directory(self, tmp_path):
         """A local directory gets log.tsv, best and last checkpoints, states, manifests and
@@ -213,10 +213,10 @@ class TestStatsTestInfer:
         store = MemoryCheckpointStore()
         bundle = _bundle(store)
         _train(bundle, 3)
-        stats = bundle.get_stats()
-        best = bundle.get_best_epoch_stats()
+        stats = bundle.get_stats().to_dict("records")
+        best = bundle.get_best_epoch_stats().to_dict("records")[0]
         assert best["val_acc"] == max(r["val_acc"] for r in stats)
-        assert bundle.get_saved_epochs()[-1] == best["epoch"]
+        assert bundle.get_saved_epochs()["epoch"].tolist()[-1] == best["epoch"]
         _, valid = loaders()
         result = bundle.test(valid, verbose=False)
         assert result["epoch"] == best["epoch"]

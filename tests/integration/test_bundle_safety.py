@@ -494,7 +494,7 @@ class TestPoutyneBehaviour:
         store = MemoryCheckpointStore()
         bundle = _bundle(store, monitor_metric="val_acc", monitor_mode="max")
         rows = _train(bundle, 3)
-        best = bundle.get_best_epoch_stats()["epoch"]
+        best = bundle.get_best_epoch_stats()["epoch"].item()
         assert best < rows[-1]["epoch"]  # val_acc reaches 100 at once: the best is old
         best_weights = torch.load(io.BytesIO(store.read(f"checkpoint_epoch_{best}.ckpt")))
         assert _weights_equal(bundle.model.network.state_dict(), best_weights)

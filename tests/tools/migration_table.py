@@ -30,8 +30,8 @@ END = "<!-- END GENERATED TABLE -->"
 #: Hand-written remarks, one per Poutyne name (kept across regenerations).
 NOTES: dict[str, str] = {
     "Experiment": "Poutyne's alias of `ModelBundle.from_network`.",
-    "ModelBundle": "`get_stats()` returns a list of dicts, resume is exact: see [differences](differences.md).",
-    "Model": "Logs end with `lr`; a stop request acts at the end of the step: see [differences](differences.md).",
+    "ModelBundle": "Resume is exact (callback states, loader generators); files are written atomically: see [differences](differences.md).",
+    "Model": "A stop request acts at the end of the step; `loss`, `epoch`, `time`, `lr` are reserved metric names: see [differences](differences.md).",
     "OptimizerPolicy": "Advances once per optimizer step (once per batch unless `batches_per_step > 1`); `momentum` on Adam-like optimizers sets `betas[0]`; a hyperparameter the optimizer lacks fails at train begin.",
     "Phase": "Adds `steps=` to hold a single float for `steps` steps; spaces of different lengths are an error (Poutyne truncates).",
     "linspace": "`steps=1` gives `[start]` (Poutyne divides by zero); a negative `steps` is an error.",
@@ -39,15 +39,13 @@ NOTES: dict[str, str] = {
     "one_cycle_phases": "Works when a phase has one step (Poutyne divides by zero).",
     "load_random_states": "Loads with `weights_only=True`: files written by Poutyne (pickled NumPy states) are refused; use files from `save_random_states`.",
     "save_random_states": "Also accepts fsspec URLs; writes only tensors, numbers and strings.",
-    "set_seeds": "`set_seeds(None)` raises `TypeError` (Poutyne: does nothing).",
     "TensorDataset": "Different lengths raise `ShapeMismatchError` (Poutyne: `AssertionError`).",
     "get_batch_size": "Silence its warning with `epochal.warning_settings['batch_size'] = 'ignore'`.",
     "plot_metric": "An epoch without validation values (stopped mid-epoch) is drawn as a gap.",
     "plot_history": "matplotlib is imported on call (the `examples` extra).",
-    "ProgressionCallback": "epochal shows progress with `epochal_adapters.progress.TqdmProgress` (`verbose=True`).",
-    "ProgressBar": "epochal shows progress with `epochal_adapters.progress.TqdmProgress` (`verbose=True`).",
-    "ColorProgress": "epochal shows progress with `epochal_adapters.progress.TqdmProgress` (`verbose=True`).",
-    "EpochProgressionCallback": "epochal shows progress with `epochal_adapters.progress.TqdmProgress` (`verbose=True`).",
+    "ProgressionCallback": "Writes Poutyne's lines (extra `file=`); `Model`'s own display (`verbose=True`) is `epochal_adapters.progress.TqdmProgress`.",
+    "ColorProgress": "Writes the ANSI colour codes itself (colorama not needed); extra `file=`.",
+    "EpochProgressionCallback": "Writes Poutyne's lines (extra `file=`).",
 }
 
 

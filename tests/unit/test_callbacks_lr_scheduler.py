@@ -341,3 +341,37 @@ class TestState:
         """A callback that has neither trained nor loaded a state has an empty state."""
         assert sched.StepLR(step_size=1).state_dict() == {}
         assert sched.StepLR(step_size=1).scheduler is None
+
+    def test_save_state_and_load_state_round_trip_through_a_file(self, tmp_path):
+        """save_state writes the schedule to a binary file; load_state on a fresh callback
+        continues it (Poutyne's file methods): 3 epochs, then 1 more, end at 0.1 * 0.5**4."""
+        first = _model()
+        callback = sched.ExponentialLR(gamma=0.5)
+        first.fit_generator(_batches(1), epochs=3, callbacks=[callback], verbose=False)
+        with open(tmp_path / "sched.pt", "wb") as f:
+            callback.save_state(f)
+        resumed = sched.ExponentialLR(gamma=0.5)
+        with open(tmp_path / "sched.pt", "rb") as f:
+            resumed.load_state(f)
+        assert resumed.state_dict() == callback.state_dict()
+        second = _model()
+        second.fit_generator(_batches(1), epochs=4, initial_epoch=4, callbacks=[resumed],
+                             verbose=False)
+        assert second.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**4)
+
+    def test_load_state_refuses_a_pickled_object(self, tmp_path):
+        """A state file holding an arbitrary pickled object is refused (weights-only load)."""
+        import argparse
+
+        from epochal.exceptions import CheckpointError
+
+        with open(tmp_path / "evil.pt", "wb") as f:
+            torch.save(argparse.Namespace(step_size=1), f)
+        with open(tmp_path / "evil.pt", "rb") as f, pytest.raises(CheckpointError):
+            sched.StepLR(step_size=1).load_state(f)
+
+    def test_load_state_dict_takes_poutynes_keyword(self):
+        """load_state_dict's parameter is named state_dict, as in Poutyne and PyTorch."""
+        callback = sched.StepLR(step_size=1)
+        callback.load_state_dict(state_dict={"last_epoch": 2})
+        assert callback.state_dict() == {"last_epoch": 2}

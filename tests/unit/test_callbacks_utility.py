@@ -190,3 +190,45 @@ class TestPoutyneForwarding:
         ours = list(inspect.signature(LambdaCallback).parameters)
         theirs = list(inspect.signature(poutyne.LambdaCallback).parameters)
         assert ours == theirs
+
+
+class TestHookParameterNames:
+    def test_lambda_and_list_hooks_take_poutynes_keywords(self):
+        """LambdaCallback and CallbackList hooks accept epoch_number, batch_number and logs by
+        keyword, as Poutyne's do, and hand them to the functions in order."""
+        from epochal.callbacks.base import CallbackList
+
+        calls: list[tuple] = []
+        listed = CallbackList([_recorder(calls)])
+        listed.on_epoch_end(epoch_number=3, logs={"loss": 1.0})
+        listed.on_valid_batch_end(batch_number=2, logs={"size": 4})
+        listed.on_backward_end(batch_number=5)
+        listed.on_test_begin(logs={})
+        assert calls == [("on_epoch_end", 3, {"loss": 1.0}), ("on_valid_batch_end", 2, {"size": 4}),
+                         ("on_backward_end", 5), ("on_test_begin", {})]
+
+    def test_a_list_hands_each_member_its_own_logs(self):
+        """A CallbackList gives each member a copy: a member changing its logs does not change
+        what the next member sees."""
+        from epochal.callbacks.base import CallbackList
+
+        seen: list[dict] = []
+        first = LambdaCallback(on_epoch_end=lambda epoch, logs: logs.pop("loss"))
+        second = LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(dict(logs)))
+        CallbackList([first, second]).on_epoch_end(1, {"loss": 2.0})
+        assert seen == [{"loss": 2.0}]
+
+
+class TestHasDelayPassed:
+    def test_reports_when_both_delays_have_passed(self):
+        """has_delay_passed is False until the epoch and the batch delay have both passed."""
+        delayed = DelayCallback(Callback(), epoch_delay=1, batch_delay=3)
+        delayed.set_params({"steps": 2, "epochs": 4})
+        delayed.on_train_begin({})
+        states = []
+        for epoch in (1, 2, 3):
+            delayed.on_epoch_begin(epoch, {})
+            for batch in (1, 2):
+                delayed.on_train_batch_begin(batch, {})
+                states.append(delayed.has_delay_passed())
+        assert states == [False, False, False, True, True, True]

@@ -438,10 +438,12 @@ class TestResolveBatchMetrics:
             with pytest.raises(TypeError):
                 resolve_batch_metrics(specs)
 
-    def test_lambda_without_name_raises(self) -> None:
-        """A bare lambda has no log name; the error says to give one."""
-        with pytest.raises(ConfigurationError, match="'name', fn"):
-            resolve_batch_metrics([lambda p, t: p.sum()])
+    def test_lambda_logs_under_its_python_name(self) -> None:
+        """A bare lambda logs as '<lambda>' and two of them are numbered, as in Poutyne."""
+        assert [m.names for m in resolve_batch_metrics([lambda p, t: p.sum()])] == [
+            ("<lambda>",)]
+        metrics = resolve_batch_metrics([lambda p, t: p.sum(), lambda p, t: p.mean()])
+        assert [m.names for m in metrics] == [("<lambda>1",), ("<lambda>2",)]
 
     def test_duplicate_log_names_are_numbered(self) -> None:
         """Two metrics logging under one name are numbered from 1, as Poutyne's rename_doubles."""

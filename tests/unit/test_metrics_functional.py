@@ -45,6 +45,15 @@ def test_topk_reductions() -> None:
     assert top1.__name__ == "top1" and acc.__name__ == "acc"
 
 
+def test_top1_forwards_keywords_to_acc() -> None:
+    """top1 passes Poutyne's keywords (ignore_index, reduction) on to acc and refuses others."""
+    y_true = torch.tensor([0, 2, 2, 0])
+    assert top1(Y_PRED, y_true, ignore_index=0).item() == pytest.approx(50.0)
+    assert top1(Y_PRED, Y_TRUE, reduction="none").tolist() == [100.0, 0.0, 100.0, 0.0]
+    with pytest.raises(TypeError):
+        top1(Y_PRED, Y_TRUE, k=3)
+
+
 def test_bin_acc_reductions() -> None:
     """bin_acc thresholds at 0 and reduces as Poutyne."""
     y_pred, y_true = torch.tensor([1.0, -1.0, 2.0]), torch.tensor([1.0, 1.0, 1.0])

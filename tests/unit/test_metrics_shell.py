@@ -269,3 +269,37 @@ def test_poutyne_helpers_names_and_conversion() -> None:
     assert convert_decomposable_metric_to_object(f1, "f") is f1
     wrapped = convert_decomposable_metric_to_object(acc, "acc")
     assert isinstance(wrapped, DecomposableMetric) and wrapped.__name__ == "acc"
+
+
+def test_batch_metric_subclass_is_a_poutyne_batch_metric() -> None:
+    """A user subclass of epochal.BatchMetric checks reduction (default 'mean'), and a Model
+    logs it under the snake_case of its class name, averaged over the batches by size."""
+    from epochal import BatchMetric
+
+    class MeanAbsError(BatchMetric):
+        def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+            error = (y_pred - y_true).abs()
+            return error.mean() if self.reduction == "mean" else error.sum()
+
+    assert MeanAbsError().reduction == "mean" and isinstance(Accuracy(), BatchMetric)
+    with pytest.raises(ConfigurationError, match="reduction"):
+        MeanAbsError(reduction="max")
+    network = nn.Linear(2, 1)
+    with torch.no_grad():
+        network.weight.zero_()
+        network.bias.fill_(1.0)
+    x = torch.zeros(6, 2)
+    y = torch.tensor([[1.0], [1.0], [1.0], [3.0], [3.0], [5.0]])
+    model = Model(network, None, "mse", batch_metrics=[MeanAbsError()])
+    _loss, metric = model.evaluate(x, y, batch_size=4, verbose=False)
+    assert model.metrics_names == ["mean_abs_error"]
+    assert float(metric) == pytest.approx((0 + 0 + 0 + 2 + 2 + 4) / 6)
+
+
+def test_lambda_metric_is_logged_as_poutyne_names_it() -> None:
+    """A lambda batch metric trains and logs under '<lambda>' and 'val_<lambda>'."""
+    torch.manual_seed(0)
+    model = Model(nn.Linear(2, 1), "sgd", "mse", batch_metrics=[lambda y_pred, y_true: y_pred.sum() * 0])
+    x, y = torch.randn(8, 2), torch.randn(8, 1)
+    history = model.fit(x, y, validation_data=(x, y), epochs=1, batch_size=4, verbose=False)
+    assert history[0]["<lambda>"] == 0.0 and history[0]["val_<lambda>"] == 0.0

@@ -754,3 +754,27 @@ class TestFailFast:
         with pytest.raises(ShapeMismatchError) as info:
             _model().fit(x, torch.full((8,), 3), epochs=1, verbose=False)
         assert ".." not in str(info.value) and "out of bounds" in str(info.value)
+
+
+class TestStepCountFromLen:
+    def test_a_generator_with_len_gives_the_step_count(self):
+        """An endless iterable with len() 3 trains 3 steps per epoch, and callbacks see
+        params['steps'] == 3 (Poutyne takes the step count from len())."""
+        x, y = _data(16)
+        batches = _batches(x, y, 8)
+
+        class EndlessWithLen:
+            def __len__(self):
+                return 3
+
+            def __iter__(self):
+                while True:
+                    yield from batches
+
+        class Steps(_Counting):
+            def on_train_begin(self, logs):
+                self.steps = self.params["steps"]
+
+        counting = Steps()
+        _model().fit_generator(EndlessWithLen(), epochs=2, verbose=False, callbacks=[counting])
+        assert counting.steps == 3 and counting.batches == 6

@@ -201,11 +201,33 @@ class CallbackList(Callback):
                 cb.load_state_dict(state[str(i)])
 
 
-def _make_fan_out(hook: str) -> Callable[..., Any]:
-    def method(self: CallbackList, *args: Any) -> Any:
-        return self._fan_out(hook, *args)
+def hook_method(hook: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    """A method for ``hook`` with the hook's own parameter names, calling
+    ``call(self, hook, *arguments)``.
 
+    The parameters are Poutyne's (``logs``; ``epoch_number, logs``; ``batch_number, logs``;
+    ``batch_number`` for ``on_backward_end``), so callers may pass them by keyword.
+    """
+    method: Callable[..., Any]
+    if hook == "on_backward_end":
+        def method(self: Any, batch_number: int) -> Any:
+            return call(self, hook, batch_number)
+    elif hook in ("on_epoch_begin", "on_epoch_end"):
+        def method(self: Any, epoch_number: int, logs: dict[str, Any]) -> Any:
+            return call(self, hook, epoch_number, logs)
+    elif hook.endswith(("_batch_begin", "_batch_end")):
+        def method(self: Any, batch_number: int, logs: dict[str, Any]) -> Any:
+            return call(self, hook, batch_number, logs)
+    else:
+        def method(self: Any, logs: dict[str, Any]) -> Any:
+            return call(self, hook, logs)
     method.__name__ = hook
+    return method
+
+
+def _make_fan_out(hook: str) -> Callable[..., Any]:
+    method = hook_method(hook, CallbackList._fan_out)
+    method.__qualname__ = f"CallbackList.{hook}"
     method.__doc__ = getattr(Callback, hook).__doc__
     return method
 

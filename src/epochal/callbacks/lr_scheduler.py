@@ -39,11 +39,12 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import torch
 from torch.optim import lr_scheduler as _torch_lr_scheduler
 
+from epochal._io import torch_from_bytes
 from epochal.callbacks.base import Callback
 from epochal.exceptions import ConfigurationError, MonitorKeyError
 from epochal.precision import scaler_skipped_last_step
@@ -153,18 +154,42 @@ class TorchLRScheduler(Callback):
             return state
         return {}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict`. Outside training the state is kept and applied at the
         next ``on_train_begin``, right after the scheduler is built; during training it is
         applied now. Either way the optimizer's learning rates are then set to the restored
         schedule's last ones. ``{}`` is a no-op."""
-        state = dict(state)
+        state = dict(state_dict)
         if not state:
             return
         if self.scheduler is None or not self._training:
             self._pending_state = state
         else:
             self._apply_state(state, restore=None)
+
+    def save_state(self, f: BinaryIO) -> None:
+        """Write :meth:`state_dict` to the binary file object ``f`` with ``torch.save``
+        (Poutyne's method; read it back with :meth:`load_state`).
+
+        Args:
+            f: A file object open for binary writing.
+        """
+        torch.save(self.state_dict(), f)
+
+    def load_state(self, f: BinaryIO) -> None:
+        """Read a state written by :meth:`save_state` from the binary file object ``f`` and
+        restore it with :meth:`load_state_dict` (Poutyne's method).
+
+        The file is read with ``torch.load(weights_only=True)``, to the CPU.
+
+        Args:
+            f: A file object open for binary reading.
+
+        Raises:
+            CheckpointError: The file is not a torch checkpoint, or holds a pickled object
+                outside PyTorch's weights-only allow-list.
+        """
+        self.load_state_dict(torch_from_bytes(f.read(), source=getattr(f, "name", "<file>")))
 
     def _apply_state(
         self, state: dict[str, Any], restore: list[dict[str, Any]] | None

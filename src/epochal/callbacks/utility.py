@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from epochal.callbacks.base import _HOOKS, Callback, CallbackList, hooks_used_by
+from epochal.callbacks.base import _HOOKS, Callback, CallbackList, hook_method, hooks_used_by
 from epochal.exceptions import ConfigurationError
 from epochal.ports import TrainingContext
 
@@ -79,10 +79,7 @@ class LambdaCallback(Callback):
 
 
 def _lambda_hook(hook: str) -> Callable[..., Any]:
-    def method(self: LambdaCallback, *args: Any) -> Any:
-        return self._call(hook, *args)
-
-    method.__name__ = hook
+    method = hook_method(hook, LambdaCallback._call)
     method.__qualname__ = f"LambdaCallback.{hook}"
     method.__doc__ = f"Call the ``{hook}`` function, if one was given."
     return method
@@ -185,6 +182,15 @@ class DelayCallback(Callback):
         """The epoch delay has passed and this epoch trained past the batch delay."""
         batches_passed = self.batch_delay == 0 or self._batches > self.batch_delay
         return self._epoch > self.epoch_delay and batches_passed
+
+    def has_delay_passed(self) -> bool:
+        """Whether the current epoch is past ``epoch_delay`` and the training batches seen so
+        far (counted over the whole training) are past ``batch_delay`` (Poutyne's method).
+
+        Returns:
+            True once both delays have passed; hooks are forwarded from then on.
+        """
+        return self._epoch_passed()
 
     # ------------------------------------------------------------------ hooks
 

@@ -15,14 +15,18 @@ class ReducedBatchMetric(nn.Module):
     """Base of the batch metric modules with a ``reduction`` argument (Poutyne's
     ``BatchMetric`` base class; in epochal ``BatchMetric`` names the loop's resolved record).
 
+    Subclass it to write a batch metric with Poutyne's ``reduction`` argument: define
+    ``forward(y_pred, y_true)`` returning the batch's value. Exported as
+    ``epochal.BatchMetric``.
+
     Args:
-        reduction: ``'mean'``, ``'sum'`` or ``'none'``.
+        reduction: ``'mean'`` (default), ``'sum'`` or ``'none'``.
 
     Raises:
         ConfigurationError: Unknown ``reduction``.
     """
 
-    def __init__(self, reduction: str) -> None:
+    def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         check_reduction(reduction)
         self.reduction = reduction

@@ -6,6 +6,8 @@ Every function here is pure, runs on the inputs' device and reads no value back 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -171,11 +173,21 @@ def topk_accuracy(
     return topk(y_pred, y_true, k, ignore_index=ignore_index, reduction=reduction)
 
 
-def top1(
-    y_pred: Tensor, y_true: Tensor, *, ignore_index: int = -100, reduction: str = "mean"
-) -> Tensor:
-    """Top-1 accuracy, i.e. :func:`acc`, logged as ``top1`` (Poutyne's ``top1``)."""
-    return acc(y_pred, y_true, ignore_index=ignore_index, reduction=reduction)
+def top1(y_pred: Tensor, y_true: Tensor, **kwargs: Any) -> Tensor:
+    """Top-1 accuracy, i.e. :func:`acc`, logged as ``top1`` (Poutyne's ``top1``).
+
+    Args:
+        y_pred: Scores per class, as for :func:`acc`.
+        y_true: Class indices, as for :func:`acc`.
+        **kwargs: Keywords of :func:`acc` (``ignore_index``, ``reduction``), passed on.
+
+    Returns:
+        What :func:`acc` returns.
+
+    Raises:
+        TypeError: A keyword :func:`acc` does not take.
+    """
+    return acc(y_pred, y_true, **kwargs)
 
 
 def bin_acc(

@@ -157,8 +157,7 @@ def resolve_metrics(
         The resolved metrics and their log names.
 
     Raises:
-        ConfigurationError: Unknown name (the message lists the valid names); a lambda
-            without a name.
+        ConfigurationError: Unknown name (the message lists the valid names).
         TypeError: A spec of the wrong type (the message says what was expected).
     """
     batch_specs = _check_list(batch_metrics, "batch_metrics", "'accuracy'")

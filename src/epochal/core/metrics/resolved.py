@@ -61,10 +61,9 @@ def default_names(obj: Any, what: str) -> tuple[str, ...]:
     """Log names of a metric given without a name, by Poutyne's rules.
 
     Its ``__name__`` (a function's name, or an attribute that may be a list of names); a
-    ``functools.partial`` takes its function's; else the snake_case of its class name.
-
-    Raises:
-        ConfigurationError: ``obj`` is a lambda (no usable name).
+    ``functools.partial`` takes its function's; else the snake_case of its class name. A
+    lambda logs as ``'<lambda>'`` (numbered ``'<lambda>1'``, ``'<lambda>2'`` when there are
+    several), as in Poutyne; pass ``('name', fn)`` for a name that reads better.
     """
     target = obj
     while isinstance(target, functools.partial):
@@ -72,10 +71,6 @@ def default_names(obj: Any, what: str) -> tuple[str, ...]:
     name = getattr(target, "__name__", None)
     if name is None:
         name = camel_to_snake(type(target).__name__)
-    if name == "<lambda>":
-        raise ConfigurationError(
-            f"{what}: a lambda has no usable log name; pass it as ('name', fn)."
-        )
     return names_tuple(name, what)
 
 
