@@ -563,7 +563,10 @@ class ModelBundle(BundlePaths):
                 ``steps_per_epoch``, ``batches_per_step``, ...).
 
         Returns:
-            The log rows of every epoch so far (committed ones included), as dicts.
+            The history of the epochs this call trained (``fit_generator``'s: one dict of
+            logs per epoch, without ``lr``), as Poutyne's ``train`` returns; empty when there
+            is nothing left to train. Every epoch so far, with the learning rates, is in
+            :meth:`get_stats` and ``log.tsv``.
 
         Raises:
             StorageError: The directory cannot be used (names the path and the problem).
@@ -613,7 +616,7 @@ class ModelBundle(BundlePaths):
                 self._report_nothing_to_train(snapshot, epochs)
             self.model.set_weights(dict(snapshot.network))
             self._restore_best(snapshot.best.get("best_epoch"), snapshot.epoch, None)
-            return [dict(r) for r in snapshot.log_rows]
+            return []  # as Poutyne: the history of the epochs this call trained
         if snapshot is None:
             if seed is not None:
                 set_seeds(seed)
@@ -651,7 +654,7 @@ class ModelBundle(BundlePaths):
                 if parallel is not None:
                     parallel.preemption = guard
                     stack.callback(setattr, parallel, "preemption", None)
-            self.model.fit_generator(
+            history = self.model.fit_generator(
                 train_generator,
                 valid_generator,
                 epochs=epochs,
@@ -670,7 +673,7 @@ class ModelBundle(BundlePaths):
             from epochal_adapters.plots import plot_history
 
             plot_history(rows, self.store, "plots/")
-        return [dict(r) for r in rows]
+        return history
 
     def _report_nothing_to_train(self, snapshot: Snapshot, epochs: int) -> None:
         done = snapshot.epoch

@@ -37,6 +37,7 @@ def _train(directory: str, epochs: int) -> tuple[dict[str, torch.Tensor], list[d
     bundle = ModelBundle.from_network(directory, network, task="classif")
     train, valid = _loaders()
     rows = bundle.train(train, valid, epochs=epochs, verbose=False)
+    rows = bundle._stats_rows()  # every committed epoch (train returns this call's)
     return bundle.model.get_weight_copies(), rows
 
 

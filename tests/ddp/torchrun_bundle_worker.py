@@ -85,6 +85,7 @@ def main(directory: str, out: str, kill: str) -> None:
     bundle = ModelBundle.from_network(directory, network, task="classif")
     train, valid = loaders()
     rows = bundle.train(train, valid, epochs=EPOCHS, verbose=False, callbacks=callbacks)
+    rows = bundle._stats_rows()  # every committed epoch (train returns this call's)
     torch.save(
         {"weights": bundle.model.get_weight_copies(), "rows": rows,
          "restarts": env.restart_count},

@@ -65,6 +65,7 @@ def _train(directory: Path, extra: list[Any] | None = None) -> tuple[list[dict[s
     rows = bundle.train(train, valid, epochs=3, verbose=False,
                         lr_schedulers=[StepLR(step_size=1, gamma=0.5)],
                         callbacks=list(extra or []))
+    rows = bundle._stats_rows()  # every committed epoch (train returns this call's)
     return rows, bundle.model.get_weight_copies()
 
 
