@@ -191,7 +191,9 @@ class TestIntroductionInterrupt:
         import signal
 
         process = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "--epochs", "1", "--limit", "200", "--device", "cpu",
+            # 30 epochs: long enough that the signal lands in training even when this test
+            # reads the output late on a loaded machine (1 epoch could finish first).
+            [sys.executable, str(SCRIPT), "--epochs", "30", "--limit", "200", "--device", "cpu",
              "--output", str(tmp_path / "out")],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},

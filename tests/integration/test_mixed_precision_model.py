@@ -81,7 +81,7 @@ def test_fp16_bundle_resume_equals_uninterrupted() -> None:
     assert b.mixed_precision.state_dict() == a.mixed_precision.state_dict()
     for name, tensor in a.network.state_dict().items():
         assert torch.equal(tensor, b.network.state_dict()[name]), name
-    assert straight.get_stats()[-1]["loss"] == resumed.get_stats()[-1]["loss"]
+    assert straight.get_stats()["loss"].iloc[-1] == resumed.get_stats()["loss"].iloc[-1]
 
 
 def test_old_snapshot_without_scaler_state_resumes() -> None:
@@ -94,7 +94,7 @@ def test_old_snapshot_without_scaler_state_resumes() -> None:
     resumed = ModelBundle.from_network(store, network(), task="classif", precision="16-mixed",
                                        optimizer={"optim": "sgd", "lr": 0.1})
     resumed.train(*loaders(), epochs=2, verbose=False)
-    assert [row["epoch"] for row in resumed.get_stats()] == [1, 2]
+    assert [int(epoch) for epoch in resumed.get_stats()["epoch"]] == [1, 2]
     assert resumed.model.mixed_precision is not None
     assert resumed.model.mixed_precision.loss_scale > 0
 
