@@ -139,6 +139,9 @@ def public_api_rst(package: str) -> list[str]:
                 "Plotting", OTHER_GROUP,
             ):  # fmt: skip
                 lines += ["   :members:", "   :no-show-inheritance:"]
+                if any(base.__module__.startswith("epochal._") for base in value.__mro__[1:]):
+                    # parts of the class kept in private modules (mixins): show their methods
+                    lines.append("   :inherited-members:")
             lines.append("")
     return lines
 

@@ -43,10 +43,7 @@ The parts: :mod:`epochal._snapshots` (commit, read, derive, prune), :mod:`epocha
 from __future__ import annotations
 
 import contextlib
-import difflib
-import math
 import os
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -54,26 +51,24 @@ import torch
 from torch import nn
 
 from epochal._arrays import validation_pair
+from epochal._bundle_callback import (
+    BundleCallback,
+)
 from epochal._bundle_paths import BundlePaths
-from epochal._bundle_stats import rows_frame
+from epochal._bundle_stats import BundleRecords
 from epochal._commit_writer import committing, open_commits, wants_background_commits
-from epochal._parallel import DataParallel, barrier, main_then_share
+from epochal._parallel import main_then_share
 from epochal._preemption import (
     BundleGuard,
-    epoch_start_states,
     exit_message,
-    gather_passes,
     pass_start_for,
-    preempted,
 )
 from epochal._snapshots import Latest, Snapshot, SnapshotStore
 from epochal.callbacks._monitoring import never_logged_message
 from epochal.callbacks.base import Callback
 from epochal.core import resume
-from epochal.core.monitor import Monitor, MonitorState, best_epoch
-from epochal.core.records import EpochRecord, PassPhase
+from epochal.core.monitor import Monitor
 from epochal.distributed.group import check_world_size
-from epochal.distributed.signals import PreemptionGuard
 from epochal.exceptions import (
     CheckpointError,
     ConfigurationError,
@@ -82,7 +77,7 @@ from epochal.exceptions import (
 )
 from epochal.model import Model
 from epochal.ports import CheckpointStore
-from epochal.seeding import get_random_states, set_random_states, set_seeds
+from epochal.seeding import set_seeds
 
 __all__ = ["ModelBundle"]
 
@@ -119,233 +114,7 @@ def _task(task: str | None) -> dict[str, Any]:
     )
 
 
-def _loader_generators(loader: Any) -> list[torch.Generator]:
-    """The torch generators that decide a loader's data order (its own and its sampler's)."""
-    found: list[torch.Generator] = []
-    for owner in (loader, getattr(loader, "sampler", None),
-                  getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
-            found.append(generator)
-    return found
-
-
-def _stateful(callbacks: Sequence[Any]) -> list[tuple[str, Any]]:
-    return [
-        (f"{i}:{type(cb).__name__}", cb)
-        for i, cb in enumerate(callbacks)
-        if callable(getattr(cb, "state_dict", None))
-        and callable(getattr(cb, "load_state_dict", None))
-    ]
-
-
-class _BundleCallback(Callback):
-    """The bundle's own callback, last in the list: restores a snapshot at train begin (after
-    every other callback has initialised itself) and commits one at each finished epoch
-    (after every other callback has updated its state).
-
-    Args:
-        snapshots: Where commits go (None: nothing is written, as with ``logging=False``).
-        latest: The trusted commit to restore, or None for a fresh start.
-        monitor: The monitored key and mode, or None.
-        check_monitor: Called with the epoch log keys at train begin.
-        callbacks: The stateful user callbacks to save and restore.
-        train_loader: Its torch generators are saved and restored.
-        keep_best_in_memory: Keep a copy of the best epoch's weights (when no file holds it).
-    """
-
-    def __init__(
-        self,
-        *,
-        snapshots: SnapshotStore | None,
-        latest: Snapshot | None,
-        monitor: Monitor | None,
-        check_monitor: Callable[[Sequence[str]], None],
-        callbacks: Sequence[Any],
-        train_loader: Any,
-        keep_only_last_best: bool,
-        save_every_epoch: bool,
-        keep_best_in_memory: bool,
-        parallel: DataParallel | None = None,
-        guard: PreemptionGuard | None = None,
-    ) -> None:
-        super().__init__()
-        self.parallel = parallel
-        self.guard = guard
-        self.epoch_start: dict[str, Any] | None = None
-        self.preempted_at: tuple[int, int | None] | None = None  # (epoch, step or None)
-        self._subscription: Any = None
-        self.snapshots = snapshots
-        self.snapshot = latest
-        self.monitor = monitor
-        self.check_monitor = check_monitor
-        self.callbacks = list(callbacks)
-        self.generators = _loader_generators(train_loader)
-        self.keep_only_last_best = keep_only_last_best
-        self.save_every_epoch = save_every_epoch
-        self.keep_best_in_memory = keep_best_in_memory
-        self.best_weights: dict[str, torch.Tensor] | None = None
-        self.rows: list[dict[str, Any]] = [dict(r) for r in latest.log_rows] if latest else []
-        self.best = MonitorState.from_dict(dict(latest.best)) if latest else MonitorState()
-
-    def on_train_begin(self, logs: dict[str, Any]) -> None:
-        if self.monitor is not None:
-            self.check_monitor(self.model.epoch_log_keys)
-        snapshot = self.snapshot
-        if snapshot is None:
-            return
-        model = self.model
-        model.set_weights(dict(snapshot.network))
-        if model.optimizer is not None and snapshot.optimizer is not None:
-            model.optimizer.load_state_dict(dict(snapshot.optimizer))
-        for key, callback in _stateful(self.callbacks):
-            if key in snapshot.callbacks:
-                callback.load_state_dict(snapshot.callbacks[key])
-        if snapshot.partial_step is not None and snapshot.partial:
-            # mid-epoch: the epoch's start states draw its data order again; the step's
-            # states follow once the batches already run are skipped (restore_step_states)
-            start = snapshot.partial["epoch_start"]
-            for generator, state in zip(self.generators, start["loader_generators"]):
-                generator.set_state(state)
-            set_random_states(start["random_states"])
-        else:
-            self.restore_step_states()
-        model.global_step = int(snapshot.global_step)
-        precision = getattr(model, "mixed_precision", None)
-        if snapshot.precision is not None and precision is not None:
-            precision.load_state_dict(snapshot.precision)
-
-    def restore_step_states(self) -> None:
-        """Restore the snapshot's RNG and loader generator states."""
-        snapshot = self.snapshot
-        assert snapshot is not None
-        for generator, state in zip(self.generators, snapshot.loader_generators):
-            generator.set_state(state)
-        set_random_states(snapshot.random_states)
-
-    def on_epoch_begin(self, epoch_number: int, logs: dict[str, Any]) -> None:
-        if self.guard is not None and self.snapshots is not None:
-            self.epoch_start = epoch_start_states(self.generators)
-            if self._subscription is None:
-                bus = self.model.bus  # type: ignore[attr-defined]  # the Model's
-                self._subscription = bus.subscribe(EpochRecord, self._on_record)
-
-    def on_train_end(self, logs: dict[str, Any]) -> None:
-        self.unsubscribe()
-
-    def unsubscribe(self) -> None:
-        """Stop watching the model's epoch records (idempotent)."""
-        if self._subscription is not None:
-            self._subscription.cancel()
-            self._subscription = None
-
-    def _on_record(self, record: EpochRecord) -> None:
-        """A training pass a preemption cut short: commit it, before any epoch-end handler
-        (a scheduler's step) changes the state."""
-        if record.phase is not PassPhase.TRAIN or record.complete or record.partial is None:
-            return
-        if not preempted(self.guard, self.parallel) or self.epoch_start is None:
-            return
-        passes = gather_passes(record.partial, self.parallel)
-        self.preempted_at = (record.epoch, record.partial.steps)
-        self._commit(
-            record.epoch, self.model.network.state_dict(), is_best=False, stopped=False,
-            partial_step=record.partial.steps,
-            partial={"epoch_start": self.epoch_start, "passes": passes},
-        )
-
-    def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
-        if not self.model.epoch_complete:
-            return  # a finished epoch is committed here; a preempted one by _on_record
-        weights = self.model.network.state_dict()
-        finite = all(
-            bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point()
-        )
-        if not finite:
-            # No state, checkpoint or log row from diverged weights replaces a good one: the
-            # directory stays at the last finite epoch (which a resume would run again).
-            where = self.snapshots.describe if self.snapshots else "the bundle"
-            warnings.warn(
-                f"Epoch {epoch_number}: the network's weights hold NaN or infinite values; "
-                f"{where} keeps its state of the last finite epoch.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self.model.stop_training = True
-            return
-        self.rows.append(_log_row(logs, self.model.learning_rates()))
-        monitor = self.monitor
-        is_best = False
-        if monitor is not None and logs.get(monitor.key) is not None:
-            self.best = self.best.update(monitor, epoch_number, float(logs[monitor.key]))
-            is_best = self.best.best_epoch == epoch_number
-        if is_best and self.keep_best_in_memory:
-            self.best_weights = {k: v.detach().clone() for k, v in weights.items()}
-        if self.snapshots is None:
-            return
-        interrupted = preempted(self.guard, self.parallel)
-        if interrupted:
-            self.preempted_at = (epoch_number, None)
-        self._commit(epoch_number, weights, is_best=is_best,
-                     stopped=bool(self.model.stop_training) and not interrupted)
-
-    def _commit(
-        self, epoch_number: int, weights: Mapping[str, torch.Tensor], *, is_best: bool,
-        stopped: bool, partial_step: int | None = None, partial: Mapping[str, Any] | None = None,
-    ) -> None:
-        assert self.snapshots is not None
-        monitor = self.monitor
-        optimizer = self.model.optimizer
-        parallel = self.parallel
-        if parallel is not None and not parallel.is_main:
-            barrier(parallel)  # rank 0 commits for the job; read nothing before it is done
-            return
-        self.snapshots.commit(
-            Snapshot(
-                epoch=epoch_number,
-                global_step=self.model.global_step,
-                network=weights,
-                optimizer=optimizer.state_dict() if optimizer is not None else None,
-                optimizer_class=type(optimizer).__name__ if optimizer is not None else None,
-                callbacks={k: cb.state_dict() for k, cb in _stateful(self.callbacks)},
-                random_states=get_random_states(),
-                loader_generators=[g.get_state() for g in self.generators],
-                log_rows=[dict(r) for r in self.rows],
-                best=self.best.to_dict(),
-                stopped=stopped,
-                partial_step=partial_step,
-                world_size=parallel.world_size if parallel is not None else 1,
-                data_seed=parallel.seed if parallel is not None else None,
-                partial=partial,
-                precision=_scaler_state(self.model),
-            ),
-            is_best=is_best,
-            monitor=monitor.key if monitor is not None else None,
-            keep_only_last_best=self.keep_only_last_best,
-            save_every_epoch=self.save_every_epoch,
-        )
-        barrier(parallel)
-
-
-def _scaler_state(model: Any) -> dict[str, Any] | None:
-    """The loss scaler's state for the snapshot (``'16-mixed'``), else None."""
-    precision = getattr(model, "mixed_precision", None)
-    return None if precision is None or precision.scaler is None else precision.state_dict()
-
-
-def _log_row(logs: Mapping[str, Any], learning_rates: Mapping[str, float]) -> dict[str, Any]:
-    """An epoch's ``log.tsv`` row: Poutyne's CSVLogger order ``epoch, time, lr, loss, ...``.
-
-    The learning rates come from the optimizer at the epoch's end; any already in ``logs``
-    are moved to the same place."""
-    head = {k: logs[k] for k in ("epoch", "time") if k in logs}
-    rates = {k: v for k, v in logs.items() if k == "lr" or k.startswith("lr_group_")}
-    rates.update(learning_rates)
-    rest = {k: v for k, v in logs.items() if k not in head and k not in rates}
-    return {**head, **rates, **rest}
-
-
-class ModelBundle(BundlePaths):
+class ModelBundle(BundlePaths, BundleRecords):
     """A model trained in a working directory that keeps its logs, its best and last
     checkpoints and its full training state, so that ``train`` can be called again to resume.
 
@@ -628,7 +397,7 @@ class ModelBundle(BundlePaths):
         user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
         guard = BundleGuard(self.model) if self.logging else None  # epochal._preemption
         snapshots = open_commits(self._snapshots, background=self.background_commits)
-        bundle_callback = _BundleCallback(
+        bundle_callback = BundleCallback(
             snapshots=snapshots if self.logging else None,
             latest=snapshot,
             monitor=self.monitor,
@@ -792,153 +561,6 @@ class ModelBundle(BundlePaths):
                 f"keys {missing}, unexpected keys {unexpected}, shape mismatches {mismatched}. "
                 "Use another directory for this network, or the network that trained there."
             )
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def get_saved_epochs(self) -> Any:
-        """The log rows of the epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file,
-        ascending, as a ``pandas.DataFrame`` (Poutyne's return value; ``['epoch']`` gives
-        the epoch numbers)."""
-        saved = set(self._snapshots.saved_epochs())
-        rows = [r for r in self._stats_rows() if int(r["epoch"]) in saved]
-        return rows_frame(rows, columns=["epoch"])
-
-    def load_checkpoint(
-        self, checkpoint: str | int = "best", *, verbose: bool = False, strict: bool = True
-    ) -> Any:
-        """Load weights into the network: ``'best'`` (the best epoch's checkpoint, or the last
-        without monitoring), ``'last'``, an epoch number, the name of a weights file in the
-        bundle's directory (``'checkpoint_epoch_3.ckpt'``), or a path/URL of a weights file.
-
-        Args:
-            checkpoint: Which weights (see above).
-            verbose: Print which file is loaded (and the best epoch's row for ``'best'``).
-            strict: Require the file's keys to match the network's exactly.
-
-        Returns:
-            The best epoch's log row for ``'best'``, the epoch's row for a number, else None.
-
-        Raises:
-            CheckpointError: No such checkpoint (the message lists the saved epochs), or the
-                file is not a weights checkpoint of this network.
-        """
-        if isinstance(checkpoint, str) and checkpoint.strip().isdigit():
-            checkpoint = int(checkpoint)
-        elif hasattr(checkpoint, "__index__") and not isinstance(checkpoint, (str, bool)):
-            checkpoint = int(checkpoint.__index__())
-        if isinstance(checkpoint, str) and checkpoint not in ("best", "last") and not any(
-            mark in checkpoint for mark in ("/", "\\", ".")
-        ):
-            close = difflib.get_close_matches(checkpoint, ["best", "last"], n=1)
-            raise CheckpointError(
-                f"load_checkpoint({checkpoint!r}): expected 'best', 'last', an epoch number or "
-                f"the path of a weights file." + (f" Did you mean {close[0]!r}?" if close else "")
-            )
-        rows = self._stats_rows()
-        if checkpoint == "best":
-            if self.monitor is None:
-                checkpoint = "last"
-            else:
-                best_row = self._best_row(rows)
-                checkpoint = int(best_row["epoch"])
-                if verbose:
-                    print(f"Best epoch of {self.directory}: {best_row}")
-        if verbose:
-            shown = (
-                resume.LAST if checkpoint == "last"
-                else resume.best_name(checkpoint) if isinstance(checkpoint, int)
-                else checkpoint
-            )
-            print(f"Loading weights from {shown}")
-        if checkpoint == "last":
-            weights = self._snapshots.read_weights(resume.LAST)
-            self.model.set_weights(weights, strict=strict)
-            return rows[-1] if rows else None
-        if isinstance(checkpoint, int) and not isinstance(checkpoint, bool):
-            name = f"checkpoint_epoch_{checkpoint}.ckpt"
-            if not self.store.exists(name):
-                raise CheckpointError(
-                    f"No checkpoint for epoch {checkpoint} in {self.directory}; saved epochs: "
-                    f"{self._snapshots.saved_epochs()} (use save_every_epoch=True to keep every "
-                    "epoch)."
-                )
-            self.model.set_weights(self._snapshots.read_weights(name), strict=strict)
-            return next((r for r in rows if int(r["epoch"]) == checkpoint), None)
-        if isinstance(checkpoint, str):
-            if "/" not in checkpoint and "\\" not in checkpoint and self.store.exists(checkpoint):
-                # A file of the bundle's own directory, named relative to it.
-                self.model.set_weights(self._snapshots.read_weights(checkpoint), strict=strict)
-                return None
-            from epochal._io import load_torch
-
-            self.model.set_weights(load_torch(checkpoint), strict=strict)
-            return None
-        raise TypeError(
-            f"checkpoint must be 'best', 'last', an epoch number or a path; got {checkpoint!r}"
-        )
-
-    # ------------------------------------------------------------------ stats
-
-    def get_stats(self) -> Any:
-        """The committed log rows as a ``pandas.DataFrame``, one row per epoch, the columns
-        of ``log.tsv`` (Poutyne's return value). ``.to_dict('records')`` gives the list of
-        dicts ``fit`` returns."""
-        return rows_frame(self._stats_rows())
-
-    def _stats_rows(self) -> list[dict[str, Any]]:
-        if not self.logging:
-            return []
-        snapshot = self._snapshots.read_latest().snapshot
-        return [dict(r) for r in snapshot.log_rows] if snapshot else []
-
-    def get_best_epoch_stats(self) -> Any:
-        """The log row of the best epoch of the monitored metric (the last row without
-        monitoring), as a one-row ``pandas.DataFrame`` keeping its index in
-        :meth:`get_stats` (Poutyne's return value).
-
-        Raises:
-            ResumeError: Nothing was trained yet.
-        """
-        rows = self._stats_rows()
-        best = self._best_row(rows)
-        index = rows.index(best)
-        return rows_frame(rows).iloc[index : index + 1]
-
-    def _best_row(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        if not rows:
-            raise ResumeError(f"{self.directory} holds no trained epoch yet.")
-        if self.monitor is None:
-            return rows[-1]
-        key = self.monitor.key
-        values = [float(r[key]) if r.get(key) is not None else math.nan for r in rows]
-        epoch = best_epoch(values, self.monitor, first_epoch=int(rows[0]["epoch"]))
-        return next((r for r in rows if int(r["epoch"]) == epoch), rows[-1])
-
-    def is_better_than(self, another_model_bundle: ModelBundle) -> bool:
-        """Whether this bundle's best monitored value beats ``another_model_bundle``'s (same
-        metric, same mode; ties are not better).
-
-        Raises:
-            TypeError: ``another_model_bundle`` is not a ModelBundle.
-            ConfigurationError: The bundles monitor different metrics or modes, or one does not
-                monitor.
-        """
-        other = another_model_bundle
-        if not isinstance(other, ModelBundle):
-            raise TypeError(
-                f"is_better_than compares two ModelBundle objects; got {type(other).__name__}. "
-                "Open the other directory first: ModelBundle.from_network(directory, network, ...)."
-            )
-        if self.monitor is None or other.monitor is None:
-            raise ConfigurationError("is_better_than needs both bundles to monitor a metric.")
-        if (self.monitor.key, self.monitor.mode) != (other.monitor.key, other.monitor.mode):
-            raise ConfigurationError(
-                f"Cannot compare bundles monitoring {self.monitor.key} ({self.monitor.mode}) and "
-                f"{other.monitor.key} ({other.monitor.mode})."
-            )
-        mine = float(self._best_row(self._stats_rows())[self.monitor.key])
-        theirs = float(other._best_row(other._stats_rows())[other.monitor.key])
-        return self.monitor.improves(mine, theirs)
 
     # ------------------------------------------------------------------ test and inference
 

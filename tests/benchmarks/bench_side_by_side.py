@@ -385,21 +385,21 @@ class _DelayedStore:
 @contextlib.contextmanager
 def _commit_timer() -> Iterator[list[float]]:
     """Time the bundle callback's ``on_epoch_end`` (the commit on the training thread)."""
-    import epochal.bundle as bundle
+    import epochal._bundle_callback as bundle_callback
 
     spent: list[float] = []
-    original = bundle._BundleCallback.on_epoch_end
+    original = bundle_callback.BundleCallback.on_epoch_end
 
     def timed(self: Any, epoch: int, logs: dict[str, Any]) -> None:
         start = time.perf_counter()
         original(self, epoch, logs)
         spent.append(time.perf_counter() - start)
 
-    bundle._BundleCallback.on_epoch_end = timed  # type: ignore[method-assign]
+    bundle_callback.BundleCallback.on_epoch_end = timed  # type: ignore[method-assign]
     try:
         yield spent
     finally:
-        bundle._BundleCallback.on_epoch_end = original  # type: ignore[method-assign]
+        bundle_callback.BundleCallback.on_epoch_end = original  # type: ignore[method-assign]
 
 
 def commit_cost(images: int, epochs: int, delay_s: float) -> dict[str, Any]:
