@@ -476,6 +476,113 @@ def script_regression_mse(pkg: types.ModuleType, workdir: Path) -> dict:
                                                         verbose=False))}
 
 
+def script_metric_names(pkg: types.ModuleType, workdir: Path) -> dict:
+    """Predefined metric names and objects: top-k, precision/recall strings, F1 objects."""
+    pkg.set_seeds(53)
+    x, y = _classification(n=60, classes=4)
+    model = pkg.Model(_classifier(classes=4), "adam", "cross_entropy",
+                      batch_metrics=["accuracy", "top2", pkg.TopKAccuracy(3)],
+                      epoch_metrics=["precision", "recall", pkg.F1(average="micro"),
+                                     pkg.FBeta(metric="fscore", beta=2.0, names="f2")])
+    history = model.fit(x[:40], y[:40], validation_data=(x[40:], y[40:]), epochs=2,
+                        batch_size=10, verbose=False)
+    return {"history": _plain(history),
+            "evaluate": _plain(model.evaluate(x[40:], y[40:], return_dict_format=True,
+                                              verbose=False))}
+
+
+def script_binary(pkg: types.ModuleType, workdir: Path) -> dict:
+    """Binary classification with 'bce_with_logits', 'binary_accuracy' and 'binary_f1'."""
+    pkg.set_seeds(59)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(48, 5, generator=g)
+    y = (x[:, :1] + 0.3 * torch.randn(48, 1, generator=g) > 0).float()
+    model = pkg.Model(nn.Linear(5, 1), "sgd", "bce_with_logits",
+                      batch_metrics=["binary_accuracy"], epoch_metrics=["binary_f1"])
+    history = model.fit(x[:32], y[:32], validation_data=(x[32:], y[32:]), epochs=3,
+                        batch_size=8, verbose=False)
+    return {"history": _plain(history)}
+
+
+def script_weights_io(pkg: types.ModuleType, workdir: Path) -> dict:
+    """save_weights/load_weights, save_optimizer_state/load_optimizer_state, get_weights,
+    get_weight_copies and set_weights round trips."""
+    pkg.set_seeds(61)
+    x, y = _classification()
+    network = _classifier()
+    model = pkg.Model(network, torch.optim.Adam(network.parameters(), lr=1e-2), "cross_entropy")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=False)
+    model.save_weights(str(workdir / "weights.pt"))
+    model.save_optimizer_state(str(workdir / "optim.pt"))
+    weights = model.get_weights()
+    copies = model.get_weight_copies()
+    other_network = _classifier()
+    other = pkg.Model(other_network, torch.optim.Adam(other_network.parameters(), lr=1e-2),
+                      "cross_entropy")
+    other.load_weights(str(workdir / "weights.pt"))
+    other.load_optimizer_state(str(workdir / "optim.pt"))
+    same_after_load = other.predict(x, verbose=False)
+    other.fit(x, y, epochs=1, batch_size=16, verbose=False)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=False)
+    model.set_weights(copies)
+    return {"weights": _plain(weights), "copies": _plain(copies),
+            "after_load": _plain(same_after_load),
+            "trained_on_same": _plain(other.predict(x, verbose=False)),
+            "original_trained": _plain(model.predict(x, verbose=False) * 0)}
+
+
+def script_schedulers(pkg: types.ModuleType, workdir: Path) -> dict:
+    """ExponentialLR and MultiStepLR callbacks: the learning rate a callback sees per epoch."""
+    pkg.set_seeds(67)
+    x, y = _regression()
+    out: dict = {}
+    for name, scheduler in (("exponential", pkg.ExponentialLR(gamma=0.5)),
+                            ("multistep", pkg.MultiStepLR(milestones=[1, 3], gamma=0.1))):
+        rates: list = []
+        network = nn.Linear(5, 1)
+        optimizer = torch.optim.SGD(network.parameters(), lr=0.05)
+        reader = pkg.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: rates.append(optimizer.param_groups[0]["lr"]))
+        model = pkg.Model(network, optimizer, "mse")
+        history = model.fit(x, y, epochs=4, batch_size=16, callbacks=[scheduler, reader],
+                            verbose=False)
+        out[name] = {"history": _plain(history), "rates": rates}
+    return out
+
+
+def script_checkpoint_templates(pkg: types.ModuleType, workdir: Path) -> dict:
+    """ModelCheckpoint filename templates with {epoch} and a formatted metric, period and
+    restore_best; OptimizerCheckpoint next to it."""
+    pkg.set_seeds(71)
+    x, y = _classification()
+    network = _classifier()
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+    model = pkg.Model(network, optimizer, "cross_entropy", batch_metrics=["accuracy"])
+    callbacks = [
+        pkg.ModelCheckpoint(str(workdir / "e{epoch:02d}-{val_loss:.2f}.ckpt"), period=2),
+        pkg.ModelCheckpoint(str(workdir / "best.ckpt"), monitor="val_acc", mode="max",
+                            save_best_only=True, restore_best=True),
+        pkg.OptimizerCheckpoint(str(workdir / "optim_{epoch}.optim")),
+    ]
+    history = model.fit(x[:48], y[:48], validation_data=(x[48:], y[48:]), epochs=4,
+                        batch_size=16, callbacks=callbacks, verbose=False)
+    files = sorted(path.name for path in workdir.iterdir())
+    return {"history": _plain(history), "files": files,
+            "restored": _plain(model.evaluate(x[48:], y[48:], verbose=False))}
+
+
+def script_batches_per_step(pkg: types.ModuleType, workdir: Path) -> dict:
+    """Gradient accumulation with batches_per_step=2 and the batch logs it produces."""
+    pkg.set_seeds(73)
+    x, y = _classification()
+    seen: list = []
+    model = pkg.Model(_classifier(), "sgd", "cross_entropy", batch_metrics=["accuracy"])
+    history = model.fit(x[:48], y[:48], validation_data=(x[48:], y[48:]), epochs=2,
+                        batch_size=8, batches_per_step=2, callbacks=[_recorder(pkg, seen)],
+                        verbose=False)
+    return {"history": _plain(history), "seen": seen}
+
+
 SCRIPTS: dict[str, Callable[[types.ModuleType, Path], dict]] = {
     name[len("script_"):]: function
     for name, function in dict(globals()).items()
