@@ -583,6 +583,124 @@ def script_batches_per_step(pkg: types.ModuleType, workdir: Path) -> dict:
     return {"history": _plain(history), "seen": seen}
 
 
+def script_python_generator(pkg: types.ModuleType, workdir: Path) -> dict:
+    """An endless Python generator with steps_per_epoch and validation_steps."""
+    pkg.set_seeds(79)
+    x, y = _regression()
+
+    def endless(start: int, stop: int, size: int):
+        while True:
+            for i in range(start, stop, size):
+                yield x[i : i + size], y[i : i + size]
+
+    model = pkg.Model(nn.Linear(5, 1), "sgd", "mse", batch_metrics=["l1"])
+    history = model.fit_generator(endless(0, 32, 8), endless(32, 48, 8), epochs=3,
+                                  steps_per_epoch=5, validation_steps=2, verbose=False)
+    evaluated = model.evaluate_generator(endless(32, 48, 8), steps=3, return_dict_format=True,
+                                         verbose=False)
+    predicted = model.predict_generator((xb for xb, _ in endless(0, 16, 4)), steps=4,
+                                        verbose=False)
+    return {"history": _plain(history), "evaluate": _plain(evaluated),
+            "predict": _plain(predicted)}
+
+
+def script_test_and_predict_hooks(pkg: types.ModuleType, workdir: Path) -> dict:
+    """A Callback passed to evaluate and predict: on_test_* / on_predict_* hooks, their logs
+    and self.params."""
+    pkg.set_seeds(83)
+    x, y = _classification(n=30)
+    seen: list = []
+
+    class EvalSpy(pkg.Callback):
+        def on_test_begin(self, logs):
+            seen.append(("test_begin", _describe(logs), _describe(dict(self.params))))
+
+        def on_test_batch_end(self, batch_number, logs):
+            seen.append(("test_batch_end", batch_number, _describe(logs)))
+
+        def on_test_end(self, logs):
+            seen.append(("test_end", _describe(logs)))
+
+        def on_predict_begin(self, logs):
+            seen.append(("predict_begin", _describe(logs), _describe(dict(self.params))))
+
+        def on_predict_batch_end(self, batch_number, logs):
+            seen.append(("predict_batch_end", batch_number, _describe(logs)))
+
+        def on_predict_end(self, logs):
+            seen.append(("predict_end", _describe(logs)))
+
+    model = pkg.Model(_classifier(), "sgd", "cross_entropy", batch_metrics=["accuracy"],
+                      epoch_metrics=["f1"])
+    model.evaluate(x, y, batch_size=8, callbacks=[EvalSpy()], verbose=False)
+    model.predict(x, batch_size=16, callbacks=[EvalSpy()], verbose=False)
+    return {"seen": seen}
+
+
+class _TwoOutputs(nn.Module):
+    """A network returning a tuple (class scores, a regression value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(6, 8)
+        self.classes = nn.Linear(8, 3)
+        self.value = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = torch.relu(self.body(x))
+        return self.classes(hidden), self.value(hidden)
+
+
+def script_multi_output(pkg: types.ModuleType, workdir: Path) -> dict:
+    """A network with two outputs and targets, a custom loss over both, and predict returning
+    a tuple."""
+    pkg.set_seeds(89)
+    x, y = _classification()
+    value = x.sum(1, keepdim=True)
+
+    def joint_loss(y_pred, y_true):
+        return (nn.functional.cross_entropy(y_pred[0], y_true[0])
+                + nn.functional.mse_loss(y_pred[1], y_true[1]))
+
+    model = pkg.Model(_TwoOutputs(), "adam", joint_loss)
+    history = model.fit(x[:48], (y[:48], value[:48]),
+                        validation_data=(x[48:], (y[48:], value[48:])),
+                        epochs=2, batch_size=16, verbose=False)
+    evaluated = model.evaluate(x[48:], (y[48:], value[48:]), return_pred=True, verbose=False)
+    return {"history": _plain(history), "evaluate": _plain(evaluated),
+            "predict": _plain(model.predict(x, batch_size=20, verbose=False))}
+
+
+def script_bundle_regression_infer(pkg: types.ModuleType, workdir: Path) -> dict:
+    """ModelBundle for regression: train_data, load_checkpoint('best'), test_data, infer_data."""
+    pkg.set_seeds(97)
+    x, y = _regression(n=60)
+    bundle = pkg.ModelBundle.from_network(str(workdir / "reg"), nn.Linear(5, 1),
+                                          optimizer="sgd", task="regression",
+                                          batch_metrics=["l1"])
+    history = bundle.train_data(x[:40], y[:40], validation_data=(x[40:50], y[40:50]),
+                                epochs=3, batch_size=8, verbose=False)
+    result = bundle.test_data(x[50:], y[50:], batch_size=5, verbose=False)
+    result = {key: value for key, value in result.items() if key != "epoch"}
+    inferred = bundle.infer_data(x[50:], batch_size=4, verbose=False)
+    return {"history": _plain(history), "test": _plain(result), "infer": _plain(inferred),
+            "saved_epochs_file": sorted(p.name for p in (workdir / "reg").iterdir()
+                                        if p.name.startswith("checkpoint_epoch_"))}
+
+
+def script_clip_and_delay(pkg: types.ModuleType, workdir: Path) -> dict:
+    """ClipNorm on the network's parameters and a DelayCallback holding a CSVLogger back."""
+    pkg.set_seeds(101)
+    x, y = _classification()
+    network = _classifier()
+    model = pkg.Model(network, torch.optim.SGD(network.parameters(), lr=0.5), "cross_entropy",
+                      batch_metrics=["accuracy"])
+    callbacks = [pkg.ClipNorm(network.parameters(), max_norm=0.1),
+                 pkg.DelayCallback(pkg.CSVLogger(str(workdir / "late.csv")), epoch_delay=2)]
+    history = model.fit(x, y, epochs=4, batch_size=16, callbacks=callbacks, verbose=False)
+    return {"history": _plain(history), "late.csv": _read_csv(workdir / "late.csv")}
+
+
 SCRIPTS: dict[str, Callable[[types.ModuleType, Path], dict]] = {
     name[len("script_"):]: function
     for name, function in dict(globals()).items()
@@ -599,6 +717,11 @@ KNOWN_DIVERGENCES: dict[str, str] = {
         "ModelBundle.test: Poutyne returns {'time', 'test_loss', 'test_<metric>'}; epochal "
         "returns an extra leading 'epoch' key. Poutyne's bundle writes TensorBoard logs in "
         "tensorboard/ (unless disable_tensorboard); epochal writes none"),
+    "bundle_regression_infer": (
+        "ModelBundle.train_data/train_dataset: epochal shuffles the training set with its own "
+        "torch.Generator seeded from `seed` (so a resume reproduces the data order); Poutyne's "
+        "DataLoader shuffles from the global RNG, so the batches, and every logged value, "
+        "differ (loss 1.1843 vs 1.1755 in epoch 1)"),
     "experiment_resume_history": (
         "A resumed ModelBundle.train: Poutyne returns the logs of the epochs this call ran "
         "(epoch 3 only); epochal returns every epoch so far (1, 2, 3)"),
