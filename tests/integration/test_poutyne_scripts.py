@@ -542,7 +542,8 @@ def script_schedulers(pkg: types.ModuleType, workdir: Path) -> dict:
         network = nn.Linear(5, 1)
         optimizer = torch.optim.SGD(network.parameters(), lr=0.05)
         reader = pkg.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: rates.append(optimizer.param_groups[0]["lr"]))
+            on_epoch_end=lambda epoch, logs, rates=rates, optimizer=optimizer: rates.append(
+                optimizer.param_groups[0]["lr"]))
         model = pkg.Model(network, optimizer, "mse")
         history = model.fit(x, y, epochs=4, batch_size=16, callbacks=[scheduler, reader],
                             verbose=False)
