@@ -702,6 +702,47 @@ def script_clip_and_delay(pkg: types.ModuleType, workdir: Path) -> dict:
     return {"history": _plain(history), "late.csv": _read_csv(workdir / "late.csv")}
 
 
+def script_sklearn_metrics(pkg: types.ModuleType, workdir: Path) -> dict:
+    """SKLearnMetrics wrapping scikit-learn's r2_score and mean_absolute_error."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    pkg.set_seeds(103)
+    x, y = _regression(n=40)
+    model = pkg.Model(nn.Linear(5, 1), "sgd", "mse", epoch_metrics=[
+        pkg.SKLearnMetrics([sklearn_metrics.r2_score, sklearn_metrics.mean_absolute_error])])
+    history = model.fit(x[:32], y[:32], validation_data=(x[32:], y[32:]), epochs=2,
+                        batch_size=8, verbose=False)
+    return {"history": _plain(history)}
+
+
+def script_gradient_logger(pkg: types.ModuleType, workdir: Path) -> dict:
+    """CSVGradientLogger: per-layer gradient statistics written per batch."""
+    pkg.set_seeds(107)
+    x, y = _classification(n=32)
+    model = pkg.Model(_classifier(), "sgd", "cross_entropy")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=False,
+              callbacks=[pkg.CSVGradientLogger(str(workdir / "grad_{}.csv"))])
+    files = sorted(path.name for path in workdir.iterdir())
+    return {"files": files, **{name: _read_csv(workdir / name) for name in files}}
+
+
+def script_plot_history(pkg: types.ModuleType, workdir: Path) -> dict:
+    """plot_history saving one figure per metric without showing them."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    pkg.set_seeds(109)
+    x, y = _classification(n=32)
+    model = pkg.Model(_classifier(), "sgd", "cross_entropy", batch_metrics=["accuracy"])
+    history = model.fit(x[:24], y[:24], validation_data=(x[24:], y[24:]), epochs=2,
+                        batch_size=8, verbose=False)
+    figures = pkg.plot_history(history, show=False, save=True, save_directory=str(workdir),
+                               save_filename_template="{metric}_plot", close=True)
+    return {"files": sorted(path.name for path in workdir.iterdir()),
+            "returned": type(figures).__name__,
+            "returned_len": len(figures) if isinstance(figures, (list, tuple)) else None}
+
+
 SCRIPTS: dict[str, Callable[[types.ModuleType, Path], dict]] = {
     name[len("script_"):]: function
     for name, function in dict(globals()).items()
