@@ -72,7 +72,9 @@ def _python() -> str | None:
 def tests(session: nox.Session) -> None:
     """Fast test suite: unit, contract (memory, local, S3 on moto), adapters, integration
     (not the ``ddp``-marked tests: ``nox -s ddp`` runs those)."""
-    _install(session)
+    # poutyne (pure Python; adds torchmetrics, keeps the pinned torch) for the side-by-side
+    # scripts of tests/integration/test_poutyne_scripts.py.
+    _install(session, "test", "poutyne==1.19")
     session.run(
         "pytest", "-q", "-p", "no:cacheprovider", "--timeout=900", "-m", "not ddp",
         *session.posargs,

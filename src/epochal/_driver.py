@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from epochal._nonfinite import stopped_at_first_nonfinite
 from epochal._preemption import skip_batches
 from epochal.bus import RecordBus
 from epochal.core.batches import cycle_batches
@@ -243,7 +244,8 @@ class TrainingDriver:
                 epoch=epoch,
                 start=resumed,
             )
-            if train_record.first_nonfinite_step is not None and not warned_nonfinite:
+            if (train_record.first_nonfinite_step is not None and not warned_nonfinite
+                    and not stopped_at_first_nonfinite(train_record, context.stop_training)):
                 warned_nonfinite = True
                 precision = getattr(train_setup, "precision", None)
                 effect = (

@@ -59,10 +59,10 @@ class TestCSVLogger:
         model.fit_generator(_batches(2), epochs=4, initial_epoch=3, verbose=False,
                             callbacks=[CSVLogger(path, separator="\t", append=True)])
         rows = _read(path, "\t")
-        assert rows[0] == ["epoch", "time", "lr", "loss", "acc"]
+        assert rows[0] == ["epoch", "time", "lr", "loss", "acc", "val_loss", "val_acc"]
         assert [r[0] for r in rows[1:]] == ["1", "2", "3", "4"]
         assert sum(r == rows[0] for r in rows) == 1
-        assert path.read_bytes().decode("utf-8").count("\t") == 4 * 5
+        assert path.read_bytes().decode("utf-8").count("\t") == 5 * 6
 
     def test_append_to_missing_or_empty_file_writes_the_header(self, tmp_path):
         """append=True on a missing file, or an empty one, writes the header first."""
@@ -79,10 +79,12 @@ class TestCSVLogger:
         """Appending to a file whose header differs is a ConfigurationError raised before any
         epoch, and the file is left as it was."""
         path = tmp_path / "log.csv"
-        _model().fit_generator(_batches(1), epochs=1, verbose=False, callbacks=[CSVLogger(path)])
+        torch.manual_seed(0)
+        Model(nn.Linear(3, 1), "sgd", "mse").fit_generator(  # no acc column
+            _batches(1), epochs=1, verbose=False, callbacks=[CSVLogger(path)])
         before = path.read_bytes()
         epochs: list[int] = []
-        with pytest.raises(ConfigurationError, match="val_loss") as info:
+        with pytest.raises(ConfigurationError, match="val_acc") as info:
             _model().fit_generator(
                 _batches(1), _batches(1), epochs=2, verbose=False,
                 callbacks=[CSVLogger(path, append=True),
@@ -135,7 +137,7 @@ class TestCSVLogger:
             callbacks=[LambdaCallback(on_train_begin=lambda logs: setattr(
                 model, "stop_training", True)), CSVLogger(path)],
         )
-        assert _read(path) == [["epoch", "time", "lr", "loss", "acc"]]
+        assert _read(path) == [["epoch", "time", "lr", "loss", "acc", "val_loss", "val_acc"]]
 
     def test_missing_values_are_empty_cells(self, tmp_path):
         """A metric some epochs do not log (validation every other epoch) gets empty cells,
@@ -155,11 +157,15 @@ class TestCSVLogger:
         assert [r[4] for r in rows[1:]] == ["2.0", "", "1.5"]
         assert rows[2] == ["2", "0.5", "0.01", "0.9", ""]  # lr read from the optimizer
 
-    def test_no_validation_means_no_val_columns(self, tmp_path):
-        """Training without validation writes no val_ column."""
+    def test_no_validation_keeps_empty_val_columns(self, tmp_path):
+        """Training without validation still has Poutyne's val_loss and val_<metric>
+        columns, with empty cells."""
         path = tmp_path / "log.csv"
-        _model().fit_generator(_batches(2), epochs=1, verbose=False, callbacks=[CSVLogger(path)])
-        assert not any(c.startswith("val_") for c in _read(path)[0])
+        _model().fit_generator(_batches(2), epochs=2, verbose=False, callbacks=[CSVLogger(path)])
+        rows = _read(path)
+        assert rows[0] == ["epoch", "time", "lr", "loss", "acc", "val_loss", "val_acc"]
+        assert [r[5:] for r in rows[1:]] == [["", ""], ["", ""]]
+        assert all(r[3] != "" for r in rows[1:])
 
     def test_batch_granularity_rows(self, tmp_path):
         """batch_granularity adds a row per training batch (epoch, batch, size, time, loss,

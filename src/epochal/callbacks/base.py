@@ -73,8 +73,8 @@ class Callback:
         """Called once at the start of ``fit``."""
 
     def on_train_end(self, logs: dict[str, Any]) -> Any:
-        """Called once at the end of ``fit`` (also after an early stop), with the last
-        epoch's logs."""
+        """Called once at the end of ``fit`` (also after an early stop), with an empty dict
+        (as in Poutyne); the last epoch's logs went to ``on_epoch_end``."""
 
     def on_epoch_begin(self, epoch_number: int, logs: dict[str, Any]) -> Any:
         """Called at the start of each epoch (1-based)."""
@@ -277,7 +277,7 @@ class CallbackBusAdapter:
         if "on_train_begin" in wanted:
             sub(TrainBegin, lambda r: cb.on_train_begin({}))
         if "on_train_end" in wanted:
-            sub(TrainEnd, lambda r: cb.on_train_end(dict(r.logs)))
+            sub(TrainEnd, lambda r: cb.on_train_end({}))
         if "on_epoch_begin" in wanted:
             sub(EpochBegin, lambda r: cb.on_epoch_begin(r.epoch, {}))
         if "on_epoch_end" in wanted:

@@ -14,7 +14,7 @@ from typing import Any
 
 from epochal.callbacks.base import _HOOKS, Callback
 
-__all__ = ["Logger", "is_lr_key"]
+__all__ = ["Logger", "is_lr_key", "validation_columns"]
 
 _BATCH_COLUMNS = ("batch", "size")
 
@@ -22,6 +22,21 @@ _BATCH_COLUMNS = ("batch", "size")
 def is_lr_key(key: str) -> bool:
     """True for a learning-rate key (``lr``, ``lr_group_<i>``)."""
     return key == "lr" or key.startswith("lr_group_")
+
+
+def validation_columns(keys: list[str]) -> list[str]:
+    """The ``val_<key>`` columns missing from ``keys``: Poutyne's loggers always have a
+    ``val_`` twin of ``loss`` and of every metric, left empty when nothing is validated.
+
+    Args:
+        keys: Epoch log keys (``epoch``, ``time``, ``loss``, metrics, maybe ``val_*``).
+
+    Returns:
+        The missing ``val_`` keys, in the order of their training keys.
+    """
+    train = [k for k in keys
+             if k not in ("epoch", "time") and not k.startswith("val_") and not is_lr_key(k)]
+    return [f"val_{k}" for k in train if f"val_{k}" not in keys]
 
 
 class Logger(Callback):
@@ -70,6 +85,7 @@ class Logger(Callback):
         keys = [k for k in getattr(self.model, "epoch_log_keys", ()) or () if not is_lr_key(k)]
         if not keys:
             return None
+        keys += validation_columns(keys)
         at = keys.index("time") + 1 if "time" in keys else (
             keys.index("epoch") + 1 if "epoch" in keys else 0)
         keys[at:at] = list(self._learning_rates())
