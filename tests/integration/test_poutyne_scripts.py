@@ -764,9 +764,6 @@ KNOWN_DIVERGENCES: dict[str, str] = {
         "torch.Generator seeded from `seed` (so a resume reproduces the data order); Poutyne's "
         "DataLoader shuffles from the global RNG, so the batches, and every logged value, "
         "differ (loss 1.1843 vs 1.1755 in epoch 1)"),
-    "experiment_resume_history": (
-        "A resumed ModelBundle.train: Poutyne returns the logs of the epochs this call ran "
-        "(epoch 3 only); epochal returns every epoch so far (1, 2, 3)"),
 }
 
 
