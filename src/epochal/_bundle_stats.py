@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from epochal._snapshots import SnapshotStore
 from epochal.core import resume
@@ -19,9 +19,6 @@ from epochal.core.monitor import Monitor, best_epoch
 from epochal.exceptions import CheckpointError, ConfigurationError, ResumeError
 from epochal.model import Model
 from epochal.ports import CheckpointStore
-
-if TYPE_CHECKING:
-    from epochal.bundle import ModelBundle
 
 __all__ = ["BundleRecords", "rows_frame"]
 
@@ -187,7 +184,7 @@ class BundleRecords:
         epoch = best_epoch(values, self.monitor, first_epoch=int(rows[0]["epoch"]))
         return next((r for r in rows if int(r["epoch"]) == epoch), rows[-1])
 
-    def is_better_than(self, another_model_bundle: ModelBundle) -> bool:
+    def is_better_than(self, another_model_bundle: BundleRecords) -> bool:
         """Whether this bundle's best monitored value beats ``another_model_bundle``'s (same
         metric, same mode; ties are not better).
 
@@ -197,7 +194,7 @@ class BundleRecords:
                 monitor.
         """
         other = another_model_bundle
-        if not isinstance(other, ModelBundle):
+        if not isinstance(other, BundleRecords):
             raise TypeError(
                 f"is_better_than compares two ModelBundle objects; got {type(other).__name__}. "
                 "Open the other directory first: ModelBundle.from_network(directory, network, ...)."

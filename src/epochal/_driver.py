@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from epochal._nonfinite import stopped_at_first_nonfinite
-from epochal._preemption import skip_batches
 from epochal.bus import RecordBus
-from epochal.core.batches import cycle_batches
+from epochal.core.batches import cycle_batches, skip_batches
 from epochal.core.directives import StopTraining
 from epochal.core.logs import epoch_log_row
 from epochal.core.loop import EpochSetup, run_epoch

@@ -8,7 +8,7 @@ values and epoch metric statistics: :class:`epochal.core.pass_state.PassStart`),
 process exits with a one-line message. A second signal exits at once.
 
 A resume restores the epoch-start RNG states, lets the loader draw the epoch's order again,
-skips the batches already run (:func:`skip_batches`), then restores the RNG states of the
+skips the batches already run (:func:`epochal.core.batches.skip_batches`), then restores the RNG states of the
 step and runs the rest of the pass with the first batches' values put back.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import signal
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -32,21 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BundleGuard", "epoch_start_states", "exit_message", "gather_passes", "pass_start_for",
-    "preempted", "skip_batches",
+    "preempted",
 ]
 
 
-def skip_batches(
-    batches: Iterable[Any], count: int, *, then: Callable[[], None] | None = None
-) -> Iterator[Any]:
-    """The batches after the first ``count`` (drawn and dropped), calling ``then()`` once they
-    are dropped, before the first batch is yielded."""
-    iterator = iter(batches)
-    for _ in range(count):
-        next(iterator, None)
-    if then is not None:
-        then()
-    yield from iterator
 
 
 class BundleGuard(PreemptionGuard):

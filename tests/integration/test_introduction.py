@@ -197,6 +197,9 @@ class TestIntroductionInterrupt:
              "--output", str(tmp_path / "out")],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+            # A test run started in the background of a shell has SIGINT ignored, and a
+            # child inherits that: give the script the terminal's default, as a user has.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         assert process.stdout is not None
         for line in process.stdout:

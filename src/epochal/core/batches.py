@@ -7,7 +7,7 @@ network, as in Poutyne) and dicts (passed as one argument), nested.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ __all__ = [
     "cycle_batches",
     "forward",
     "infer_batch_size",
+    "skip_batches",
     "split_batch",
     "to_device",
     "to_tensor",
@@ -159,3 +160,15 @@ def cycle_batches(loader: Iterable[Any], steps: int | None, *, what: str) -> Ite
             )
         if steps is None:
             return
+
+def skip_batches(
+    batches: Iterable[Any], count: int, *, then: Callable[[], None] | None = None
+) -> Iterator[Any]:
+    """The batches after the first ``count`` (drawn and dropped), calling ``then()`` once they
+    are dropped, before the first batch is yielded."""
+    iterator = iter(batches)
+    for _ in range(count):
+        next(iterator, None)
+    if then is not None:
+        then()
+    yield from iterator
