@@ -590,9 +590,10 @@ class ModelBundle(BundlePaths, BundleRecords):
             **kwargs: Passed to :meth:`Model.evaluate_generator`.
 
         Returns:
-            ``{'epoch': e, 'test_loss': ..., 'test_<metric>': ...}`` (keys prefixed with
-            ``name``). ``{name}_log.tsv`` holds the checkpoint's epoch row followed by these
-            values (as Poutyne's, without the evaluation's ``time``).
+            ``{'time': s, 'test_loss': ..., 'test_<metric>': ...}``, the evaluation's logs
+            (keys prefixed with ``name``), as Poutyne's ``test`` returns them.
+            ``{name}_log.tsv`` holds the checkpoint's epoch row followed by these values (as
+            Poutyne's, without the evaluation's ``time``).
 
         Raises:
             StorageError: The directory does not accept writes (checked before evaluating).
@@ -605,7 +606,7 @@ class ModelBundle(BundlePaths, BundleRecords):
         logs = self.model.evaluate_generator(
             test_generator, return_dict_format=True, verbose=verbose, callbacks=callbacks, **kwargs
         )
-        out: dict[str, Any] = {"epoch": int(row["epoch"]) if row else None}
+        out: dict[str, Any] = {}  # as Poutyne's: the evaluation's logs (the epoch is in the file)
         for key, value in logs.items():
             out[f"{name}_{key[len('test_'):]}" if key.startswith("test_") else key] = value
         if self.logging:

@@ -756,9 +756,8 @@ KNOWN_DIVERGENCES: dict[str, str] = {
         "empty (it writes the batch logs as they are); epochal fills them with the current "
         "epoch and learning rate (pinned by tests/unit/test_callbacks_logging.py)"),
     "model_bundle_extras": (
-        "ModelBundle.test: Poutyne returns {'time', 'test_loss', 'test_<metric>'}; epochal "
-        "returns an extra leading 'epoch' key. Poutyne's bundle writes TensorBoard logs in "
-        "tensorboard/ (unless disable_tensorboard); epochal writes none"),
+        "Poutyne's bundle writes TensorBoard logs in tensorboard/ (unless "
+        "disable_tensorboard); epochal writes none"),
     "bundle_regression_infer": (
         "ModelBundle.train_data/train_dataset: epochal shuffles the training set with its own "
         "torch.Generator seeded from `seed` (so a resume reproduces the data order); Poutyne's "
