@@ -16,14 +16,17 @@ Checks (CUDA only unless said):
 
 1. ``sync``: an epoch (training and validation, progress display off) makes no host sync per
    step: the steps run under ``torch.cuda.set_sync_debug_mode('error')``, and the syncs of a
-   whole epoch, counted in ``'warn'`` mode, are the same few for 20 and for 60 batches.
+   whole epoch, counted in ``'warn'`` mode, are a few (at most 16) and no more for 60 batches
+   than for 20.
 2. ``resume``: a bundle killed (SIGKILL) in the middle of epoch 3 and resumed equals an
    uninterrupted 4-epoch run bit for bit (CUDA RNG states restored; dropout draws on CUDA).
 3. ``resume 16-mixed``: the same with ``precision='16-mixed'`` (loss scaler state restored).
 4. ``bf16 accuracy`` (also on the CPU): bf16 and fp32 reach the same accuracy on the offline
    digits within one point.
 5. ``step time`` (also on the CPU): the per-step time of ``Model.fit_generator`` against the
-   seed's hand-written loop, on the seed's two networks, batches already on the device.
+   seed's hand-written loop (two host syncs per step) and against the same loop without them
+   (the loss summed on the device), on the seed's two networks, batches already on the
+   device; medians of interleaved rounds.
 
 Exit status: 0 when no check failed (skipped checks are not failures), 1 otherwise.
 """
@@ -136,7 +139,9 @@ def check_syncs(device: Any, precision: str) -> list[Row]:
     torch.manual_seed(0)
     model = Model(convolutional_network(), "adam", "cross_entropy", batch_metrics=["accuracy"],
                   device=device, **kwargs)
-    model.fit_generator(train[:5], valid[:1], epochs=1, verbose=False)  # warm-up
+    # Warm-up on the very batches and shapes counted below, so one-time work (allocator,
+    # library handles, first-use checks) is not counted as a per-epoch sync.
+    model.fit_generator(train[:20], valid, epochs=1, verbose=False)
 
     counts: dict[int, int] = {}
     where: Counter[str] = Counter()
@@ -153,7 +158,9 @@ def check_syncs(device: Any, precision: str) -> list[Row]:
         counts[n] = len(syncs)
         where.update(f"{os.path.basename(w.filename)}:{w.lineno}" for w in syncs)
     top = ", ".join(f"{k} x{v}" for k, v in where.most_common(4)) or "none"
-    bounded = counts[20] == counts[60] <= MAX_EPOCH_SYNCS
+    # O(1) per epoch: three times the steps may not bring one more sync (a one-time sync
+    # of torch's own, seen once in the shorter run on an H200, is not a per-step one).
+    bounded = counts[60] <= counts[20] <= MAX_EPOCH_SYNCS
     rows: list[Row] = [(
         "1 sync (count)", precision, "PASS" if bounded else "FAIL",
         f"{counts[20]} / {counts[60]} syncs",
@@ -324,18 +331,26 @@ def check_step_time(device: Any, steps: int, repeats: int) -> list[Row]:
     batches = _batches(x[:32 * steps], y[:32 * steps], 32, device)
     cuda = torch.device(device).type == "cuda"
 
-    def timed(run: Callable[[], Any]) -> float:
-        run()  # warm-up (cuDNN choices, allocator)
-        times = []
-        for _ in range(repeats):
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            run()
-            if cuda:
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - start) / len(batches))
-        return statistics.median(times)
+    def once(run: Callable[[], Any]) -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / len(batches)
+
+    def no_sync_loop(network: Any, optimizer: Any, loss_function: Any) -> float:
+        """The limit: the seed loop's steps with the loss summed on the device, one sync."""
+        network.train(True)
+        total = torch.zeros((), device=device)
+        for xb, yb in batches:
+            optimizer.zero_grad()
+            loss = loss_function(network(xb), yb)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        return float(total)
 
     rows: list[Row] = []
     precisions = ["32", "bf16-mixed"] + (["16-mixed"] if cuda else [])
@@ -344,17 +359,30 @@ def check_step_time(device: Any, steps: int, repeats: int) -> list[Row]:
         network = make().to(device)
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
         loss_function = nn.CrossEntropyLoss()
-        hand = timed(lambda n=network, o=optimizer, f=loss_function: train_one_epoch(n, o, f, batches))
+        runs: dict[str, Callable[[], Any]] = {
+            "seed": lambda n=network, o=optimizer, f=loss_function: train_one_epoch(n, o, f, batches),
+            "limit": lambda n=network, o=optimizer, f=loss_function: no_sync_loop(n, o, f),
+        }
         for precision in precisions:
             torch.manual_seed(0)
             model = Model(make(), "adam", "cross_entropy", batch_metrics=["accuracy"],
                           device=device, **_model_precision_kwargs(precision))
-            ours = timed(lambda m=model: m.fit_generator(batches, epochs=1, verbose=False))
+            runs[precision] = lambda m=model: m.fit_generator(batches, epochs=1, verbose=False)
+        for run in runs.values():
+            run()  # warm-up (cuDNN choices, allocator)
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(repeats):  # interleaved rounds: drift hits every variant alike
+            for name, run in runs.items():
+                times[name].append(once(run))
+        median = {name: statistics.median(values) for name, values in times.items()}
+        for precision in precisions:
+            ours = median[precision]
             rows.append((
                 f"5 step time {net_name}", precision, "INFO",
-                f"{ours * 1e3:.3f} vs {hand * 1e3:.3f} ms",
-                f"ratio {ours / hand:.2f} (fit_generator / seed loop, fp32 loop), "
-                f"{len(batches)} steps x {repeats}, batch 32",
+                f"{ours * 1e3:.3f} vs {median['seed'] * 1e3:.3f} ms",
+                f"ratio {ours / median['seed']:.2f} to the seed loop (2 syncs/step), "
+                f"{ours / median['limit']:.2f} to the no-sync loop ({median['limit'] * 1e3:.3f} "
+                f"ms, loss only); median of {repeats} interleaved rounds of {len(batches)} steps",
             ))
     return rows
 
@@ -440,7 +468,7 @@ def main() -> int:
             rows.append(("3 resume 16-mixed", "16-mixed", "SKIP", "-", no_cuda))
     attempt("4 bf16 accuracy", "bf16 vs 32",
             lambda: check_bf16_accuracy(device, epochs=3 if cuda else 1))
-    steps, repeats = (125, 3) if cuda else (args.cpu_steps, 1)
+    steps, repeats = (125, 5) if cuda else (args.cpu_steps, 3)
     attempt("5 step time", "32", lambda: check_step_time(device, steps, repeats))
 
     print()
