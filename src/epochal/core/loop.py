@@ -37,10 +37,14 @@ from epochal.core.steps import (  # the step helpers, shared with the mixed step
     _NetworkRejected,
     _scale_gradients,
     compute_loss,
+    expected_input,
 )
-from epochal.core.steps import expected_input as expected_input  # re-exported
 
-__all__ = ["PassHooks", "eval_step", "run_epoch", "train_step"]
+# EpochSetup, compute_loss and expected_input live in core.steps; still exported from here.
+__all__ = [
+    "EpochSetup", "PassHooks", "compute_loss", "eval_step", "expected_input", "run_epoch",
+    "train_step",
+]
 
 
 def train_step(
