@@ -29,6 +29,7 @@ __all__ = [
     "check_positive",
     "collect",
     "concat",
+    "loader_len",
     "ordered_loader",
     "to_numpy",
     "validation_pair",
@@ -45,6 +46,14 @@ def check_positive(name: str, value: int | None, *, allow_none: bool = True) -> 
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be a positive int; got {value!r}.")
+
+
+def loader_len(loader: Any) -> int | None:
+    """The number of batches ``len(loader)`` gives, or None for a loader without ``len()``."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
 def _no_shuffle(options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from epochal.bus import RecordBus
 from epochal.core.batches import cycle_batches, skip_batches
 from epochal.core.directives import StopTraining
 from epochal.core.logs import epoch_log_row
-from epochal.core.loop import EpochSetup, run_epoch
+from epochal.core.loop import run_epoch
 from epochal.core.pass_state import PassStart
 from epochal.core.records import (
     BackwardEnd,
@@ -31,6 +31,7 @@ from epochal.core.records import (
     TrainBegin,
     TrainEnd,
 )
+from epochal.core.steps import EpochSetup
 from epochal.ports import TrainingContext
 
 __all__ = ["TrainingDriver"]

@@ -31,8 +31,8 @@ import torch
 import torch.distributed as dist
 
 from epochal._driver import TrainingDriver, _PassHooks
-from epochal.core.loop import EpochSetup
 from epochal.core.records import EpochBegin, EpochRecord, PassPhase, TrainBegin, TrainEnd
+from epochal.core.steps import EpochSetup
 from epochal.distributed.consensus import StopConsensus, StopReason, StopVerdict
 from epochal.distributed.env import DistributedEnv, detect_env
 from epochal.distributed.group import (

@@ -3,27 +3,31 @@
 Code written for Poutyne's ``Model`` runs after changing only the import line. The loops
 themselves live in :mod:`epochal.core.loop`; this class resolves names, moves data, publishes
 records on its bus and turns them into Poutyne's return values.
+
+This module holds the constructor, the wiring of a pass (setup, driver, callbacks and the
+progress display on the bus), the ``fit`` family and the device moves. ``Model`` inherits
+the ``evaluate*``, ``predict*`` and ``*_on_batch`` methods from
+:class:`epochal._model_inference.ModelInference` and the weights and optimizer-state
+input/output from :class:`epochal._model_state.ModelState`.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from epochal._arrays import ArrayDataset, check_positive, collect, ordered_loader, to_numpy
+from epochal._arrays import ArrayDataset, check_positive, loader_len, ordered_loader
 from epochal._driver import TrainingDriver
-from epochal._parallel import ParallelDriver, attach_data_parallel
+from epochal._model_inference import ModelInference
+from epochal._model_state import ModelState
+from epochal._parallel import attach_data_parallel
 from epochal.bus import RecordBus
 from epochal.callbacks.base import Callback, CallbackBusAdapter, CallbackList
-from epochal.core.batches import cycle_batches, to_device
 from epochal.core.logs import epoch_log_keys
-from epochal.core.loop import EpochSetup, run_epoch
 from epochal.core.metrics import (
     BatchMetric,
     EpochMetricState,
@@ -32,18 +36,15 @@ from epochal.core.metrics import (
     resolve_metrics,
 )
 from epochal.core.precision import MixedPrecision, resolve_precision
-from epochal.core.records import EpochRecord, PassPhase
-from epochal.exceptions import CheckpointError, ConfigurationError, EmptyLoaderError
+from epochal.core.steps import EpochSetup
+from epochal.exceptions import ConfigurationError, EmptyLoaderError
 from epochal.metrics import metric_registry
 from epochal.optimizers import check_optimizer_parameters, resolve_optimizer
 from epochal.ports import Attachable
 from epochal.precision import (
     bind_precision,
     compile_network,
-    load_optimizer_file,
-    optimizer_file_state,
     resolve_compile_options,
-    strip_compile_prefix,
     unwrap_compiled,
 )
 
@@ -52,31 +53,8 @@ __all__ = ["Model"]
 # The array helpers' former private names (``epochal.bundle`` imports ``_ArrayDataset``).
 _ArrayDataset = ArrayDataset
 
-PathOrFile = str | BinaryIO
 
-
-def _loader_len(loader: Any) -> int | None:
-    try:
-        return len(loader)
-    except TypeError:
-        return None
-
-
-def _some(keys: Sequence[str], limit: int = 8) -> str:
-    """Up to ``limit`` keys, comma-separated, with a count of the rest."""
-    keys = list(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def _loss_and_metrics(loss: float, metrics: list[float]) -> tuple[Any, ...]:
-    """Poutyne's ``(loss,)``, ``(loss, metric)`` or ``(loss, array_of_metrics)``."""
-    if len(metrics) <= 1:
-        return (loss, *metrics)
-    return (loss, np.array(metrics))
-
-
-class Model:
+class Model(ModelInference, ModelState):
     """A network, its optimizer, loss and metrics, trained with Poutyne's API.
 
     Args:
@@ -341,11 +319,11 @@ class Model:
             self._parallel.forget_shards()
             train_generator = self._parallel.shard(train_generator, training=True)
             valid_generator = self._parallel.shard(valid_generator, training=False)
-        train_len = _loader_len(train_generator)
+        train_len = loader_len(train_generator)
         steps = steps_per_epoch if steps_per_epoch is not None else train_len
         valid_steps = None
         if valid_generator is not None:
-            valid_len = _loader_len(valid_generator)
+            valid_len = loader_len(valid_generator)
             if valid_len == 0 and validation_steps is None:
                 raise EmptyLoaderError(
                     "The validation loader yielded no batch (len() is 0); found before training "
@@ -526,440 +504,7 @@ class Model:
             callbacks=callbacks,
         )
 
-    # ------------------------------------------------------------------ evaluation
-
-    def _evaluate_pass(
-        self,
-        generator: Iterable[Any],
-        *,
-        steps: int | None,
-        phase: PassPhase,
-        collect: bool,
-        has_ground_truth: bool,
-        verbose: bool,
-        callbacks: Sequence[Callback] | None,
-        progress_options: Mapping[str, Any] | None = None,
-    ) -> tuple[EpochRecord, list[Any], list[Any]]:
-        check_positive("steps", steps)
-        if self._parallel is not None:  # exact shards, reduced; whole data when collecting
-            generator = self._parallel.evaluation_data(generator, phase=phase, collect=collect)
-        steps = steps if steps is not None else (_loader_len(generator) or None)  # Poutyne
-        params = {"steps": steps}
-        attachments = self._attachments(list(callbacks or []), params, verbose, progress_options)
-        for attachment in attachments:
-            attachment.attach(self.bus)
-        outputs: list[tuple[Any, Any]] = []
-        driver = self._driver()
-        try:
-            record = driver.run_pass(
-                self._setup(loss=phase is not PassPhase.PREDICT),
-                cycle_batches(generator, steps, what=phase.value),
-                phase=phase,
-                epoch=0,
-                has_ground_truth=has_ground_truth,
-                outputs=outputs if collect else None,
-            )
-            if isinstance(driver, ParallelDriver):
-                driver.finish_call()
-        finally:
-            for attachment in attachments:
-                attachment.detach()
-        return record, [p for p, _ in outputs], [t for _, t in outputs]
-
-    def evaluate_generator(
-        self,
-        generator: Iterable[Any],
-        *,
-        steps: int | None = None,
-        return_pred: bool = False,
-        return_ground_truth: bool = False,
-        return_dict_format: bool = False,
-        concatenate_returns: bool = True,
-        convert_to_numpy: bool = True,
-        verbose: bool = True,
-        progress_options: Mapping[str, Any] | None = None,
-        callbacks: Sequence[Callback] | None = None,
-    ) -> Any:
-        """Evaluate on batches of ``(x, y)`` without gradients, the network in eval mode.
-
-        Args:
-            generator: Batches of ``(x, y)``.
-            steps: Batches to evaluate (cycling the generator); None: one pass.
-            return_pred: Also return the network's outputs.
-            return_ground_truth: Also return the targets.
-            return_dict_format: Return ``{'time': s, 'test_loss': ..., 'test_<metric>': ...}``
-                instead of the loss and metrics.
-            concatenate_returns: Concatenate the outputs/targets along the batch dimension;
-                else a list with one entry per batch.
-            convert_to_numpy: Outputs/targets as NumPy arrays; else as tensors.
-            verbose: Show the progress display.
-            progress_options: Keywords of ``TqdmProgress``.
-            callbacks: ``epochal.Callback`` instances (``on_test_*`` hooks).
-
-        Returns:
-            As Poutyne, the loss alone when the model has no metric; else ``(loss, metric)``
-            with a float for a single metric or a NumPy array of the metrics in
-            ``metrics_names`` order. With ``return_dict_format``, the dict above.
-            ``return_pred`` / ``return_ground_truth`` append the outputs / targets (nested
-            outputs keep their structure).
-
-        Raises:
-            EmptyLoaderError: The loader yields no batch.
-            ValueError: No loss function.
-        """
-        if self.loss_function is None:
-            raise ValueError("evaluate needs a loss function; this Model was built without one.")
-        record, preds, trues = self._evaluate_pass(
-            generator, steps=steps, phase=PassPhase.TEST,
-            collect=return_pred or return_ground_truth, has_ground_truth=True,
-            verbose=verbose, callbacks=callbacks, progress_options=progress_options,
-        )
-        if return_dict_format:
-            result: tuple[Any, ...] = ({"time": record.duration_s, **record.logs()},)
-        else:
-            result = _loss_and_metrics(record.loss, [record.metrics[n] for n in self.metrics_names])
-        if return_pred:
-            result += (collect(preds, concatenate_returns, convert_to_numpy=convert_to_numpy),)
-        if return_ground_truth:
-            result += (collect(trues, concatenate_returns, convert_to_numpy=convert_to_numpy),)
-        return result[0] if len(result) == 1 else result
-
-    def evaluate(
-        self,
-        x: Any,
-        y: Any,
-        *,
-        batch_size: int = 32,
-        return_pred: bool = False,
-        return_dict_format: bool = False,
-        convert_to_numpy: bool = True,
-        callbacks: Sequence[Callback] | None = None,
-        verbose: bool = True,
-        progress_options: Mapping[str, Any] | None = None,
-        dataloader_kwargs: Mapping[str, Any] | None = None,
-        return_ground_truth: bool = False,
-        concatenate_returns: bool = True,
-    ) -> Any:
-        """Evaluate on tensors or NumPy arrays (floating ones cast to the network's dtype);
-        other keywords and the return value as :meth:`evaluate_generator`
-        (``return_ground_truth`` and ``concatenate_returns`` are epochal's additions)."""
-        loader = ordered_loader(self._array_dataset(x, y), batch_size, 0, None, dataloader_kwargs)
-        return self.evaluate_generator(
-            loader, return_pred=return_pred, return_dict_format=return_dict_format,
-            return_ground_truth=return_ground_truth, concatenate_returns=concatenate_returns,
-            convert_to_numpy=convert_to_numpy, callbacks=callbacks, verbose=verbose,
-            progress_options=progress_options,
-        )
-
-    def evaluate_dataset(
-        self,
-        dataset: torch.utils.data.Dataset[Any],
-        *,
-        batch_size: int = 32,
-        steps: int | None = None,
-        return_pred: bool = False,
-        return_ground_truth: bool = False,
-        return_dict_format: bool = False,
-        concatenate_returns: bool = True,
-        convert_to_numpy: bool = True,
-        callbacks: Sequence[Callback] | None = None,
-        num_workers: int = 0,
-        collate_fn: Callable[..., Any] | None = None,
-        dataloader_kwargs: Mapping[str, Any] | None = None,
-        verbose: bool = True,
-        progress_options: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Evaluate on a dataset of ``(x, y)`` (data order kept); ``num_workers``,
-        ``collate_fn`` and ``dataloader_kwargs`` build the ``DataLoader``; the rest as
-        :meth:`evaluate_generator`."""
-        loader = ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
-        return self.evaluate_generator(
-            loader, steps=steps, return_pred=return_pred,
-            return_ground_truth=return_ground_truth, return_dict_format=return_dict_format,
-            concatenate_returns=concatenate_returns, convert_to_numpy=convert_to_numpy,
-            verbose=verbose, progress_options=progress_options, callbacks=callbacks,
-        )
-
-    def predict_generator(
-        self,
-        generator: Iterable[Any],
-        *,
-        steps: int | None = None,
-        has_ground_truth: bool = False,
-        return_ground_truth: bool = False,
-        concatenate_returns: bool = True,
-        convert_to_numpy: bool = True,
-        verbose: bool = True,
-        progress_options: Mapping[str, Any] | None = None,
-        callbacks: Sequence[Callback] | None = None,
-    ) -> Any:
-        """Network outputs for every batch, without gradients, in eval mode.
-
-        Args:
-            generator: Batches of inputs ``x`` (or ``(x, y)`` with ``has_ground_truth``).
-            steps: Batches to run (cycling the generator); None: one pass.
-            has_ground_truth: Batches are ``(x, y)`` pairs; ``y`` is ignored unless
-                ``return_ground_truth``.
-            return_ground_truth: Also return the targets; implies ``has_ground_truth``.
-            concatenate_returns: Concatenate along the batch dimension; else one entry per
-                batch.
-            convert_to_numpy: NumPy arrays; else the tensors the network returned.
-            verbose, progress_options, callbacks: As :meth:`evaluate_generator`
-                (``on_predict_*`` hooks).
-
-        Returns:
-            The outputs (nested outputs keep their structure); ``(outputs, targets)`` with
-            ``return_ground_truth``.
-        """
-        if return_ground_truth:
-            has_ground_truth = True
-        record, preds, trues = self._evaluate_pass(
-            generator, steps=steps, phase=PassPhase.PREDICT, collect=True,
-            has_ground_truth=has_ground_truth, verbose=verbose, callbacks=callbacks,
-            progress_options=progress_options,
-        )
-        del record
-        out = collect(preds, concatenate_returns, convert_to_numpy=convert_to_numpy)
-        if return_ground_truth:
-            return out, collect(trues, concatenate_returns, convert_to_numpy=convert_to_numpy)
-        return out
-
-    def predict(
-        self,
-        x: Any,
-        *,
-        batch_size: int = 32,
-        convert_to_numpy: bool = True,
-        verbose: bool = True,
-        progress_options: Mapping[str, Any] | None = None,
-        callbacks: Sequence[Callback] | None = None,
-        dataloader_kwargs: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Predict on tensors or NumPy arrays (floating ones cast to the network's dtype);
-        keywords and the return value as :meth:`predict_generator`."""
-        loader = ordered_loader(
-            self._array_dataset(x, names=("x",)), batch_size, 0, None, dataloader_kwargs
-        )
-        return self.predict_generator(
-            loader, convert_to_numpy=convert_to_numpy, verbose=verbose,
-            progress_options=progress_options, callbacks=callbacks,
-        )
-
-    def predict_dataset(
-        self,
-        dataset: torch.utils.data.Dataset[Any],
-        *,
-        batch_size: int = 32,
-        steps: int | None = None,
-        has_ground_truth: bool = False,
-        return_ground_truth: bool = False,
-        concatenate_returns: bool = True,
-        convert_to_numpy: bool = True,
-        num_workers: int = 0,
-        collate_fn: Callable[..., Any] | None = None,
-        verbose: bool = True,
-        progress_options: Mapping[str, Any] | None = None,
-        callbacks: Sequence[Callback] | None = None,
-        dataloader_kwargs: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Predict on a dataset (data order kept); ``num_workers``, ``collate_fn`` and
-        ``dataloader_kwargs`` build the ``DataLoader``; the rest as :meth:`predict_generator`."""
-        loader = ordered_loader(dataset, batch_size, num_workers, collate_fn, dataloader_kwargs)
-        return self.predict_generator(
-            loader, steps=steps, has_ground_truth=has_ground_truth,
-            return_ground_truth=return_ground_truth, concatenate_returns=concatenate_returns,
-            convert_to_numpy=convert_to_numpy, verbose=verbose,
-            progress_options=progress_options, callbacks=callbacks,
-        )
-
-    # ------------------------------------------------------------------ single batches
-
-    def preprocess_input(self, x: Any, y: Any = None) -> Any:
-        """Convert NumPy arrays to tensors and move them to the model's device, as the
-        training loop does before calling the network.
-
-        Returns:
-            ``(x, y)`` when ``y`` is given, else ``x``; ``x`` as a tuple of the network's
-            positional arguments (a single input becomes a 1-tuple), as Poutyne.
-        """
-        x = to_device(x, self.device)
-        x = tuple(x) if isinstance(x, (tuple, list)) else (x,)
-        if y is None:
-            return x
-        return x, to_device(y, self.device)
-
-    def train_on_batch(
-        self, x: Any, y: Any, *, return_pred: bool = False, return_dict_format: bool = False,
-        convert_to_numpy: bool = True,
-    ) -> Any:
-        """One optimizer step on one batch.
-
-        Returns:
-            As Poutyne, the loss and the *batch* metrics of that batch (train mode): the
-            loss alone without batch metric, ``(loss, metric)`` for one, ``(loss, array)``
-            for several; with ``return_dict_format`` a dict ``{'loss': ..., '<metric>': ...}``
-            (no prefix). ``return_pred`` appends the output (NumPy unless
-            ``convert_to_numpy=False``).
-        """
-        if self.optimizer is None or self.loss_function is None:
-            raise ValueError("train_on_batch needs an optimizer and a loss function.")
-        return self._on_batch(PassPhase.TRAIN, x, y, return_pred, return_dict_format,
-                              convert_to_numpy)
-
-    def evaluate_on_batch(
-        self, x: Any, y: Any, *, return_pred: bool = False, return_dict_format: bool = False,
-        convert_to_numpy: bool = True,
-    ) -> Any:
-        """Loss and batch metrics on one batch without gradients (eval mode); returns as
-        :meth:`train_on_batch` (dict keys ``loss`` and ``<metric>``, no prefix)."""
-        if self.loss_function is None:
-            raise ValueError("evaluate_on_batch needs a loss function.")
-        return self._on_batch(PassPhase.TEST, x, y, return_pred, return_dict_format,
-                              convert_to_numpy)
-
-    def _on_batch(
-        self, phase: PassPhase, x: Any, y: Any, return_pred: bool, return_dict_format: bool,
-        convert_to_numpy: bool,
-    ) -> Any:
-        outputs: list[tuple[Any, Any]] = []
-        *_, record = run_epoch(
-            self._setup(), [(x, y)], phase=phase, epoch=0, clock=self.clock, outputs=outputs,
-        )
-        assert isinstance(record, EpochRecord)
-        names = self.batch_metrics_names
-        if return_dict_format:
-            result: tuple[Any, ...] = (
-                {"loss": record.loss, **{n: record.metrics[n] for n in names}},
-            )
-        else:
-            result = _loss_and_metrics(record.loss, [record.metrics[n] for n in names])
-        if return_pred:
-            pred = outputs[0][0]
-            result += (to_numpy(pred) if convert_to_numpy else pred,)
-        return result[0] if len(result) == 1 else result
-
-    def predict_on_batch(self, x: Any, *, convert_to_numpy: bool = True) -> Any:
-        """Network output for one batch of inputs (eval mode, no gradients), as NumPy
-        arrays unless ``convert_to_numpy=False``."""
-        outputs: list[tuple[Any, Any]] = []
-        list(
-            run_epoch(
-                self._setup(loss=False), [x], phase=PassPhase.PREDICT, epoch=0,
-                clock=self.clock, has_ground_truth=False, outputs=outputs,
-            )
-        )
-        pred = outputs[0][0]
-        return to_numpy(pred) if convert_to_numpy else pred
-
-    # ------------------------------------------------------------------ weights and devices
-
-    def get_weights(self) -> dict[str, torch.Tensor]:
-        """The network's ``state_dict`` (tensors shared with the network, not copies)."""
-        return self.network.state_dict()
-
-    def get_weight_copies(self) -> dict[str, torch.Tensor]:
-        """Copies of the network's weights on the CPU, safe to keep while training goes on."""
-        return {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
-
-    def set_weights(self, weights: Mapping[str, torch.Tensor], strict: bool = True) -> Any:
-        """Load ``weights`` (a ``state_dict``) into the network.
-
-        With ``strict=False``, the keys that did not match are reported in a
-        ``UserWarning`` naming the missing and the unexpected keys.
-
-        Returns:
-            ``torch.nn.modules.module._IncompatibleKeys`` with ``missing_keys`` and
-            ``unexpected_keys`` (both empty when ``strict``).
-
-        Raises:
-            RuntimeError: ``strict`` and the keys or shapes differ (PyTorch's message).
-            CheckpointError: ``strict=False`` and no key of ``weights`` matches a key of the
-                network (the weights belong to another network); nothing is loaded. The
-                message names both key sets.
-        """
-        if not strict:
-            own = set(self.network.state_dict())
-            given = list(weights)
-            if given and own and not own.intersection(given):
-                raise CheckpointError(
-                    "set_weights(strict=False): none of the weights' keys matches the "
-                    f"network's; nothing was loaded. Weights' keys: {_some(given)}. Network's "
-                    f"keys: {_some(sorted(own))}. Load weights saved from this network, or "
-                    "rename the keys (e.g. strip a 'module.' prefix) first."
-                )
-        if any("_orig_mod" in key for key in weights):  # saved from a compiled network
-            weights = strip_compile_prefix(weights)
-        result = self.network.load_state_dict(weights, strict=strict)
-        if not strict and (result.missing_keys or result.unexpected_keys):
-            warnings.warn(
-                f"Weights loaded with strict=False: missing keys (kept as they were): "
-                f"{_some(result.missing_keys) or 'none'}; unexpected keys (ignored): "
-                f"{_some(result.unexpected_keys) or 'none'}.",
-                stacklevel=2,
-            )
-        return result
-
-    def save_weights(self, f: PathOrFile, *, storage_options: Mapping[str, Any] | None = None) -> None:
-        """Save the network's weights with ``torch.save`` to a path, any fsspec URL
-        (crash-safe: the old file survives a failed write) or a binary file object."""
-        from epochal._io import save_torch
-
-        save_torch(self.network.state_dict(), f, storage_options=storage_options)
-
-    def load_weights(
-        self, f: PathOrFile, strict: bool = True, *,
-        storage_options: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Load weights saved by :meth:`save_weights` (``torch.load(weights_only=True)``,
-        mapped to the CPU first, then copied into the network on its device).
-
-        Returns:
-            ``missing_keys`` / ``unexpected_keys``, as :meth:`set_weights`.
-
-        Raises:
-            FileNotFoundError: No file at ``f``; the message names it.
-            CheckpointError: The file is not a weights checkpoint or holds code to run.
-        """
-        from epochal._io import load_torch
-
-        try:
-            weights = load_torch(f, storage_options=storage_options)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(
-                f"load_weights: no weights file at {f!r}. Pass the path or URL of a file "
-                "written by Model.save_weights (or torch.save of a state_dict), e.g. a "
-                "ModelCheckpoint's filename with its {epoch} filled in."
-            ) from exc
-        return self.set_weights(weights, strict=strict)
-
-    def save_optimizer_state(
-        self, f: PathOrFile, *, storage_options: Mapping[str, Any] | None = None
-    ) -> None:
-        """Save the optimizer's ``state_dict`` (see :meth:`save_weights` for ``f``); with
-        ``precision='16-mixed'`` the loss scaler's state rides along under the extra key
-        ``'epochal_precision'`` (``torch.optim.Optimizer.load_state_dict`` ignores it)."""
-        from epochal._io import save_torch
-
-        if self.optimizer is None:
-            raise ValueError("This Model has no optimizer whose state could be saved.")
-        save_torch(
-            optimizer_file_state(self.optimizer, self.mixed_precision), f,
-            storage_options=storage_options,
-        )
-
-    def load_optimizer_state(
-        self, f: PathOrFile, *, storage_options: Mapping[str, Any] | None = None
-    ) -> None:
-        """Load an optimizer state saved by :meth:`save_optimizer_state`; its tensors move to
-        the parameters' device, and a saved loss scaler state is restored (see
-        :doc:`/precision`)."""
-        from epochal._io import load_torch
-
-        if self.optimizer is None:
-            raise ValueError("This Model has no optimizer to load a state into.")
-        load_optimizer_file(
-            self.optimizer, self.mixed_precision, load_torch(f, storage_options=storage_options)
-        )
+    # ------------------------------------------------------------------ devices
 
     def to(self, device: torch.device | str) -> Model:
         """Move the network, the optimizer's state and future batches to ``device``.
@@ -995,5 +540,4 @@ class Model:
             f"Model(network={type(self.network).__name__}, optimizer="
             f"{type(self.optimizer).__name__ if self.optimizer else None}, device={self.device})"
         )
-
 

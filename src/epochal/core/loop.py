@@ -8,160 +8,43 @@ no clock except the injected one.
 Accumulation follows the hand-written loop: the epoch loss is
 ``sum(loss_b * n_b) / sum(n_b)`` over batches ``b`` of ``n_b`` examples, accumulated in
 float64 (as Python floats are), so a last batch of 10 among batches of 256 weighs ``10/N``.
+
+:class:`~epochal.core.steps.EpochSetup`, :func:`~epochal.core.steps.compute_loss` and
+:func:`~epochal.core.steps.expected_input` live in :mod:`epochal.core.steps` (with the step
+helpers the mixed-precision steps share) and stay importable from here.
 """
 
 from __future__ import annotations
 
 import math
 import types
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-import attrs
 import torch
 
-from epochal.core.batches import forward, infer_batch_size, split_batch, to_device
-from epochal.core.metrics import BatchMetric, EpochMetricState
+from epochal.core.batches import infer_batch_size, split_batch, to_device
+from epochal.core.mixed_step import mixed_steps
 from epochal.core.pass_state import PassStart, load_metric_statistics, metric_statistics
-from epochal.core.precision import MixedPrecision
 from epochal.core.records import EpochRecord, PassPhase, StepRecord
-from epochal.exceptions import NetworkInputError, ShapeMismatchError
+from epochal.core.steps import (  # the step helpers, shared with the mixed steps
+    _NO_LOSS,
+    EpochSetup,
+    _batch_metric_values,
+    _call_network,
+    _detach,
+    _in_batch,
+    _NetworkRejected,
+    _scale_gradients,
+    compute_loss,
+    expected_input,
+)
 
+# EpochSetup, compute_loss and expected_input live in core.steps; still exported from here.
 __all__ = [
     "EpochSetup", "PassHooks", "compute_loss", "eval_step", "expected_input", "run_epoch",
     "train_step",
 ]
-
-_NO_LOSS = float("nan")
-
-
-def _shape_of(obj: Any) -> str:
-    if isinstance(obj, torch.Tensor):
-        return str(tuple(obj.shape))
-    if isinstance(obj, (tuple, list)):
-        return "(" + ", ".join(_shape_of(o) for o in obj) + ")"
-    if isinstance(obj, dict):
-        return "{" + ", ".join(f"{k!r}: {_shape_of(v)}" for k, v in obj.items()) + "}"
-    return type(obj).__name__
-
-
-def _describe(obj: Any) -> str:
-    """Shapes and dtypes of the tensors in ``obj``: ``(8, 5) float32``, nested as given."""
-    if isinstance(obj, torch.Tensor):
-        return f"{tuple(obj.shape)} {str(obj.dtype).removeprefix('torch.')}"
-    if isinstance(obj, (tuple, list)):
-        return "(" + ", ".join(_describe(o) for o in obj) + ")"
-    if isinstance(obj, dict):
-        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in obj.items()) + "}"
-    return type(obj).__name__
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception's message without its trailing period (it is embedded in a sentence)."""
-    return str(exc).strip().rstrip(".")
-
-
-def expected_input(network: torch.nn.Module) -> str | None:
-    """What the network's first layer expects, when it can be read: the ``in_features`` of a
-    first ``Linear`` or the ``in_channels`` of a first convolution; else None."""
-    for module in network.modules():
-        if isinstance(module, torch.nn.Linear) and module.in_features > 0:
-            return (f"first layer ({type(module).__name__}) expects inputs whose last "
-                    f"dimension is {module.in_features}, of dtype "
-                    f"{str(module.weight.dtype).removeprefix('torch.')}")
-        if isinstance(module, torch.nn.modules.conv._ConvNd) and module.in_channels > 0:
-            return (f"first layer ({type(module).__name__}) expects "
-                    f"{module.in_channels} input channels (dimension 1), of dtype "
-                    f"{str(module.weight.dtype).removeprefix('torch.')}")
-    return None
-
-
-class _NetworkRejected(NetworkInputError):
-    """The network's forward raised on a batch (re-raised by :func:`run_epoch` with the
-    phase and the batch index)."""
-
-
-def _in_batch(exc: _NetworkRejected, phase: PassPhase, epoch: int, step: int) -> NetworkInputError:
-    where = f"epoch {epoch}, " if epoch else ""
-    return NetworkInputError(f"In the {phase.value} pass ({where}batch {step}), {exc}")
-
-
-def _call_network(network: torch.nn.Module, x: Any) -> Any:
-    try:
-        return forward(network, x)
-    except torch.OutOfMemoryError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        expected = expected_input(network)
-        raise _NetworkRejected(
-            f"the network {type(network).__name__} rejected the input of shape and dtype "
-            f"{_describe(x)}: {_reason(exc)}. "
-            + (f"The network's {expected}. " if expected else "")
-            + "Check the input's shape (batch dimension first), dtype and the network's first "
-            "layer."
-        ) from exc
-
-
-def compute_loss(loss_function: Callable[..., Any], y_pred: Any, y_true: Any) -> torch.Tensor:
-    """``loss_function(y_pred, y_true)``, with a shape error turned into a clear message.
-
-    Raises:
-        ShapeMismatchError: The loss rejected the shapes; the message gives both.
-    """
-    try:
-        loss = loss_function(y_pred, y_true)
-    except (RuntimeError, ValueError, IndexError) as exc:
-        raise ShapeMismatchError(
-            f"The loss function {getattr(loss_function, '__name__', type(loss_function).__name__)}"
-            f" rejected the network output of shape {_shape_of(y_pred)} against the target of "
-            f"shape {_shape_of(y_true)}: {_reason(exc)}. Check the network's last layer and the "
-            "targets."
-        ) from exc
-    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-        shape = _shape_of(loss)
-        raise ShapeMismatchError(
-            f"The loss function must return a 0-dim tensor (use reduction='mean'); it returned "
-            f"{shape}."
-        )
-    return loss
-
-
-@attrs.frozen(kw_only=True)
-class EpochSetup:
-    """What one pass needs besides its batches.
-
-    Attributes:
-        network: The network (its mode is set by the pass: train or eval).
-        loss_function: ``(y_pred, y_true) -> 0-dim tensor``; None for prediction.
-        batch_metrics: Resolved batch metrics.
-        epoch_metrics: Resolved epoch metrics (reset at the start of every pass).
-        device: Where batches are moved, or None to leave them where they are.
-        optimizer: Needed for training passes.
-        batches_per_step: Batches whose gradients are accumulated per optimizer step.
-        precision: Autocast and loss scaling for ``'bf16-mixed'``/``'16-mixed'`` (the steps
-            of :mod:`epochal.core.mixed_step`); None for plain float32 steps.
-    """
-
-    network: torch.nn.Module
-    loss_function: Callable[..., Any] | None
-    batch_metrics: Sequence[BatchMetric] = ()
-    epoch_metrics: Sequence[EpochMetricState] = ()
-    device: torch.device | None = None
-    optimizer: torch.optim.Optimizer | None = None
-    batches_per_step: int = 1
-    precision: MixedPrecision | None = None
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        """Log names of the batch metrics, in order."""
-        return tuple(name for metric in self.batch_metrics for name in metric.names)
-
-
-def _batch_metric_values(setup: EpochSetup, y_pred: Any, y_true: Any) -> tuple[torch.Tensor, ...]:
-    values: list[torch.Tensor] = []
-    for metric in setup.batch_metrics:
-        values.extend(metric(y_pred, y_true))
-    return tuple(values)
 
 
 def train_step(
@@ -218,22 +101,6 @@ def eval_step(
         for metric in setup.epoch_metrics:
             metric.update(y_pred, y)
     return loss, values, y_pred
-
-
-def _detach(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_detach(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _detach(v) for k, v in obj.items()}
-    return obj
-
-
-def _scale_gradients(parameters: Iterable[torch.nn.Parameter], factor: float) -> None:
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if grads:
-        torch._foreach_mul_(grads, factor)
 
 
 class PassHooks(Protocol):
@@ -347,8 +214,6 @@ def run_epoch(
     device = setup.device
     step_train, step_eval, step_optimizer = train_step, eval_step, _optimizer_step
     if setup.precision is not None:  # chosen once per pass: '32' keeps the plain steps
-        from epochal.core.mixed_step import mixed_steps
-
         step_train, step_eval, step_optimizer = mixed_steps(setup.precision)
 
     pass_start = clock()

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from epochal.core import loop
+from epochal.core import steps
 from epochal.core.precision import MixedPrecision, float32_outputs
 
 __all__ = ["MixedSteps", "mixed_steps"]
@@ -44,18 +44,18 @@ def mixed_steps(precision: MixedPrecision) -> MixedSteps:
     """
 
     def train_step(
-        setup: loop.EpochSetup, x: Any, y: Any, *, loss_scale: float | None = None
+        setup: steps.EpochSetup, x: Any, y: Any, *, loss_scale: float | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], Any]:
         assert setup.loss_function is not None
         if not torch.is_grad_enabled():
             with torch.enable_grad():
                 return train_step(setup, x, y, loss_scale=loss_scale)
         with precision.autocast():
-            y_pred = loop._call_network(setup.network, x)
-            loss = loop.compute_loss(setup.loss_function, y_pred, y)
+            y_pred = steps._call_network(setup.network, x)
+            loss = steps.compute_loss(setup.loss_function, y_pred, y)
         precision.backward(loss, loss_scale)
-        y_pred = float32_outputs(loop._detach(y_pred))
-        values = loop._batch_metric_values(setup, y_pred, y)
+        y_pred = float32_outputs(steps._detach(y_pred))
+        values = steps._batch_metric_values(setup, y_pred, y)
         if setup.epoch_metrics:
             with torch.no_grad():
                 for metric in setup.epoch_metrics:
@@ -63,16 +63,16 @@ def mixed_steps(precision: MixedPrecision) -> MixedSteps:
         return loss.detach().float(), values, y_pred
 
     def eval_step(
-        setup: loop.EpochSetup, x: Any, y: Any
+        setup: steps.EpochSetup, x: Any, y: Any
     ) -> tuple[torch.Tensor | float, tuple[torch.Tensor, ...], Any]:
         with torch.no_grad():
             with precision.autocast():
-                y_pred = loop._call_network(setup.network, x)
+                y_pred = steps._call_network(setup.network, x)
                 if y is None or setup.loss_function is None:
-                    return loop._NO_LOSS, (), float32_outputs(y_pred)
-                loss = loop.compute_loss(setup.loss_function, y_pred, y)
+                    return steps._NO_LOSS, (), float32_outputs(y_pred)
+                loss = steps.compute_loss(setup.loss_function, y_pred, y)
             y_pred = float32_outputs(y_pred)
-            values = loop._batch_metric_values(setup, y_pred, y)
+            values = steps._batch_metric_values(setup, y_pred, y)
             for metric in setup.epoch_metrics:
                 metric.update(y_pred, y)
         return loss.float(), values, y_pred
@@ -87,7 +87,7 @@ def mixed_steps(precision: MixedPrecision) -> MixedSteps:
     ) -> None:
         precision.unscale_(optimizer)
         if accumulate:
-            loop._scale_gradients(params, 1.0 / float(sum(group_batches)))
+            steps._scale_gradients(params, 1.0 / float(sum(group_batches)))
         if before_optimizer_step is not None:
             before_optimizer_step(step)
         precision.step(optimizer)
