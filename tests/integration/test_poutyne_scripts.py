@@ -751,10 +751,6 @@ SCRIPTS: dict[str, Callable[[types.ModuleType, Path], dict]] = {
 
 # Divergences not fixed here: script name -> exact reason (xfail strict, so a fix shows up).
 KNOWN_DIVERGENCES: dict[str, str] = {
-    "csv_batch_granularity": (
-        "CSVLogger(batch_granularity=True) batch rows: Poutyne leaves the epoch and lr cells "
-        "empty (it writes the batch logs as they are); epochal fills them with the current "
-        "epoch and learning rate (pinned by tests/unit/test_callbacks_logging.py)"),
     "model_bundle_extras": (
         "Poutyne's bundle writes TensorBoard logs in tensorboard/ (unless "
         "disable_tensorboard); epochal writes none"),
