@@ -24,6 +24,8 @@ What the working directory holds:
 ``{name}_log.tsv``                     the result of ``test(..., name=name)``
 ``plots/{metric}.png``                 train and validation curves of each metric
                                        (matplotlib, the ``examples`` extra)
+``tensorboard/``                       TensorBoard event files of each epoch's logs (the
+                                       ``tensorboard`` extra; derived, not committed)
 =====================================  ======================================================
 
 Exact resume: at the end of each epoch the bundle commits a snapshot by writing the state
@@ -50,12 +52,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from epochal._arrays import validation_pair
+from epochal._arrays import check_positive, ordered_loader, validation_pair
 from epochal._bundle_callback import (
     BundleCallback,
 )
 from epochal._bundle_paths import BundlePaths
 from epochal._bundle_stats import BundleRecords
+from epochal._bundle_tensorboard import bundle_tensorboard_logger
 from epochal._commit_writer import committing, open_commits, wants_background_commits
 from epochal._parallel import main_then_share
 from epochal._preemption import (
@@ -325,8 +328,13 @@ class ModelBundle(BundlePaths, BundleRecords):
             lr_schedulers: LR scheduler callbacks (saved and restored like callbacks).
             keep_only_last_best: Keep only the newest ``checkpoint_epoch_*.ckpt``.
             save_every_epoch: Write ``checkpoint_epoch_{epoch}.ckpt`` for every epoch.
-            disable_tensorboard: Accepted for Poutyne compatibility; epochal writes no
-                TensorBoard logs.
+            disable_tensorboard: Write no TensorBoard logs. Otherwise, as Poutyne's bundle,
+                a ``TensorBoardLogger`` writes each epoch's logs and learning rates to
+                ``tensorboard/`` when the ``tensorboard`` package is installed (a
+                ``UserWarning`` when it is not). The event files are derived logs, outside
+                the committed snapshot: a resume purges the steps from the epoch it resumes
+                at (``SummaryWriter(purge_step=...)``), so re-run epochs are not drawn twice.
+                Written for a local directory only (a warning for an object store).
             seed: Seed for a fresh start (ignored when resuming: the RNG states are restored).
             **fit_kwargs: Passed to :meth:`Model.fit_generator` (``verbose``,
                 ``steps_per_epoch``, ``batches_per_step``, ...).
@@ -344,7 +352,6 @@ class ModelBundle(BundlePaths, BundleRecords):
             ResumeError: ``initial_epoch`` is given (the bundle decides where to start), or the
                 directory holds training files of someone else.
         """
-        del disable_tensorboard
         if "initial_epoch" in fit_kwargs:
             raise ResumeError(
                 "ModelBundle.train decides the initial epoch from its directory; do not pass "
@@ -415,7 +422,16 @@ class ModelBundle(BundlePaths, BundleRecords):
                 "start": pass_start_for(snapshot.partial, parallel),
                 "after_skip": bundle_callback.restore_step_states,
             }
+        extra: list[Callback] = []
+        if self.logging and main and not disable_tensorboard:
+            tensorboard = bundle_tensorboard_logger(
+                self.store, first_epoch=first if first is not None else 1,
+                describe=self.directory,
+            )
+            extra = [tensorboard] if tensorboard is not None else []
         with contextlib.ExitStack() as stack:
+            for logger in extra:  # closed also when fit raises (on_train_end closes it too)
+                stack.callback(logger.writer.close)  # type: ignore[attr-defined]
             stack.enter_context(committing(snapshots))  # waits for a background write
             stack.callback(bundle_callback.unsubscribe)  # also when fit raises
             if guard is not None:
@@ -428,7 +444,7 @@ class ModelBundle(BundlePaths, BundleRecords):
                 valid_generator,
                 epochs=epochs,
                 initial_epoch=first if first is not None else 1,
-                callbacks=[*user_callbacks, bundle_callback],
+                callbacks=[*extra, *user_callbacks, bundle_callback],
                 **fit_kwargs,
             )
         if bundle_callback.preempted_at is not None:
@@ -480,19 +496,48 @@ class ModelBundle(BundlePaths, BundleRecords):
         *,
         batch_size: int = 32,
         num_workers: int = 0,
+        collate_fn: Callable[..., Any] | None = None,
+        dataloader_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        """:meth:`train` on datasets (the training set shuffled each epoch by a seeded
-        generator, so resume reproduces the data order)."""
-        generator = torch.Generator().manual_seed(int(kwargs.get("seed", 42) or 0))
+        """:meth:`train` on datasets, with the loaders :meth:`Model.fit_dataset` builds (as
+        Poutyne's bundle does).
+
+        The training set is shuffled each epoch by a ``DataLoader(shuffle=True)``, which
+        draws its order from PyTorch's global random state, as in Poutyne: ``seed`` (42 by
+        default) therefore fixes the order of a fresh training, and a resume, which restores
+        the global random states of its commit (and, mid-epoch, those of the epoch's start),
+        draws the same orders as an uninterrupted training. The validation set keeps its
+        order.
+
+        Args:
+            train_dataset: Training ``(x, y)`` examples.
+            valid_dataset: Validation examples, or None.
+            batch_size: Examples per batch.
+            num_workers: ``DataLoader`` worker processes.
+            collate_fn: ``DataLoader``'s ``collate_fn``, or None for PyTorch's default.
+            dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours; validation
+                never shuffles). A ``generator`` given here is saved and restored with the
+                bundle's state.
+            **kwargs: As :meth:`train` (``epochs``, ``callbacks``, ``seed``, ``verbose``...).
+
+        Returns:
+            As :meth:`train`.
+
+        Raises:
+            ConfigurationError: ``batch_size`` is not a positive integer.
+        """
+        check_positive("batch_size", batch_size, allow_none=False)
+        options: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+        if collate_fn is not None:
+            options["collate_fn"] = collate_fn
         train = torch.utils.data.DataLoader(
-            train_dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-            generator=generator,
+            train_dataset, **{**options, "shuffle": True, **dict(dataloader_kwargs or {})}
         )
         valid = None
         if valid_dataset is not None:
-            valid = torch.utils.data.DataLoader(
-                valid_dataset, batch_size=batch_size, num_workers=num_workers
+            valid = ordered_loader(
+                valid_dataset, batch_size, num_workers, collate_fn, dataloader_kwargs
             )
         return self.train(train, valid, **kwargs)
 
@@ -503,10 +548,11 @@ class ModelBundle(BundlePaths, BundleRecords):
         validation_data: tuple[Any, Any] | None = None,
         *,
         batch_size: int = 32,
+        dataloader_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
         """:meth:`train` on tensors or NumPy arrays (floating ones cast to the network's
-        floating dtype, as :meth:`Model.fit` does).
+        floating dtype, as :meth:`Model.fit` does), shuffled as :meth:`train_dataset` says.
 
         Raises:
             ConfigurationError: ``validation_data`` is not an ``(x_val, y_val)`` pair.
@@ -516,7 +562,8 @@ class ModelBundle(BundlePaths, BundleRecords):
             *validation_pair(validation_data, owner="ModelBundle.train_data"),
             names=("x_val", "y_val"))
         return self.train_dataset(self.model._array_dataset(x, y), valid,
-                                  batch_size=batch_size, **kwargs)
+                                  batch_size=batch_size, dataloader_kwargs=dataloader_kwargs,
+                                  **kwargs)
 
     def _check_monitor(self, logged: Sequence[str]) -> None:
         assert self.monitor is not None

@@ -377,6 +377,44 @@ def script_model_bundle_extras(pkg: types.ModuleType, workdir: Path) -> dict:
             "tensorboard": (workdir / "bundle" / "tensorboard").is_dir()}
 
 
+def _tensorboard_scalars(directory: Path) -> dict:
+    """Every scalar under a TensorBoard log directory: run folder -> tag -> [(step, value)]
+    (wall-clock values replaced by their type)."""
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    out: dict = {}
+    for run in sorted({path.parent for path in directory.rglob("events.out.tfevents.*")}):
+        accumulator = event_accumulator.EventAccumulator(str(run))
+        accumulator.Reload()
+        name = str(run.relative_to(directory))
+        out[name] = {
+            tag: [(event.step, "<time>" if "time" in name else round(event.value, 5))
+                  for event in accumulator.Scalars(tag)]
+            for tag in sorted(accumulator.Tags()["scalars"])
+        }
+    return out
+
+
+def script_bundle_tensorboard(pkg: types.ModuleType, workdir: Path) -> dict:
+    """The TensorBoard scalars a bundle writes in tensorboard/: 2 epochs, then resumed to 3
+    (and nothing with disable_tensorboard=True)."""
+    pytest.importorskip("torch.utils.tensorboard")
+    pkg.set_seeds(33)
+    x, y = _classification(n=48)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=16)
+    valid = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
+    bundle = pkg.ModelBundle.from_network(str(workdir / "bundle"), _classifier(),
+                                          optimizer="sgd", task="classif")
+    bundle.train(train, valid, epochs=2, verbose=False)
+    bundle.train(train, valid, epochs=3, verbose=False)
+    quiet = pkg.ModelBundle.from_network(str(workdir / "quiet"), _classifier(),
+                                         optimizer="sgd", task="classif")
+    quiet.train(train, valid, epochs=1, verbose=False, disable_tensorboard=True)
+    return {"scalars": _tensorboard_scalars(workdir / "bundle" / "tensorboard"),
+            "attribute": Path(bundle.tensorboard_directory).name,
+            "quiet": (workdir / "quiet" / "tensorboard").exists()}
+
+
 def script_experiment_resume(pkg: types.ModuleType, workdir: Path) -> dict:
     """Experiment (Poutyne's older name) trained 2 epochs, then resumed to 4 epochs."""
     pkg.set_seeds(37)
@@ -751,14 +789,6 @@ SCRIPTS: dict[str, Callable[[types.ModuleType, Path], dict]] = {
 
 # Divergences not fixed here: script name -> exact reason (xfail strict, so a fix shows up).
 KNOWN_DIVERGENCES: dict[str, str] = {
-    "model_bundle_extras": (
-        "Poutyne's bundle writes TensorBoard logs in tensorboard/ (unless "
-        "disable_tensorboard); epochal writes none"),
-    "bundle_regression_infer": (
-        "ModelBundle.train_data/train_dataset: epochal shuffles the training set with its own "
-        "torch.Generator seeded from `seed` (so a resume reproduces the data order); Poutyne's "
-        "DataLoader shuffles from the global RNG, so the batches, and every logged value, "
-        "differ (loss 1.1843 vs 1.1755 in epoch 1)"),
 }
 
 
