@@ -81,7 +81,10 @@ def resumed_summary_writer(log_dir: str | os.PathLike[str], purge_step: int) -> 
         ImportError: The ``tensorboard`` package is not installed.
     """
     summary_writer_class = _summary_writer_class()
-    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+    from tensorboard.compat.proto.event_pb2 import (  # type: ignore[import-untyped]
+        Event,
+        SessionLog,
+    )
     from torch.utils.tensorboard.writer import FileWriter
 
     class _ResumedSummaryWriter(summary_writer_class):  # type: ignore[misc, valid-type]

@@ -19,6 +19,7 @@ epochal does the same, with two additions:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from epochal.ports import CheckpointStore
@@ -69,11 +70,8 @@ def bundle_tensorboard_logger(
             stacklevel=3,
         )
         return None
-    from epochal_adapters.tensorboard import resumed_summary_writer, summary_writer
-
     try:
-        writer = (resumed_summary_writer(directory, first_epoch) if first_epoch > 1
-                  else summary_writer(directory))
+        import torch.utils.tensorboard  # noqa: F401  # the package is there: warn now if not
     except ImportError:
         warnings.warn(
             "tensorboard does not seem to be installed, so the bundle writes no TensorBoard "
@@ -85,4 +83,41 @@ def bundle_tensorboard_logger(
         return None
     from epochal.callbacks.tensorboard_logger import TensorBoardLogger
 
-    return TensorBoardLogger(writer)
+    return TensorBoardLogger(_FirstWriteOpens(directory, first_epoch))
+
+
+class _FirstWriteOpens:
+    """A ``ScalarWriter`` that opens its ``SummaryWriter`` at the first value written.
+
+    ``SummaryWriter`` creates its event file when it is built; opening it at the first
+    epoch's end instead keeps the bundle's promise that a training refused before its first
+    step (a bad loader, a monitored key never logged) leaves the directory untouched.
+    """
+
+    def __init__(self, directory: str, first_epoch: int) -> None:
+        self.directory = directory
+        self.first_epoch = first_epoch
+        self._writer: Any = None
+
+    def _open(self) -> Any:
+        if self._writer is None:
+            from epochal_adapters.tensorboard import resumed_summary_writer, summary_writer
+
+            self._writer = (resumed_summary_writer(self.directory, self.first_epoch)
+                            if self.first_epoch > 1 else summary_writer(self.directory))
+        return self._writer
+
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> Any:
+        return self._open().add_scalar(tag, scalar_value, global_step)
+
+    def add_scalars(self, main_tag: str, tag_scalar_dict: Mapping[str, float],
+                    global_step: int) -> Any:
+        return self._open().add_scalars(main_tag, tag_scalar_dict, global_step)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

@@ -56,6 +56,7 @@ from epochal._arrays import check_positive, ordered_loader, validation_pair
 from epochal._bundle_callback import (
     BundleCallback,
 )
+from epochal._bundle_eval import BundleEvaluation
 from epochal._bundle_paths import BundlePaths
 from epochal._bundle_stats import BundleRecords
 from epochal._bundle_tensorboard import bundle_tensorboard_logger
@@ -117,7 +118,7 @@ def _task(task: str | None) -> dict[str, Any]:
     )
 
 
-class ModelBundle(BundlePaths, BundleRecords):
+class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
     """A model trained in a working directory that keeps its logs, its best and last
     checkpoints and its full training state, so that ``train`` can be called again to resume.
 
@@ -200,34 +201,41 @@ class ModelBundle(BundlePaths, BundleRecords):
     ) -> ModelBundle:
         """Build a bundle around a network.
 
-        ``task='classif'`` defaults to cross-entropy, ``['accuracy']`` batch metric, ``['f1']``
-        epoch metric and monitoring ``val_acc`` (max); ``task='reg'`` to MSE and ``val_loss``
-        (min). Explicit arguments win over the task's defaults. ``precision`` and ``compile``
+        Defaults, as Poutyne's: a ``loss_function`` left None, or ``batch_metrics`` /
+        ``epoch_metrics`` left None or empty, come from the network's attribute of that name
+        when it has one, else from the task: ``task='classif'`` gives cross-entropy,
+        ``['accuracy']``, ``['f1']`` and monitors ``val_acc`` (max); ``task='reg'`` gives MSE
+        and monitors ``val_loss`` (min). With neither, the loss stays None: the bundle can
+        load checkpoints, test nothing and infer, and :meth:`train` refuses to start. An
+        explicit ``monitor_metric`` without ``monitor_mode`` is minimized (Poutyne's default
+        mode), whatever the task; an explicit ``monitor_mode`` is always kept. ``precision`` and ``compile``
         are :class:`~epochal.Model`'s (``'32'``, ``'bf16-mixed'``, ``'16-mixed'``; False, True
         or ``torch.compile`` options); the loss scaler's state of ``'16-mixed'`` is part of
         every snapshot, so a resume scales exactly as an uninterrupted run.
 
         Raises:
-            ConfigurationError: Unknown task, or no loss function and no task; a precision
-                or compile option :class:`~epochal.Model` refuses.
+            ConfigurationError: Unknown task; a precision or compile option
+                :class:`~epochal.Model` refuses.
         """
         defaults = _task(task)
+        # Poutyne's rules: a missing (or empty) argument comes from the network's attribute
+        # of that name, else from the task; a loss may stay None (a bundle for inference).
         if loss_function is None:
-            loss_function = defaults.get("loss_function")
-        if loss_function is None:
-            raise ConfigurationError(
-                "ModelBundle.from_network needs a loss_function or a task ('classif' or 'reg')."
-            )
+            loss_function = getattr(network, "loss_function", None)
+            if loss_function is None:
+                loss_function = defaults.get("loss_function")
+        batch_metrics = _metrics_default(network, "batch_metrics", batch_metrics, defaults)
+        epoch_metrics = _metrics_default(network, "epoch_metrics", epoch_metrics, defaults)
+        if monitor_metric is None and monitoring:
+            monitor_metric = defaults.get("monitor_metric")
+            if monitor_mode is None:
+                monitor_mode = defaults.get("monitor_mode")
         model = Model(
             network,
             optimizer,
             loss_function,
-            batch_metrics=(
-                batch_metrics if batch_metrics is not None else defaults.get("batch_metrics")
-            ),
-            epoch_metrics=(
-                epoch_metrics if epoch_metrics is not None else defaults.get("epoch_metrics")
-            ),
+            batch_metrics=batch_metrics,
+            epoch_metrics=epoch_metrics,
             device=device,
             precision=precision,
             compile=compile,
@@ -237,8 +245,8 @@ class ModelBundle(BundlePaths, BundleRecords):
             model,
             logging=logging,
             monitoring=monitoring,
-            monitor_metric=monitor_metric or defaults.get("monitor_metric"),
-            monitor_mode=monitor_mode or defaults.get("monitor_mode"),
+            monitor_metric=monitor_metric,
+            monitor_mode=monitor_mode,
             storage_options=storage_options,
             background_commits=background_commits,
         )
@@ -346,12 +354,19 @@ class ModelBundle(BundlePaths, BundleRecords):
             :meth:`get_stats` and ``log.tsv``.
 
         Raises:
+            ConfigurationError: The model has no loss function (checked first).
             StorageError: The directory cannot be used (names the path and the problem).
             CheckpointError: The directory's state is corrupt, or belongs to another network
                 (the message lists missing and unexpected keys).
             ResumeError: ``initial_epoch`` is given (the bundle decides where to start), or the
                 directory holds training files of someone else.
         """
+        if self.model.loss_function is None:
+            raise ConfigurationError(
+                "ModelBundle.train needs a loss function; this bundle's Model has none. Build "
+                "it with loss_function=... or task='classif' / 'reg' (or a network with a "
+                "loss_function attribute)."
+            )
         if "initial_epoch" in fit_kwargs:
             raise ResumeError(
                 "ModelBundle.train decides the initial epoch from its directory; do not pass "
@@ -609,94 +624,21 @@ class ModelBundle(BundlePaths, BundleRecords):
                 "Use another directory for this network, or the network that trained there."
             )
 
-    # ------------------------------------------------------------------ test and inference
-
-    def test(
-        self,
-        test_generator: Iterable[Any],
-        *,
-        checkpoint: str | int = "best",
-        name: str = "test",
-        verbose: bool = True,
-        callbacks: Sequence[Callback] | None = None,
-        seed: int | None = 42,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        """Evaluate the ``checkpoint`` weights on ``test_generator`` and write ``{name}_log.tsv``.
-
-        With ``logging=False`` the network's current weights are evaluated and no file is
-        written (``checkpoint`` has no effect), as in Poutyne.
-
-        Args:
-            test_generator: Test batches.
-            checkpoint: Weights to evaluate (see :meth:`load_checkpoint`).
-            name: Prefix of the result keys and of the file name.
-            verbose: Show progress.
-            callbacks: Callbacks of the evaluation.
-            seed: Seed set before evaluating (None: leave the RNGs alone).
-            **kwargs: Passed to :meth:`Model.evaluate_generator`.
-
-        Returns:
-            ``{'time': s, 'test_loss': ..., 'test_<metric>': ...}``, the evaluation's logs
-            (keys prefixed with ``name``), as Poutyne's ``test`` returns them.
-            ``{name}_log.tsv`` holds the checkpoint's epoch row followed by these values (as
-            Poutyne's, without the evaluation's ``time``).
-
-        Raises:
-            StorageError: The directory does not accept writes (checked before evaluating).
-        """
-        if self.logging:
-            self._snapshots.probe()  # {name}_log.tsv is written after the evaluation
-        row = self.load_checkpoint(checkpoint) if self.logging else None
-        if seed is not None:
-            set_seeds(seed)
-        logs = self.model.evaluate_generator(
-            test_generator, return_dict_format=True, verbose=verbose, callbacks=callbacks, **kwargs
-        )
-        out: dict[str, Any] = {}  # as Poutyne's: the evaluation's logs (the epoch is in the file)
-        for key, value in logs.items():
-            out[f"{name}_{key[len('test_'):]}" if key.startswith("test_") else key] = value
-        if self.logging:
-            table = {**(row or {}), **{k: v for k, v in out.items() if k != "time"}}
-            self._snapshots.write_table(f"{name}_log.tsv", [table])
-        return out
-
-    def test_dataset(self, test_dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
-                     **kwargs: Any) -> dict[str, Any]:
-        """:meth:`test` on a dataset."""
-        loader = torch.utils.data.DataLoader(test_dataset, batch_size=batch_size)
-        return self.test(loader, **kwargs)
-
-    def test_data(self, x: Any, y: Any, *, batch_size: int = 32, **kwargs: Any) -> dict[str, Any]:
-        """:meth:`test` on tensors or NumPy arrays (floating ones cast as in
-        :meth:`train_data`)."""
-        dataset = self.model._array_dataset(x, y)
-        return self.test_dataset(dataset, batch_size=batch_size, **kwargs)
-
-    def infer(self, generator: Iterable[Any], *, checkpoint: str | int = "best",
-              **kwargs: Any) -> Any:
-        """Predictions of the ``checkpoint`` weights on ``generator`` (see
-        :meth:`Model.predict_generator` for the keywords and the return value). With
-        ``logging=False`` the current weights are used (``checkpoint`` has no effect)."""
-        if self.logging:
-            self.load_checkpoint(checkpoint)
-        return self.model.predict_generator(generator, **kwargs)
-
-    def infer_dataset(self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
-                      checkpoint: str | int = "best", **kwargs: Any) -> Any:
-        """:meth:`infer` on a dataset of inputs (or ``(x, y)`` with ``has_ground_truth``)."""
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
-        return self.infer(loader, checkpoint=checkpoint, **kwargs)
-
-    def infer_data(self, x: Any, *, batch_size: int = 32, checkpoint: str | int = "best",
-                   **kwargs: Any) -> Any:
-        """:meth:`infer` on tensors or NumPy arrays."""
-        inputs = self.model._array_dataset(x, names=("x",))
-        return self.infer_dataset(inputs, batch_size=batch_size,
-                                  checkpoint=checkpoint, **kwargs)
-
     def __repr__(self) -> str:
         return f"ModelBundle({self.directory!r}, {self.model!r})"
+
+
+def _metrics_default(
+    network: nn.Module, name: str, given: Sequence[Any] | None, defaults: Mapping[str, Any]
+) -> Sequence[Any] | None:
+    """Poutyne's rule for ``batch_metrics``/``epoch_metrics``: the given list unless it is
+    None or empty, else the network's attribute ``name`` when it has one, else the task's."""
+    if given:
+        return given
+    if hasattr(network, name):
+        found: Sequence[Any] | None = getattr(network, name)
+        return found
+    return defaults.get(name) or given
 
 
 def _article(word: str) -> str:

@@ -12,7 +12,9 @@ The module is skipped when poutyne is not importable.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import types
 from collections.abc import Callable
@@ -413,6 +415,155 @@ def script_bundle_tensorboard(pkg: types.ModuleType, workdir: Path) -> dict:
     return {"scalars": _tensorboard_scalars(workdir / "bundle" / "tensorboard"),
             "attribute": Path(bundle.tensorboard_directory).name,
             "quiet": (workdir / "quiet" / "tensorboard").exists()}
+
+
+def _frame(table: Any) -> Any:
+    """A pandas DataFrame as its type, index and columns (wall-clock times dropped)."""
+    if not hasattr(table, "to_dict"):
+        return ("not a DataFrame", _plain(table))
+    columns = {k: [_plain(v) for v in values] for k, values in table.to_dict("list").items()
+               if k != "time"}
+    return {"type": type(table).__name__, "index": list(table.index), "columns": columns}
+
+
+def _classif_bundle(pkg: types.ModuleType, directory: Path, **kwargs: Any) -> Any:
+    return pkg.ModelBundle.from_network(str(directory), _classifier(), optimizer="sgd",
+                                        task="classif", **kwargs)
+
+
+def script_bundle_checkpoints_and_stats(pkg: types.ModuleType, workdir: Path) -> dict:
+    """get_stats, get_best_epoch_stats, get_saved_epochs and load_checkpoint('best' | 'last'
+    | epoch) on a bundle trained 5 epochs, with the files it keeps."""
+    pkg.set_seeds(35)
+    x, y = _classification(n=64)
+    train = DataLoader(TensorDataset(x[:40], y[:40]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[40:], y[40:]), batch_size=8)
+    bundle = _classif_bundle(pkg, workdir / "b")
+    bundle.train(train, valid, epochs=5, verbose=False)
+    out: dict = {"stats": _frame(bundle.get_stats()),
+                 "best": _frame(bundle.get_best_epoch_stats()),
+                 "saved": _frame(bundle.get_saved_epochs())}
+    out["files"] = sorted(p.name for p in (workdir / "b").iterdir()
+                          if p.name.startswith("checkpoint_epoch_"))
+    for checkpoint in ("best", "last", out["files"] and int(
+            out["files"][0][len("checkpoint_epoch_"):-len(".ckpt")])):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            returned = bundle.load_checkpoint(checkpoint, verbose=True)
+        out[f"load_{checkpoint}"] = _frame(returned)
+        out[f"printed_{checkpoint}"] = printed.getvalue().replace(str(workdir), "<dir>")
+        out[f"predict_{checkpoint}"] = _plain(bundle.model.predict(x[:4], verbose=False))
+    return out
+
+
+def script_bundle_keep_only_last_best(pkg: types.ModuleType, workdir: Path) -> dict:
+    """train(keep_only_last_best=True) and train(save_every_epoch=True): the checkpoint
+    files kept, the best epoch and the weights left in the network. (get_saved_epochs differs
+    here on purpose: it lists the files that exist, docs/differences.md.)"""
+    pkg.set_seeds(39)
+    x, y = _classification(n=64)
+    train = DataLoader(TensorDataset(x[:40], y[:40]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[40:], y[40:]), batch_size=8)
+    out: dict = {}
+    for name, options in (("last_best", {"keep_only_last_best": True}),
+                          ("every", {"save_every_epoch": True})):
+        bundle = _classif_bundle(pkg, workdir / name, monitor_metric="val_loss",
+                                 monitor_mode="min")
+        bundle.train(train, valid, epochs=4, verbose=False, **options)
+        out[name] = {
+            "files": sorted(p.name for p in (workdir / name).iterdir()
+                            if p.name.startswith("checkpoint_epoch_")),
+            "best": _frame(bundle.get_best_epoch_stats()),
+            "weights": _plain(bundle.model.predict(x[:4], verbose=False)),
+        }
+    return out
+
+
+def script_bundle_task_defaults(pkg: types.ModuleType, workdir: Path) -> dict:
+    """from_network's defaults: the task's monitor (and mode) with and without an explicit
+    monitor_metric, empty metric lists, and a network carrying its own loss_function."""
+    out: dict = {}
+    cases = {
+        "classif": {"task": "classif"},
+        "classif_val_loss": {"task": "classif", "monitor_metric": "val_loss"},
+        "classif_empty_metrics": {"task": "classif", "batch_metrics": [], "epoch_metrics": []},
+        "reg": {"task": "regression"},
+        "none": {"loss_function": "mse"},
+        "none_val_acc": {"loss_function": "cross_entropy", "monitor_metric": "val_acc"},
+        "unmonitored": {"task": "classif", "monitoring": False},
+    }
+    for name, options in cases.items():
+        bundle = pkg.ModelBundle.from_network(str(workdir / name), _classifier(), **options)
+        out[name] = {"monitoring": bundle.monitoring, "metric": bundle.monitor_metric,
+                     "mode": bundle.monitor_mode,
+                     "metrics_names": list(bundle.model.metrics_names)}
+
+    class WithLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = _classifier()
+            self.loss_function = nn.CrossEntropyLoss()
+            self.batch_metrics = ["accuracy"]
+
+        def forward(self, x):
+            return self.body(x)
+
+    pkg.set_seeds(41)
+    x, y = _classification(n=32)
+    bundle = pkg.ModelBundle.from_network(str(workdir / "own"), WithLoss())
+    history = bundle.train_data(x[:24], y[:24], validation_data=(x[24:], y[24:]), epochs=1,
+                                batch_size=8, verbose=False)
+    out["own"] = {"history": _plain(history), "metrics_names": list(bundle.model.metrics_names)}
+    return out
+
+
+def script_bundle_test_variants(pkg: types.ModuleType, workdir: Path) -> dict:
+    """test(name=...), test with return_pred, test_dataset/test_data with loader options,
+    infer/infer_dataset/infer_data with checkpoint and predict options."""
+    pkg.set_seeds(43)
+    x, y = _classification(n=64)
+    train = DataLoader(TensorDataset(x[:40], y[:40]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[40:52], y[40:52]), batch_size=8)
+    test = DataLoader(TensorDataset(x[52:], y[52:]), batch_size=4)
+    bundle = _classif_bundle(pkg, workdir / "b")
+    bundle.train(train, valid, epochs=3, verbose=False)
+    out: dict = {}
+    out["named"] = _plain(bundle.test(valid, name="valid", verbose=False))
+    out["named_file"] = _read_csv(workdir / "b" / "valid_log.tsv", delimiter="\t")
+    out["with_pred"] = _plain(bundle.test(test, return_pred=True, verbose=False))
+    out["last"] = _plain(bundle.test(test, checkpoint="last", verbose=False))
+    out["last_file"] = _read_csv(workdir / "b" / "test_log.tsv", delimiter="\t")
+    out["dataset"] = _plain(bundle.test_dataset(TensorDataset(x[52:], y[52:]), batch_size=5,
+                                                num_workers=0, verbose=False))
+    out["data"] = _plain(bundle.test_data(x[52:], y[52:], batch_size=6, verbose=False,
+                                          return_pred=True))
+    out["infer"] = _plain(bundle.infer(DataLoader(TensorDataset(x[:6]), batch_size=4),
+                                       checkpoint="last", verbose=False))
+    out["infer_list"] = _plain(bundle.infer(DataLoader(TensorDataset(x[:6]), batch_size=4),
+                                            concatenate_returns=False, verbose=False))
+    out["infer_dataset"] = _plain(bundle.infer_dataset(TensorDataset(x[:6], y[:6]),
+                                                       batch_size=4, has_ground_truth=True,
+                                                       return_ground_truth=True,
+                                                       verbose=False))
+    out["infer_data"] = _plain(bundle.infer_data(x[:6], batch_size=4, checkpoint=1,
+                                                 convert_to_numpy=False, verbose=False))
+    return out
+
+
+def script_bundle_unmonitored(pkg: types.ModuleType, workdir: Path) -> dict:
+    """A bundle with monitoring=False: train, test (the last epoch's weights), its files."""
+    pkg.set_seeds(45)
+    x, y = _classification(n=48)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
+    bundle = _classif_bundle(pkg, workdir / "b", monitoring=False)
+    history = bundle.train(train, valid, epochs=2, verbose=False)
+    result = bundle.test(valid, verbose=False)
+    return {"history": _plain(history), "test": _plain(result),
+            "files": sorted(p.name for p in (workdir / "b").iterdir()
+                            if p.name.startswith(("checkpoint_epoch_", "log.tsv", "test_log"))
+                            or p.name == "checkpoint.ckpt"),
+            "test_log.tsv": _read_csv(workdir / "b" / "test_log.tsv", delimiter="\t")}
 
 
 def script_experiment_resume(pkg: types.ModuleType, workdir: Path) -> dict:
