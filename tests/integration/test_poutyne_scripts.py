@@ -256,6 +256,29 @@ def script_csv_batch_granularity(pkg: types.ModuleType, workdir: Path) -> dict:
     return {"batches.csv": _read_csv(workdir / "batches.csv")}
 
 
+def script_verbose_callbacks(pkg: types.ModuleType, workdir: Path) -> dict:
+    """What verbose ModelCheckpoint, EarlyStopping, BestModelRestore and a periodic
+    ModelCheckpoint print (fit itself silent)."""
+    pkg.set_seeds(1)
+    x, y = _classification(n=40, seed=0)
+    network = _classifier()
+    model = pkg.Model(network, torch.optim.SGD(network.parameters(), lr=0.5), "cross_entropy",
+                      batch_metrics=["accuracy"])
+    callbacks = [
+        pkg.ModelCheckpoint(str(workdir / "best_{epoch}.ckpt"), monitor="val_loss",
+                            save_best_only=True, restore_best=True, verbose=True,
+                            keep_only_last_best=True),
+        pkg.ModelCheckpoint(str(workdir / "every_{epoch}.ckpt"), period=2, verbose=True),
+        pkg.EarlyStopping(monitor="val_acc", mode="max", patience=1, verbose=True),
+        pkg.BestModelRestore(monitor="val_loss", verbose=True),
+    ]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        model.fit(x[:24], y[:24], validation_data=(x[24:], y[24:]), epochs=6, batch_size=8,
+                  callbacks=callbacks, verbose=False)
+    return {"printed": printed.getvalue().replace(str(workdir), "<dir>").splitlines()}
+
+
 def script_early_stopping_plateau(pkg: types.ModuleType, workdir: Path) -> dict:
     """EarlyStopping and ReduceLROnPlateau on a problem that stops improving quickly."""
     pkg.set_seeds(17)
