@@ -9,6 +9,7 @@ nothing here reads or writes files except through that store.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -64,6 +65,9 @@ class BundleCallback(Callback):
         callbacks: The stateful user callbacks to save and restore.
         train_loader: Its torch generators are saved and restored.
         keep_best_in_memory: Keep a copy of the best epoch's weights (when no file holds it).
+        announce_best: Print Poutyne's line at each new best epoch (``Epoch N: val_acc
+            improved from a to b``), followed by ``, saving file to <path>`` when it returns
+            a path for the epoch; None prints nothing (other ranks than 0).
     """
 
     def __init__(
@@ -80,8 +84,10 @@ class BundleCallback(Callback):
         keep_best_in_memory: bool,
         parallel: DataParallel | None = None,
         guard: PreemptionGuard | None = None,
+        announce_best: Callable[[int], str | None] | None = None,
     ) -> None:
         super().__init__()
+        self.announce_best = announce_best
         self.parallel = parallel
         self.guard = guard
         self.epoch_start: dict[str, Any] | None = None
@@ -189,8 +195,16 @@ class BundleCallback(Callback):
         monitor = self.monitor
         is_best = False
         if monitor is not None and logs.get(monitor.key) is not None:
+            old_best = self.best.best
             self.best = self.best.update(monitor, epoch_number, float(logs[monitor.key]))
             is_best = self.best.best_epoch == epoch_number
+            if is_best and self.announce_best is not None:
+                shown = old_best if old_best is not None else (
+                    math.inf if monitor.mode == "min" else -math.inf)
+                path = self.announce_best(epoch_number)
+                print(f"Epoch {epoch_number:d}: {monitor.key} improved from {shown:0.5f} to "
+                      f"{float(logs[monitor.key]):0.5f}"
+                      + (f", saving file to {path}" if path else ""))
         if is_best and self.keep_best_in_memory:
             self.best_weights = {k: v.detach().clone() for k, v in weights.items()}
         if self.snapshots is None:

@@ -322,7 +322,10 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
 
         At the end the network holds the best epoch's weights (as Poutyne's bundle, which
         restores the best checkpoint when training ends), the best of every call so far;
-        without monitoring, the last epoch's.
+        without monitoring, the last epoch's. As Poutyne's bundle, and whatever ``verbose``
+        says, it prints a line at each new best epoch (``Epoch 3: val_acc improved from
+        81.00000 to 83.50000, saving file to <dir>/checkpoint_epoch_3.ckpt``) and one when
+        it restores the best weights (``Restoring data from <file>``).
 
         The directory is checked before the first step: it must exist or be creatable, be a
         directory and accept writes (for a bucket: exist and accept a small write and delete).
@@ -431,6 +434,7 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
             keep_best_in_memory=not self.logging and self.monitor is not None,
             parallel=parallel,
             guard=guard,
+            announce_best=self._announcer(save_every_epoch) if main else None,
         )
         if snapshot is not None and snapshot.partial_step is not None and snapshot.partial:
             self.model._pass_start = {  # finish the epoch a preemption cut short
@@ -468,12 +472,29 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
             raise SystemExit(message if main else 1)
         rows = bundle_callback.rows
         last = int(rows[-1]["epoch"]) if rows else None
-        self._restore_best(bundle_callback.best.best_epoch, last, bundle_callback.best_weights)
+        best_epoch = bundle_callback.best.best_epoch
+        if main and self.monitor is not None and best_epoch is not None:
+            print(  # Poutyne's line: its ModelCheckpoint, or BestModelRestore without files
+                f"Restoring data from {self.best_checkpoint_filename.format(epoch=best_epoch)}"
+                if self.logging and not save_every_epoch else "Restoring best model"
+            )
+        self._restore_best(best_epoch, last, bundle_callback.best_weights)
         if self.logging and main:
             from epochal_adapters.plots import plot_history
 
             plot_history(rows, self.store, "plots/")
         return history
+
+    def _announcer(self, save_every_epoch: bool) -> Callable[[int], str | None] | None:
+        """What the bundle's callback prints at a new best epoch, as Poutyne's bundle does:
+        the best checkpoint's path with logging (its ModelCheckpoint's line), no path with
+        ``save_every_epoch`` or without logging (its BestModelRestore's); None without
+        monitoring."""
+        if self.monitor is None:
+            return None
+        if self.logging and not save_every_epoch:
+            return lambda epoch: self.best_checkpoint_filename.format(epoch=epoch)
+        return lambda epoch: None
 
     def _report_nothing_to_train(self, snapshot: Snapshot, epochs: int) -> None:
         done = snapshot.epoch

@@ -589,6 +589,24 @@ def script_bundle_unmonitored(pkg: types.ModuleType, workdir: Path) -> dict:
             "test_log.tsv": _read_csv(workdir / "b" / "test_log.tsv", delimiter="\t")}
 
 
+def script_bundle_prints(pkg: types.ModuleType, workdir: Path) -> dict:
+    """What a bundle trained with verbose=False prints: its best-epoch lines and the restore
+    line, with files, with save_every_epoch, and without logging."""
+    pkg.set_seeds(47)
+    x, y = _classification(n=48)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
+    out: dict = {}
+    for name, build, options in (("files", {}, {}), ("every", {}, {"save_every_epoch": True}),
+                                 ("memory", {"logging": False}, {})):
+        bundle = _classif_bundle(pkg, workdir / name, monitor_metric="val_loss", **build)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            bundle.train(train, valid, epochs=3, verbose=False, **options)
+        out[name] = printed.getvalue().replace(str(workdir), "<dir>").splitlines()
+    return out
+
+
 def script_experiment_resume(pkg: types.ModuleType, workdir: Path) -> dict:
     """Experiment (Poutyne's older name) trained 2 epochs, then resumed to 4 epochs."""
     pkg.set_seeds(37)
