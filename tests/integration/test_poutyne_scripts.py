@@ -556,6 +556,9 @@ def script_bundle_test_variants(pkg: types.ModuleType, workdir: Path) -> dict:
     out["with_pred"] = _plain(bundle.test(test, return_pred=True, verbose=False))
     out["last"] = _plain(bundle.test(test, checkpoint="last", verbose=False))
     out["last_file"] = _read_csv(workdir / "b" / "test_log.tsv", delimiter="\t")
+    out["path"] = _plain(bundle.test(test, checkpoint=str(workdir / "b" / "checkpoint.ckpt"),
+                                     name="path", verbose=False))
+    out["path_file"] = _read_csv(workdir / "b" / "path_log.tsv", delimiter="\t")
     out["dataset"] = _plain(bundle.test_dataset(TensorDataset(x[52:], y[52:]), batch_size=5,
                                                 num_workers=0, verbose=False))
     out["data"] = _plain(bundle.test_data(x[52:], y[52:], batch_size=6, verbose=False,
