@@ -53,9 +53,7 @@ import torch
 from torch import nn
 
 from epochal._arrays import check_positive, ordered_loader, validation_pair
-from epochal._bundle_callback import (
-    BundleCallback,
-)
+from epochal._bundle_callback import BundleCallback, EpochEndRates
 from epochal._bundle_eval import BundleEvaluation
 from epochal._bundle_paths import BundlePaths
 from epochal._bundle_stats import BundleRecords
@@ -422,6 +420,7 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
         user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
         guard = BundleGuard(self.model) if self.logging else None  # epochal._preemption
         snapshots = open_commits(self._snapshots, background=self.background_commits)
+        rates = EpochEndRates()
         bundle_callback = BundleCallback(
             snapshots=snapshots if self.logging else None,
             latest=snapshot,
@@ -435,6 +434,7 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
             parallel=parallel,
             guard=guard,
             announce_best=self._announcer(save_every_epoch) if main else None,
+            rates=rates,
         )
         if snapshot is not None and snapshot.partial_step is not None and snapshot.partial:
             self.model._pass_start = {  # finish the epoch a preemption cut short
@@ -463,7 +463,7 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
                 valid_generator,
                 epochs=epochs,
                 initial_epoch=first if first is not None else 1,
-                callbacks=[*extra, *user_callbacks, bundle_callback],
+                callbacks=[rates, *extra, *user_callbacks, bundle_callback],
                 **fit_kwargs,
             )
         if bundle_callback.preempted_at is not None:

@@ -610,6 +610,26 @@ def script_bundle_prints(pkg: types.ModuleType, workdir: Path) -> dict:
     return out
 
 
+def script_bundle_lr_schedulers(pkg: types.ModuleType, workdir: Path) -> dict:
+    """A bundle with lr_schedulers=[StepLR] trained 4 epochs: log.tsv's lr column holds the
+    rate each epoch trained with. (A resumed call differs on purpose: Poutyne's resumed
+    optimizer keeps the rate of the epoch before the schedulers stepped, docs/differences.md.)"""
+    pkg.set_seeds(49)
+    x, y = _classification(n=48)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8, shuffle=True)
+    valid = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
+    network = _classifier()
+    bundle = pkg.ModelBundle.from_network(
+        str(workdir / "b"), network, optimizer=torch.optim.SGD(network.parameters(), lr=0.2),
+        task="classif")
+    history = bundle.train(train, valid, epochs=4, verbose=False,
+                           lr_schedulers=[pkg.StepLR(step_size=1, gamma=0.5)])
+    return {"history": _plain(history),
+            "log.tsv": _read_csv(workdir / "b" / "log.tsv", delimiter="\t"),
+            "stats": _frame(bundle.get_stats()),
+            "lr": bundle.model.optimizer.param_groups[0]["lr"]}
+
+
 def script_experiment_resume(pkg: types.ModuleType, workdir: Path) -> dict:
     """Experiment (Poutyne's older name) trained 2 epochs, then resumed to 4 epochs."""
     pkg.set_seeds(37)
