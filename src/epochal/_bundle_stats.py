@@ -76,7 +76,16 @@ class BundleRecords:
     def get_saved_epochs(self) -> Any:
         """The log rows of the epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file,
         ascending, as a ``pandas.DataFrame`` (Poutyne's return value; ``['epoch']`` gives
-        the epoch numbers)."""
+        the epoch numbers).
+
+        Raises:
+            ConfigurationError: The bundle does not monitor (Poutyne's ``ValueError``).
+        """
+        if self.monitor is None:
+            raise ConfigurationError(
+                "Monitoring was disabled (monitoring=False): no best checkpoints are saved, "
+                "only the last epoch's (load_checkpoint('last'))."
+            )
         saved = set(self._snapshots.saved_epochs())
         rows = [r for r in self._stats_rows() if int(r["epoch"]) in saved]
         return rows_frame(rows, columns=["epoch"])
@@ -195,8 +204,19 @@ class BundleRecords:
     def get_stats(self) -> Any:
         """The committed log rows as a ``pandas.DataFrame``, one row per epoch, the columns
         of ``log.tsv`` (Poutyne's return value). ``.to_dict('records')`` gives the list of
-        dicts ``fit`` returns."""
-        return rows_frame(self._stats_rows())
+        dicts ``fit`` returns.
+
+        Raises:
+            ConfigurationError: No epoch is logged yet, or the bundle has ``logging=False``
+                (Poutyne's ``ValueError``).
+        """
+        rows = self._stats_rows()
+        if not rows:
+            raise ConfigurationError(
+                f"There are no logs available in {self.directory}: train it first, with "
+                "logging enabled (logging=True)."
+            )
+        return rows_frame(rows)
 
     def _stats_rows(self) -> list[dict[str, Any]]:
         if not self.logging:
@@ -205,13 +225,19 @@ class BundleRecords:
         return [dict(r) for r in snapshot.log_rows] if snapshot else []
 
     def get_best_epoch_stats(self) -> Any:
-        """The log row of the best epoch of the monitored metric (the last row without
-        monitoring), as a one-row ``pandas.DataFrame`` keeping its index in
-        :meth:`get_stats` (Poutyne's return value).
+        """The log row of the best epoch of the monitored metric, as a one-row
+        ``pandas.DataFrame`` keeping its index in :meth:`get_stats` (Poutyne's return value).
 
         Raises:
-            ResumeError: Nothing was trained yet.
+            ConfigurationError: The bundle does not monitor, or no epoch is logged yet
+                (Poutyne's ``ValueError``).
         """
+        if self.monitor is None:
+            raise ConfigurationError(
+                "Monitoring was disabled (monitoring=False): there is no best epoch; "
+                "get_stats().iloc[-1:] is the last one."
+            )
+        self.get_stats()  # raises when nothing is logged
         rows = self._stats_rows()
         best = self._best_row(rows)
         index = rows.index(best)

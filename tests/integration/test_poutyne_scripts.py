@@ -630,6 +630,28 @@ def script_bundle_lr_schedulers(pkg: types.ModuleType, workdir: Path) -> dict:
             "lr": bundle.model.optimizer.param_groups[0]["lr"]}
 
 
+def script_bundle_stats_errors(pkg: types.ModuleType, workdir: Path) -> dict:
+    """get_stats before any training, get_best_epoch_stats and get_saved_epochs without
+    monitoring: the exception types a user catches (ValueError)."""
+    pkg.set_seeds(51)
+    x, y = _classification(n=32)
+    out: dict = {}
+    fresh = _classif_bundle(pkg, workdir / "fresh")
+    unmonitored = _classif_bundle(pkg, workdir / "off", monitoring=False)
+    unmonitored.train_data(x[:24], y[:24], validation_data=(x[24:], y[24:]), epochs=1,
+                           batch_size=8, verbose=False)
+    for name, call in (("stats_fresh", fresh.get_stats),
+                       ("best_off", unmonitored.get_best_epoch_stats),
+                       ("saved_off", unmonitored.get_saved_epochs)):
+        try:
+            call()
+            out[name] = "returned"
+        except ValueError:
+            out[name] = "ValueError"
+    out["stats_off"] = len(unmonitored.get_stats())
+    return out
+
+
 def script_experiment_resume(pkg: types.ModuleType, workdir: Path) -> dict:
     """Experiment (Poutyne's older name) trained 2 epochs, then resumed to 4 epochs."""
     pkg.set_seeds(37)
