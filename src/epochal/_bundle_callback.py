@@ -9,6 +9,7 @@ nothing here reads or writes files except through that store.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,7 +29,13 @@ from epochal.core.records import EpochRecord, PassPhase
 from epochal.distributed.signals import PreemptionGuard
 from epochal.seeding import get_random_states, set_random_states
 
-__all__ = ["BundleCallback", "loader_generators", "log_row", "stateful_callbacks"]
+__all__ = [
+    "BundleCallback",
+    "EpochEndRates",
+    "loader_generators",
+    "log_row",
+    "stateful_callbacks",
+]
 
 
 def loader_generators(loader: Any) -> list[torch.Generator]:
@@ -51,6 +58,22 @@ def stateful_callbacks(callbacks: Sequence[Any]) -> list[tuple[str, Any]]:
     ]
 
 
+class EpochEndRates(Callback):
+    """First of the bundle's callbacks: the learning rates at an epoch's end, before any
+    callback (an LR scheduler) changes them, i.e. the rates the epoch's last step used.
+
+    ``log.tsv`` logs these, as Poutyne's bundle does (its CSV logger runs before its
+    schedulers); the bundle's callback, last, would see the next epoch's rates.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: dict[str, float] | None = None
+
+    def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
+        self.rates = dict(self.model.learning_rates())
+
+
 class BundleCallback(Callback):
     """The bundle's own callback, last in the list: restores a snapshot at train begin (after
     every other callback has initialised itself) and commits one at each finished epoch
@@ -64,6 +87,11 @@ class BundleCallback(Callback):
         callbacks: The stateful user callbacks to save and restore.
         train_loader: Its torch generators are saved and restored.
         keep_best_in_memory: Keep a copy of the best epoch's weights (when no file holds it).
+        rates: Where the epoch's learning rates are read for its ``log.tsv`` row (None:
+            the optimizer's at this callback's turn).
+        announce_best: Print Poutyne's line at each new best epoch (``Epoch N: val_acc
+            improved from a to b``), followed by ``, saving file to <path>`` when it returns
+            a path for the epoch; None prints nothing (other ranks than 0).
     """
 
     def __init__(
@@ -80,8 +108,12 @@ class BundleCallback(Callback):
         keep_best_in_memory: bool,
         parallel: DataParallel | None = None,
         guard: PreemptionGuard | None = None,
+        announce_best: Callable[[int], str | None] | None = None,
+        rates: EpochEndRates | None = None,
     ) -> None:
         super().__init__()
+        self.rates = rates
+        self.announce_best = announce_best
         self.parallel = parallel
         self.guard = guard
         self.epoch_start: dict[str, Any] | None = None
@@ -185,12 +217,21 @@ class BundleCallback(Callback):
             )
             self.model.stop_training = True
             return
-        self.rows.append(log_row(logs, self.model.learning_rates()))
+        rates = self.rates.rates if self.rates is not None else None
+        self.rows.append(log_row(logs, self.model.learning_rates() if rates is None else rates))
         monitor = self.monitor
         is_best = False
         if monitor is not None and logs.get(monitor.key) is not None:
+            old_best = self.best.best
             self.best = self.best.update(monitor, epoch_number, float(logs[monitor.key]))
             is_best = self.best.best_epoch == epoch_number
+            if is_best and self.announce_best is not None:
+                shown = old_best if old_best is not None else (
+                    math.inf if monitor.mode == "min" else -math.inf)
+                path = self.announce_best(epoch_number)
+                print(f"Epoch {epoch_number:d}: {monitor.key} improved from {shown:0.5f} to "
+                      f"{float(logs[monitor.key]):0.5f}"
+                      + (f", saving file to {path}" if path else ""))
         if is_best and self.keep_best_in_memory:
             self.best_weights = {k: v.detach().clone() for k, v in weights.items()}
         if self.snapshots is None:

@@ -25,6 +25,7 @@ class BundlePaths:
         MODEL_CHECKPOINT_FILENAME: Weights of the last finished epoch.
         LOG_FILENAME: The training log, one row per epoch.
         PLOTS_DIRECTORY: Curves of each metric.
+        TENSORBOARD_DIRECTORY: TensorBoard event files of the training.
         TEST_LOG_FILENAME: Template of ``test`` results (``{name}``).
     """
 
@@ -32,6 +33,7 @@ class BundlePaths:
     MODEL_CHECKPOINT_FILENAME = "checkpoint.ckpt"
     LOG_FILENAME = "log.tsv"
     PLOTS_DIRECTORY = "plots"
+    TENSORBOARD_DIRECTORY = "tensorboard"
     TEST_LOG_FILENAME = "{name}_log.tsv"
 
     directory: str
@@ -57,11 +59,12 @@ class BundlePaths:
         constructor calls it, call it again after changing ``directory``).
 
         Sets ``best_checkpoint_filename``, ``model_checkpoint_filename``, ``log_filename``,
-        ``plots_directory`` and ``test_log_filename`` to full paths (the templates keep their
-        ``{epoch}``/``{name}`` fields).
+        ``plots_directory``, ``tensorboard_directory`` and ``test_log_filename`` to full
+        paths (the templates keep their ``{epoch}``/``{name}`` fields).
         """
         self.best_checkpoint_filename = self.get_path(self.BEST_CHECKPOINT_FILENAME)
         self.model_checkpoint_filename = self.get_path(self.MODEL_CHECKPOINT_FILENAME)
         self.log_filename = self.get_path(self.LOG_FILENAME)
         self.plots_directory = self.get_path(self.PLOTS_DIRECTORY)
+        self.tensorboard_directory = self.get_path(self.TENSORBOARD_DIRECTORY)
         self.test_log_filename = self.get_path(self.TEST_LOG_FILENAME)

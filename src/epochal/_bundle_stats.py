@@ -52,6 +52,14 @@ def rows_frame(rows: Sequence[dict[str, Any]], *, columns: Iterable[str] | None 
     return pd.DataFrame([dict(row) for row in rows], columns=list(names))
 
 
+def _print_row(row: dict[str, Any]) -> None:
+    """Print an epoch's statistics after ``epoch`` and ``time`` as Poutyne's bundle does:
+    ``lr: 0.01, loss: 0.523, acc: 81.2, ...`` (``%g``)."""
+    shown = [(k, v) for k, v in row.items() if k not in ("epoch", "time")]
+    print(", ".join(f"{k}: {float(v):g}" if isinstance(v, (int, float)) else f"{k}: {v}"
+                    for k, v in shown))
+
+
 class BundleRecords:
     """The statistics and checkpoint-loading methods of :class:`~epochal.ModelBundle`."""
 
@@ -68,7 +76,16 @@ class BundleRecords:
     def get_saved_epochs(self) -> Any:
         """The log rows of the epochs that have a ``checkpoint_epoch_{epoch}.ckpt`` file,
         ascending, as a ``pandas.DataFrame`` (Poutyne's return value; ``['epoch']`` gives
-        the epoch numbers)."""
+        the epoch numbers).
+
+        Raises:
+            ConfigurationError: The bundle does not monitor (Poutyne's ``ValueError``).
+        """
+        if self.monitor is None:
+            raise ConfigurationError(
+                "Monitoring was disabled (monitoring=False): no best checkpoints are saved, "
+                "only the last epoch's (load_checkpoint('last'))."
+            )
         saved = set(self._snapshots.saved_epochs())
         rows = [r for r in self._stats_rows() if int(r["epoch"]) in saved]
         return rows_frame(rows, columns=["epoch"])
@@ -82,16 +99,35 @@ class BundleRecords:
 
         Args:
             checkpoint: Which weights (see above).
-            verbose: Print which file is loaded (and the best epoch's row for ``'best'``).
+            verbose: Print what Poutyne's bundle prints: the best epoch for ``'best'``, the
+                file loaded and the epoch's statistics (``lr: 0.01, loss: 0.52, ...``).
             strict: Require the file's keys to match the network's exactly.
 
         Returns:
-            The best epoch's log row for ``'best'``, the epoch's row for a number, else None.
+            As Poutyne's: the epoch's log row as a one-row ``pandas.DataFrame`` (its index the
+            row's position in :meth:`get_stats`) for ``'best'``, ``'last'`` and an epoch
+            number (``['epoch'].item()`` gives the epoch); None for a file name or path.
 
         Raises:
             CheckpointError: No such checkpoint (the message lists the saved epochs), or the
                 file is not a weights checkpoint of this network.
         """
+        rows = self._stats_rows()
+        row = self._load_checkpoint(checkpoint, verbose=verbose, strict=strict, rows=rows)
+        if row is None:
+            return None
+        index = rows.index(row)
+        return rows_frame(rows).iloc[index : index + 1]
+
+    def _load_checkpoint(
+        self,
+        checkpoint: str | int,
+        *,
+        verbose: bool,
+        strict: bool,
+        rows: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
+        """:meth:`load_checkpoint`, returning the epoch's row as a dict (or None)."""
         if isinstance(checkpoint, str) and checkpoint.strip().isdigit():
             checkpoint = int(checkpoint)
         elif hasattr(checkpoint, "__index__") and not isinstance(checkpoint, (str, bool)):
@@ -104,7 +140,7 @@ class BundleRecords:
                 f"load_checkpoint({checkpoint!r}): expected 'best', 'last', an epoch number or "
                 f"the path of a weights file." + (f" Did you mean {close[0]!r}?" if close else "")
             )
-        rows = self._stats_rows()
+        rows = self._stats_rows() if rows is None else rows
         if checkpoint == "best":
             if self.monitor is None:
                 checkpoint = "last"
@@ -112,20 +148,29 @@ class BundleRecords:
                 best_row = self._best_row(rows)
                 checkpoint = int(best_row["epoch"])
                 if verbose:
-                    print(f"Best epoch of {self.directory}: {best_row}")
-        if verbose:
-            shown = (
-                resume.LAST if checkpoint == "last"
-                else resume.best_name(checkpoint) if isinstance(checkpoint, int)
-                else checkpoint
-            )
-            print(f"Loading weights from {shown}")
+                    print(f"Found best checkpoint at epoch: {checkpoint}")
+                    _print_row(best_row)
+                    print(f"Loading checkpoint {self._path_of(resume.best_name(checkpoint))}")
+                self.model.set_weights(
+                    self._snapshots.read_weights(resume.best_name(checkpoint)), strict=strict
+                )
+                return best_row
         if checkpoint == "last":
+            row = rows[-1] if rows else None
+            if verbose:
+                print(f"Loading checkpoint {self._path_of(resume.LAST)}")
+                if row is not None:
+                    _print_row(row)
             weights = self._snapshots.read_weights(resume.LAST)
             self.model.set_weights(weights, strict=strict)
-            return rows[-1] if rows else None
+            return row
         if isinstance(checkpoint, int) and not isinstance(checkpoint, bool):
-            name = f"checkpoint_epoch_{checkpoint}.ckpt"
+            name = resume.best_name(checkpoint)
+            row = next((r for r in rows if int(r["epoch"]) == checkpoint), None)
+            if verbose:
+                print(f"Loading checkpoint {self._path_of(name)}")
+                if row is not None:
+                    _print_row(row)
             if not self.store.exists(name):
                 raise CheckpointError(
                     f"No checkpoint for epoch {checkpoint} in {self.directory}; saved epochs: "
@@ -133,8 +178,10 @@ class BundleRecords:
                     "epoch)."
                 )
             self.model.set_weights(self._snapshots.read_weights(name), strict=strict)
-            return next((r for r in rows if int(r["epoch"]) == checkpoint), None)
+            return row
         if isinstance(checkpoint, str):
+            if verbose:
+                print(f"Loading checkpoint {checkpoint}")
             if "/" not in checkpoint and "\\" not in checkpoint and self.store.exists(checkpoint):
                 # A file of the bundle's own directory, named relative to it.
                 self.model.set_weights(self._snapshots.read_weights(checkpoint), strict=strict)
@@ -147,13 +194,29 @@ class BundleRecords:
             f"checkpoint must be 'best', 'last', an epoch number or a path; got {checkpoint!r}"
         )
 
+    def _path_of(self, name: str) -> str:
+        """The path or URL of ``name`` in the bundle's directory, as Poutyne prints it."""
+        get_path = getattr(self, "get_path", None)
+        return str(get_path(name)) if callable(get_path) else self.store.url(name)
+
     # ------------------------------------------------------------------ stats
 
     def get_stats(self) -> Any:
         """The committed log rows as a ``pandas.DataFrame``, one row per epoch, the columns
         of ``log.tsv`` (Poutyne's return value). ``.to_dict('records')`` gives the list of
-        dicts ``fit`` returns."""
-        return rows_frame(self._stats_rows())
+        dicts ``fit`` returns.
+
+        Raises:
+            ConfigurationError: No epoch is logged yet, or the bundle has ``logging=False``
+                (Poutyne's ``ValueError``).
+        """
+        rows = self._stats_rows()
+        if not rows:
+            raise ConfigurationError(
+                f"There are no logs available in {self.directory}: train it first, with "
+                "logging enabled (logging=True)."
+            )
+        return rows_frame(rows)
 
     def _stats_rows(self) -> list[dict[str, Any]]:
         if not self.logging:
@@ -162,13 +225,19 @@ class BundleRecords:
         return [dict(r) for r in snapshot.log_rows] if snapshot else []
 
     def get_best_epoch_stats(self) -> Any:
-        """The log row of the best epoch of the monitored metric (the last row without
-        monitoring), as a one-row ``pandas.DataFrame`` keeping its index in
-        :meth:`get_stats` (Poutyne's return value).
+        """The log row of the best epoch of the monitored metric, as a one-row
+        ``pandas.DataFrame`` keeping its index in :meth:`get_stats` (Poutyne's return value).
 
         Raises:
-            ResumeError: Nothing was trained yet.
+            ConfigurationError: The bundle does not monitor, or no epoch is logged yet
+                (Poutyne's ``ValueError``).
         """
+        if self.monitor is None:
+            raise ConfigurationError(
+                "Monitoring was disabled (monitoring=False): there is no best epoch; "
+                "get_stats().iloc[-1:] is the last one."
+            )
+        self.get_stats()  # raises when nothing is logged
         rows = self._stats_rows()
         best = self._best_row(rows)
         index = rows.index(best)

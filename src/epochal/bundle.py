@@ -24,6 +24,8 @@ What the working directory holds:
 ``{name}_log.tsv``                     the result of ``test(..., name=name)``
 ``plots/{metric}.png``                 train and validation curves of each metric
                                        (matplotlib, the ``examples`` extra)
+``tensorboard/``                       TensorBoard event files of each epoch's logs (the
+                                       ``tensorboard`` extra; derived, not committed)
 =====================================  ======================================================
 
 Exact resume: at the end of each epoch the bundle commits a snapshot by writing the state
@@ -50,12 +52,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from epochal._arrays import validation_pair
-from epochal._bundle_callback import (
-    BundleCallback,
-)
+from epochal._arrays import check_positive, ordered_loader, validation_pair
+from epochal._bundle_callback import BundleCallback, EpochEndRates
+from epochal._bundle_eval import BundleEvaluation
 from epochal._bundle_paths import BundlePaths
 from epochal._bundle_stats import BundleRecords
+from epochal._bundle_tensorboard import bundle_tensorboard_logger
 from epochal._commit_writer import committing, open_commits, wants_background_commits
 from epochal._parallel import main_then_share
 from epochal._preemption import (
@@ -114,7 +116,7 @@ def _task(task: str | None) -> dict[str, Any]:
     )
 
 
-class ModelBundle(BundlePaths, BundleRecords):
+class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
     """A model trained in a working directory that keeps its logs, its best and last
     checkpoints and its full training state, so that ``train`` can be called again to resume.
 
@@ -197,34 +199,41 @@ class ModelBundle(BundlePaths, BundleRecords):
     ) -> ModelBundle:
         """Build a bundle around a network.
 
-        ``task='classif'`` defaults to cross-entropy, ``['accuracy']`` batch metric, ``['f1']``
-        epoch metric and monitoring ``val_acc`` (max); ``task='reg'`` to MSE and ``val_loss``
-        (min). Explicit arguments win over the task's defaults. ``precision`` and ``compile``
+        Defaults, as Poutyne's: a ``loss_function`` left None, or ``batch_metrics`` /
+        ``epoch_metrics`` left None or empty, come from the network's attribute of that name
+        when it has one, else from the task: ``task='classif'`` gives cross-entropy,
+        ``['accuracy']``, ``['f1']`` and monitors ``val_acc`` (max); ``task='reg'`` gives MSE
+        and monitors ``val_loss`` (min). With neither, the loss stays None: the bundle can
+        load checkpoints, test nothing and infer, and :meth:`train` refuses to start. An
+        explicit ``monitor_metric`` without ``monitor_mode`` is minimized (Poutyne's default
+        mode), whatever the task; an explicit ``monitor_mode`` is always kept. ``precision`` and ``compile``
         are :class:`~epochal.Model`'s (``'32'``, ``'bf16-mixed'``, ``'16-mixed'``; False, True
         or ``torch.compile`` options); the loss scaler's state of ``'16-mixed'`` is part of
         every snapshot, so a resume scales exactly as an uninterrupted run.
 
         Raises:
-            ConfigurationError: Unknown task, or no loss function and no task; a precision
-                or compile option :class:`~epochal.Model` refuses.
+            ConfigurationError: Unknown task; a precision or compile option
+                :class:`~epochal.Model` refuses.
         """
         defaults = _task(task)
+        # Poutyne's rules: a missing (or empty) argument comes from the network's attribute
+        # of that name, else from the task; a loss may stay None (a bundle for inference).
         if loss_function is None:
-            loss_function = defaults.get("loss_function")
-        if loss_function is None:
-            raise ConfigurationError(
-                "ModelBundle.from_network needs a loss_function or a task ('classif' or 'reg')."
-            )
+            loss_function = getattr(network, "loss_function", None)
+            if loss_function is None:
+                loss_function = defaults.get("loss_function")
+        batch_metrics = _metrics_default(network, "batch_metrics", batch_metrics, defaults)
+        epoch_metrics = _metrics_default(network, "epoch_metrics", epoch_metrics, defaults)
+        if monitor_metric is None and monitoring:
+            monitor_metric = defaults.get("monitor_metric")
+            if monitor_mode is None:
+                monitor_mode = defaults.get("monitor_mode")
         model = Model(
             network,
             optimizer,
             loss_function,
-            batch_metrics=(
-                batch_metrics if batch_metrics is not None else defaults.get("batch_metrics")
-            ),
-            epoch_metrics=(
-                epoch_metrics if epoch_metrics is not None else defaults.get("epoch_metrics")
-            ),
+            batch_metrics=batch_metrics,
+            epoch_metrics=epoch_metrics,
             device=device,
             precision=precision,
             compile=compile,
@@ -234,8 +243,8 @@ class ModelBundle(BundlePaths, BundleRecords):
             model,
             logging=logging,
             monitoring=monitoring,
-            monitor_metric=monitor_metric or defaults.get("monitor_metric"),
-            monitor_mode=monitor_mode or defaults.get("monitor_mode"),
+            monitor_metric=monitor_metric,
+            monitor_mode=monitor_mode,
             storage_options=storage_options,
             background_commits=background_commits,
         )
@@ -311,7 +320,10 @@ class ModelBundle(BundlePaths, BundleRecords):
 
         At the end the network holds the best epoch's weights (as Poutyne's bundle, which
         restores the best checkpoint when training ends), the best of every call so far;
-        without monitoring, the last epoch's.
+        without monitoring, the last epoch's. As Poutyne's bundle, and whatever ``verbose``
+        says, it prints a line at each new best epoch (``Epoch 3: val_acc improved from
+        81.00000 to 83.50000, saving file to <dir>/checkpoint_epoch_3.ckpt``) and one when
+        it restores the best weights (``Restoring data from <file>``).
 
         The directory is checked before the first step: it must exist or be creatable, be a
         directory and accept writes (for a bucket: exist and accept a small write and delete).
@@ -325,8 +337,13 @@ class ModelBundle(BundlePaths, BundleRecords):
             lr_schedulers: LR scheduler callbacks (saved and restored like callbacks).
             keep_only_last_best: Keep only the newest ``checkpoint_epoch_*.ckpt``.
             save_every_epoch: Write ``checkpoint_epoch_{epoch}.ckpt`` for every epoch.
-            disable_tensorboard: Accepted for Poutyne compatibility; epochal writes no
-                TensorBoard logs.
+            disable_tensorboard: Write no TensorBoard logs. Otherwise, as Poutyne's bundle,
+                a ``TensorBoardLogger`` writes each epoch's logs and learning rates to
+                ``tensorboard/`` when the ``tensorboard`` package is installed (a
+                ``UserWarning`` when it is not). The event files are derived logs, outside
+                the committed snapshot: a resume purges the steps from the epoch it resumes
+                at (``SummaryWriter(purge_step=...)``), so re-run epochs are not drawn twice.
+                Written for a local directory only (a warning for an object store).
             seed: Seed for a fresh start (ignored when resuming: the RNG states are restored).
             **fit_kwargs: Passed to :meth:`Model.fit_generator` (``verbose``,
                 ``steps_per_epoch``, ``batches_per_step``, ...).
@@ -338,13 +355,19 @@ class ModelBundle(BundlePaths, BundleRecords):
             :meth:`get_stats` and ``log.tsv``.
 
         Raises:
+            ConfigurationError: The model has no loss function (checked first).
             StorageError: The directory cannot be used (names the path and the problem).
             CheckpointError: The directory's state is corrupt, or belongs to another network
                 (the message lists missing and unexpected keys).
             ResumeError: ``initial_epoch`` is given (the bundle decides where to start), or the
                 directory holds training files of someone else.
         """
-        del disable_tensorboard
+        if self.model.loss_function is None:
+            raise ConfigurationError(
+                "ModelBundle.train needs a loss function; this bundle's Model has none. Build "
+                "it with loss_function=... or task='classif' / 'reg' (or a network with a "
+                "loss_function attribute)."
+            )
         if "initial_epoch" in fit_kwargs:
             raise ResumeError(
                 "ModelBundle.train decides the initial epoch from its directory; do not pass "
@@ -397,6 +420,7 @@ class ModelBundle(BundlePaths, BundleRecords):
         user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
         guard = BundleGuard(self.model) if self.logging else None  # epochal._preemption
         snapshots = open_commits(self._snapshots, background=self.background_commits)
+        rates = EpochEndRates()
         bundle_callback = BundleCallback(
             snapshots=snapshots if self.logging else None,
             latest=snapshot,
@@ -409,13 +433,24 @@ class ModelBundle(BundlePaths, BundleRecords):
             keep_best_in_memory=not self.logging and self.monitor is not None,
             parallel=parallel,
             guard=guard,
+            announce_best=self._announcer(save_every_epoch) if main else None,
+            rates=rates,
         )
         if snapshot is not None and snapshot.partial_step is not None and snapshot.partial:
             self.model._pass_start = {  # finish the epoch a preemption cut short
                 "start": pass_start_for(snapshot.partial, parallel),
                 "after_skip": bundle_callback.restore_step_states,
             }
+        extra: list[Callback] = []
+        if self.logging and main and not disable_tensorboard:
+            tensorboard = bundle_tensorboard_logger(
+                self.store, first_epoch=first if first is not None else 1,
+                describe=self.directory,
+            )
+            extra = [tensorboard] if tensorboard is not None else []
         with contextlib.ExitStack() as stack:
+            for logger in extra:  # closed also when fit raises (on_train_end closes it too)
+                stack.callback(logger.writer.close)  # type: ignore[attr-defined]
             stack.enter_context(committing(snapshots))  # waits for a background write
             stack.callback(bundle_callback.unsubscribe)  # also when fit raises
             if guard is not None:
@@ -428,7 +463,7 @@ class ModelBundle(BundlePaths, BundleRecords):
                 valid_generator,
                 epochs=epochs,
                 initial_epoch=first if first is not None else 1,
-                callbacks=[*user_callbacks, bundle_callback],
+                callbacks=[rates, *extra, *user_callbacks, bundle_callback],
                 **fit_kwargs,
             )
         if bundle_callback.preempted_at is not None:
@@ -437,12 +472,29 @@ class ModelBundle(BundlePaths, BundleRecords):
             raise SystemExit(message if main else 1)
         rows = bundle_callback.rows
         last = int(rows[-1]["epoch"]) if rows else None
-        self._restore_best(bundle_callback.best.best_epoch, last, bundle_callback.best_weights)
+        best_epoch = bundle_callback.best.best_epoch
+        if main and self.monitor is not None and best_epoch is not None:
+            print(  # Poutyne's line: its ModelCheckpoint, or BestModelRestore without files
+                f"Restoring data from {self.best_checkpoint_filename.format(epoch=best_epoch)}"
+                if self.logging and not save_every_epoch else "Restoring best model"
+            )
+        self._restore_best(best_epoch, last, bundle_callback.best_weights)
         if self.logging and main:
             from epochal_adapters.plots import plot_history
 
             plot_history(rows, self.store, "plots/")
         return history
+
+    def _announcer(self, save_every_epoch: bool) -> Callable[[int], str | None] | None:
+        """What the bundle's callback prints at a new best epoch, as Poutyne's bundle does:
+        the best checkpoint's path with logging (its ModelCheckpoint's line), no path with
+        ``save_every_epoch`` or without logging (its BestModelRestore's); None without
+        monitoring."""
+        if self.monitor is None:
+            return None
+        if self.logging and not save_every_epoch:
+            return lambda epoch: self.best_checkpoint_filename.format(epoch=epoch)
+        return lambda epoch: None
 
     def _report_nothing_to_train(self, snapshot: Snapshot, epochs: int) -> None:
         done = snapshot.epoch
@@ -480,19 +532,48 @@ class ModelBundle(BundlePaths, BundleRecords):
         *,
         batch_size: int = 32,
         num_workers: int = 0,
+        collate_fn: Callable[..., Any] | None = None,
+        dataloader_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        """:meth:`train` on datasets (the training set shuffled each epoch by a seeded
-        generator, so resume reproduces the data order)."""
-        generator = torch.Generator().manual_seed(int(kwargs.get("seed", 42) or 0))
+        """:meth:`train` on datasets, with the loaders :meth:`Model.fit_dataset` builds (as
+        Poutyne's bundle does).
+
+        The training set is shuffled each epoch by a ``DataLoader(shuffle=True)``, which
+        draws its order from PyTorch's global random state, as in Poutyne: ``seed`` (42 by
+        default) therefore fixes the order of a fresh training, and a resume, which restores
+        the global random states of its commit (and, mid-epoch, those of the epoch's start),
+        draws the same orders as an uninterrupted training. The validation set keeps its
+        order.
+
+        Args:
+            train_dataset: Training ``(x, y)`` examples.
+            valid_dataset: Validation examples, or None.
+            batch_size: Examples per batch.
+            num_workers: ``DataLoader`` worker processes.
+            collate_fn: ``DataLoader``'s ``collate_fn``, or None for PyTorch's default.
+            dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours; validation
+                never shuffles). A ``generator`` given here is saved and restored with the
+                bundle's state.
+            **kwargs: As :meth:`train` (``epochs``, ``callbacks``, ``seed``, ``verbose``...).
+
+        Returns:
+            As :meth:`train`.
+
+        Raises:
+            ConfigurationError: ``batch_size`` is not a positive integer.
+        """
+        check_positive("batch_size", batch_size, allow_none=False)
+        options: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+        if collate_fn is not None:
+            options["collate_fn"] = collate_fn
         train = torch.utils.data.DataLoader(
-            train_dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-            generator=generator,
+            train_dataset, **{**options, "shuffle": True, **dict(dataloader_kwargs or {})}
         )
         valid = None
         if valid_dataset is not None:
-            valid = torch.utils.data.DataLoader(
-                valid_dataset, batch_size=batch_size, num_workers=num_workers
+            valid = ordered_loader(
+                valid_dataset, batch_size, num_workers, collate_fn, dataloader_kwargs
             )
         return self.train(train, valid, **kwargs)
 
@@ -503,10 +584,11 @@ class ModelBundle(BundlePaths, BundleRecords):
         validation_data: tuple[Any, Any] | None = None,
         *,
         batch_size: int = 32,
+        dataloader_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
         """:meth:`train` on tensors or NumPy arrays (floating ones cast to the network's
-        floating dtype, as :meth:`Model.fit` does).
+        floating dtype, as :meth:`Model.fit` does), shuffled as :meth:`train_dataset` says.
 
         Raises:
             ConfigurationError: ``validation_data`` is not an ``(x_val, y_val)`` pair.
@@ -516,7 +598,8 @@ class ModelBundle(BundlePaths, BundleRecords):
             *validation_pair(validation_data, owner="ModelBundle.train_data"),
             names=("x_val", "y_val"))
         return self.train_dataset(self.model._array_dataset(x, y), valid,
-                                  batch_size=batch_size, **kwargs)
+                                  batch_size=batch_size, dataloader_kwargs=dataloader_kwargs,
+                                  **kwargs)
 
     def _check_monitor(self, logged: Sequence[str]) -> None:
         assert self.monitor is not None
@@ -562,94 +645,21 @@ class ModelBundle(BundlePaths, BundleRecords):
                 "Use another directory for this network, or the network that trained there."
             )
 
-    # ------------------------------------------------------------------ test and inference
-
-    def test(
-        self,
-        test_generator: Iterable[Any],
-        *,
-        checkpoint: str | int = "best",
-        name: str = "test",
-        verbose: bool = True,
-        callbacks: Sequence[Callback] | None = None,
-        seed: int | None = 42,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        """Evaluate the ``checkpoint`` weights on ``test_generator`` and write ``{name}_log.tsv``.
-
-        With ``logging=False`` the network's current weights are evaluated and no file is
-        written (``checkpoint`` has no effect), as in Poutyne.
-
-        Args:
-            test_generator: Test batches.
-            checkpoint: Weights to evaluate (see :meth:`load_checkpoint`).
-            name: Prefix of the result keys and of the file name.
-            verbose: Show progress.
-            callbacks: Callbacks of the evaluation.
-            seed: Seed set before evaluating (None: leave the RNGs alone).
-            **kwargs: Passed to :meth:`Model.evaluate_generator`.
-
-        Returns:
-            ``{'time': s, 'test_loss': ..., 'test_<metric>': ...}``, the evaluation's logs
-            (keys prefixed with ``name``), as Poutyne's ``test`` returns them.
-            ``{name}_log.tsv`` holds the checkpoint's epoch row followed by these values (as
-            Poutyne's, without the evaluation's ``time``).
-
-        Raises:
-            StorageError: The directory does not accept writes (checked before evaluating).
-        """
-        if self.logging:
-            self._snapshots.probe()  # {name}_log.tsv is written after the evaluation
-        row = self.load_checkpoint(checkpoint) if self.logging else None
-        if seed is not None:
-            set_seeds(seed)
-        logs = self.model.evaluate_generator(
-            test_generator, return_dict_format=True, verbose=verbose, callbacks=callbacks, **kwargs
-        )
-        out: dict[str, Any] = {}  # as Poutyne's: the evaluation's logs (the epoch is in the file)
-        for key, value in logs.items():
-            out[f"{name}_{key[len('test_'):]}" if key.startswith("test_") else key] = value
-        if self.logging:
-            table = {**(row or {}), **{k: v for k, v in out.items() if k != "time"}}
-            self._snapshots.write_table(f"{name}_log.tsv", [table])
-        return out
-
-    def test_dataset(self, test_dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
-                     **kwargs: Any) -> dict[str, Any]:
-        """:meth:`test` on a dataset."""
-        loader = torch.utils.data.DataLoader(test_dataset, batch_size=batch_size)
-        return self.test(loader, **kwargs)
-
-    def test_data(self, x: Any, y: Any, *, batch_size: int = 32, **kwargs: Any) -> dict[str, Any]:
-        """:meth:`test` on tensors or NumPy arrays (floating ones cast as in
-        :meth:`train_data`)."""
-        dataset = self.model._array_dataset(x, y)
-        return self.test_dataset(dataset, batch_size=batch_size, **kwargs)
-
-    def infer(self, generator: Iterable[Any], *, checkpoint: str | int = "best",
-              **kwargs: Any) -> Any:
-        """Predictions of the ``checkpoint`` weights on ``generator`` (see
-        :meth:`Model.predict_generator` for the keywords and the return value). With
-        ``logging=False`` the current weights are used (``checkpoint`` has no effect)."""
-        if self.logging:
-            self.load_checkpoint(checkpoint)
-        return self.model.predict_generator(generator, **kwargs)
-
-    def infer_dataset(self, dataset: torch.utils.data.Dataset[Any], *, batch_size: int = 32,
-                      checkpoint: str | int = "best", **kwargs: Any) -> Any:
-        """:meth:`infer` on a dataset of inputs (or ``(x, y)`` with ``has_ground_truth``)."""
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
-        return self.infer(loader, checkpoint=checkpoint, **kwargs)
-
-    def infer_data(self, x: Any, *, batch_size: int = 32, checkpoint: str | int = "best",
-                   **kwargs: Any) -> Any:
-        """:meth:`infer` on tensors or NumPy arrays."""
-        inputs = self.model._array_dataset(x, names=("x",))
-        return self.infer_dataset(inputs, batch_size=batch_size,
-                                  checkpoint=checkpoint, **kwargs)
-
     def __repr__(self) -> str:
         return f"ModelBundle({self.directory!r}, {self.model!r})"
+
+
+def _metrics_default(
+    network: nn.Module, name: str, given: Sequence[Any] | None, defaults: Mapping[str, Any]
+) -> Sequence[Any] | None:
+    """Poutyne's rule for ``batch_metrics``/``epoch_metrics``: the given list unless it is
+    None or empty, else the network's attribute ``name`` when it has one, else the task's."""
+    if given:
+        return given
+    if hasattr(network, name):
+        found: Sequence[Any] | None = getattr(network, name)
+        return found
+    return defaults.get(name) or given
 
 
 def _article(word: str) -> str:

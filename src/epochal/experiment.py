@@ -46,13 +46,17 @@ def Experiment(
         device: Device to move the network to.
         logging: Write logs, checkpoints and state (False: train without files).
         optimizer: Optimizer, its name, or a dict with ``optim`` and its keywords.
-        loss_function: Loss, or None for the task's default (``'classif'``: cross-entropy;
-            ``'reg'``/``'regr'``: MSE).
-        batch_metrics: Batch metrics (default: the task's).
-        epoch_metrics: Epoch metrics (default: the task's).
+        loss_function: Loss, or None for the network's ``loss_function`` attribute, else the
+            task's default (``'classif'``: cross-entropy; ``'reg'``/``'regr'``: MSE), else
+            none (a bundle for inference: ``train`` refuses it).
+        batch_metrics: Batch metrics (None or empty: the network's attribute, else the
+            task's).
+        epoch_metrics: Epoch metrics (None or empty: the network's attribute, else the
+            task's).
         monitoring: Track a best epoch.
         monitor_metric: Monitored key (default ``'val_loss'`` or the task's).
-        monitor_mode: ``'min'`` or ``'max'`` (default ``'min'`` or the task's).
+        monitor_mode: ``'min'`` or ``'max'`` (default: the task's with the task's
+            ``monitor_metric``, else ``'min'``).
         task: A name starting with ``'classif'`` or ``'reg'``, or None.
         storage_options: fsspec options for a URL directory.
         precision: ``'32'``, ``'bf16-mixed'`` or ``'16-mixed'`` (see :class:`~epochal.Model`).
@@ -62,8 +66,7 @@ def Experiment(
         The bundle.
 
     Raises:
-        ConfigurationError: Unknown task, or neither a loss function nor a task; a precision
-            or compile option the Model refuses.
+        ConfigurationError: Unknown task; a precision or compile option the Model refuses.
     """
     return ModelBundle.from_network(
         directory,

@@ -187,9 +187,14 @@ def _train_child(directory: str, epochs: int, kill_after: int | None, *, scratch
                 _count_remote_operations(kill_after)
             else:
                 _count_operations(kill_after)
+            # TensorBoard's event files are derived logs written by TensorBoard's own thread
+            # (names with a timestamp and pid): not training files, and their writes would be
+            # counted as kill points at unpredictable moments. Their resume behaviour is
+            # tested in test_bundle_tensorboard.py.
             bundle.train(train, valid, epochs=epochs, verbose=False,
                          lr_schedulers=[StepLR(step_size=2, gamma=0.5)],
-                         **{"keep_only_last_best": True, **(train_options or {})})
+                         **{"keep_only_last_best": True, "disable_tensorboard": True,
+                            **(train_options or {})})
             count = len(_EVENTS)
             with open(os.path.join(scratch, "ops.txt"), "w", encoding="utf-8") as f:
                 f.write(str(count) + "\n" + "\n".join(_EVENTS))
@@ -243,7 +248,7 @@ def _summary(directory: str, options: dict | None) -> dict:
         for root, _dirs, names in os.walk(directory):
             files.extend(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/")
                          for name in names)
-    files = [n for n in files if not n.startswith("plots/")]
+    files = [n for n in files if not n.startswith(("plots/", "tensorboard/"))]
     return {"weights": digest.hexdigest(), "rows": rows, "files": sorted(files)}
 
 

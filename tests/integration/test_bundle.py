@@ -225,6 +225,39 @@ class TestStatsTestInfer:
         pred = bundle.infer(valid, has_ground_truth=True, verbose=False)
         assert pred.shape == (100, 10)
 
+    @pytest.mark.parametrize("options", [{"keep_only_last_best": True},
+                                         {"save_every_epoch": True}, {}])
+    def test_saved_epochs_are_the_files_that_exist(self, options):
+        """get_saved_epochs lists exactly the epochs with a checkpoint_epoch file (one with
+        keep_only_last_best, every epoch with save_every_epoch) and each one loads."""
+        store = MemoryCheckpointStore()
+        bundle = _bundle(store, monitor_metric="val_loss", monitor_mode="min")
+        _train(bundle, 3, **options)
+        saved = bundle.get_saved_epochs()["epoch"].tolist()
+        files = sorted(int(n[len("checkpoint_epoch_"):-len(".ckpt")]) for n in store.names()
+                       if n.startswith("checkpoint_epoch_"))
+        assert saved == files
+        assert len(saved) == {"keep_only_last_best": 1, "save_every_epoch": 3}.get(
+            next(iter(options), ""), len(saved))
+        for epoch in saved:
+            assert bundle.load_checkpoint(epoch)["epoch"].item() == epoch
+
+    def test_test_keeps_poutynes_keys_and_returns_predictions(self):
+        """test(name='valid') returns test_* keys (the name is the file's) and writes
+        valid_log.tsv; return_pred adds the predictions after the logs; return_dict_format=
+        False is refused before evaluating."""
+        store = MemoryCheckpointStore()
+        bundle = _bundle(store)
+        _train(bundle, 1)
+        _, valid = loaders()
+        logs = bundle.test(valid, name="valid", verbose=False)
+        assert "test_loss" in logs and "valid_loss" not in logs
+        assert "test_loss" in _log_rows(store, "valid_log.tsv")[0]
+        logs, pred = bundle.test(valid, return_pred=True, verbose=False)
+        assert pred.shape == (100, 10) and "test_acc" in logs
+        with pytest.raises(ValueError, match="return_dict_format"):
+            bundle.test(valid, return_dict_format=False, verbose=False)
+
     def test_is_better_than_compares_best_values(self):
         """is_better_than compares the best monitored values of two bundles."""
         good, bad = MemoryCheckpointStore(), MemoryCheckpointStore()
@@ -336,8 +369,8 @@ class TestDirectoryRobustness:
         _train(bundle, 2, save_every_epoch=True)
         with pytest.raises(CheckpointError, match="Did you mean 'best'"):
             bundle.load_checkpoint("bestt")
-        assert bundle.load_checkpoint("2")["epoch"] == 2
-        assert bundle.load_checkpoint(np.int64(1))["epoch"] == 1
+        assert bundle.load_checkpoint("2")["epoch"].item() == 2
+        assert bundle.load_checkpoint(np.int64(1))["epoch"].item() == 1
         assert bundle.load_checkpoint("checkpoint_epoch_2.ckpt") is None  # bundle-relative
         with pytest.raises(TypeError, match="ModelBundle"):
             bundle.is_better_than("memory://x")  # type: ignore[arg-type]

@@ -12,7 +12,9 @@ The module is skipped when poutyne is not importable.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import types
 from collections.abc import Callable
@@ -254,6 +256,29 @@ def script_csv_batch_granularity(pkg: types.ModuleType, workdir: Path) -> dict:
     return {"batches.csv": _read_csv(workdir / "batches.csv")}
 
 
+def script_verbose_callbacks(pkg: types.ModuleType, workdir: Path) -> dict:
+    """What verbose ModelCheckpoint, EarlyStopping, BestModelRestore and a periodic
+    ModelCheckpoint print (fit itself silent)."""
+    pkg.set_seeds(1)
+    x, y = _classification(n=40, seed=0)
+    network = _classifier()
+    model = pkg.Model(network, torch.optim.SGD(network.parameters(), lr=0.5), "cross_entropy",
+                      batch_metrics=["accuracy"])
+    callbacks = [
+        pkg.ModelCheckpoint(str(workdir / "best_{epoch}.ckpt"), monitor="val_loss",
+                            save_best_only=True, restore_best=True, verbose=True,
+                            keep_only_last_best=True),
+        pkg.ModelCheckpoint(str(workdir / "every_{epoch}.ckpt"), period=2, verbose=True),
+        pkg.EarlyStopping(monitor="val_acc", mode="max", patience=1, verbose=True),
+        pkg.BestModelRestore(monitor="val_loss", verbose=True),
+    ]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        model.fit(x[:24], y[:24], validation_data=(x[24:], y[24:]), epochs=6, batch_size=8,
+                  callbacks=callbacks, verbose=False)
+    return {"printed": printed.getvalue().replace(str(workdir), "<dir>").splitlines()}
+
+
 def script_early_stopping_plateau(pkg: types.ModuleType, workdir: Path) -> dict:
     """EarlyStopping and ReduceLROnPlateau on a problem that stops improving quickly."""
     pkg.set_seeds(17)
@@ -375,6 +400,256 @@ def script_model_bundle_extras(pkg: types.ModuleType, workdir: Path) -> dict:
     result = bundle.test(test, verbose=False)
     return {"test_keys": list(result),
             "tensorboard": (workdir / "bundle" / "tensorboard").is_dir()}
+
+
+def _tensorboard_scalars(directory: Path) -> dict:
+    """Every scalar under a TensorBoard log directory: run folder -> tag -> [(step, value)]
+    (wall-clock values replaced by their type)."""
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    out: dict = {}
+    for run in sorted({path.parent for path in directory.rglob("events.out.tfevents.*")}):
+        accumulator = event_accumulator.EventAccumulator(str(run))
+        accumulator.Reload()
+        name = str(run.relative_to(directory))
+        out[name] = {
+            tag: [(event.step, "<time>" if "time" in name else round(event.value, 5))
+                  for event in accumulator.Scalars(tag)]
+            for tag in sorted(accumulator.Tags()["scalars"])
+        }
+    return out
+
+
+def script_bundle_tensorboard(pkg: types.ModuleType, workdir: Path) -> dict:
+    """The TensorBoard scalars a bundle writes in tensorboard/: 2 epochs, then resumed to 3
+    (and nothing with disable_tensorboard=True)."""
+    pytest.importorskip("torch.utils.tensorboard")
+    pkg.set_seeds(33)
+    x, y = _classification(n=48)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=16)
+    valid = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
+    bundle = pkg.ModelBundle.from_network(str(workdir / "bundle"), _classifier(),
+                                          optimizer="sgd", task="classif")
+    bundle.train(train, valid, epochs=2, verbose=False)
+    bundle.train(train, valid, epochs=3, verbose=False)
+    quiet = pkg.ModelBundle.from_network(str(workdir / "quiet"), _classifier(),
+                                         optimizer="sgd", task="classif")
+    quiet.train(train, valid, epochs=1, verbose=False, disable_tensorboard=True)
+    return {"scalars": _tensorboard_scalars(workdir / "bundle" / "tensorboard"),
+            "attribute": Path(bundle.tensorboard_directory).name,
+            "quiet": (workdir / "quiet" / "tensorboard").exists()}
+
+
+def _frame(table: Any) -> Any:
+    """A pandas DataFrame as its type, index and columns (wall-clock times dropped)."""
+    if not hasattr(table, "to_dict"):
+        return ("not a DataFrame", _plain(table))
+    columns = {k: [_plain(v) for v in values] for k, values in table.to_dict("list").items()
+               if k != "time"}
+    return {"type": type(table).__name__, "index": list(table.index), "columns": columns}
+
+
+def _classif_bundle(pkg: types.ModuleType, directory: Path, **kwargs: Any) -> Any:
+    return pkg.ModelBundle.from_network(str(directory), _classifier(), optimizer="sgd",
+                                        task="classif", **kwargs)
+
+
+def script_bundle_checkpoints_and_stats(pkg: types.ModuleType, workdir: Path) -> dict:
+    """get_stats, get_best_epoch_stats, get_saved_epochs and load_checkpoint('best' | 'last'
+    | epoch) on a bundle trained 5 epochs, with the files it keeps."""
+    pkg.set_seeds(35)
+    x, y = _classification(n=64)
+    train = DataLoader(TensorDataset(x[:40], y[:40]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[40:], y[40:]), batch_size=8)
+    bundle = _classif_bundle(pkg, workdir / "b")
+    bundle.train(train, valid, epochs=5, verbose=False)
+    out: dict = {"stats": _frame(bundle.get_stats()),
+                 "best": _frame(bundle.get_best_epoch_stats()),
+                 "saved": _frame(bundle.get_saved_epochs())}
+    out["files"] = sorted(p.name for p in (workdir / "b").iterdir()
+                          if p.name.startswith("checkpoint_epoch_"))
+    for checkpoint in ("best", "last", out["files"] and int(
+            out["files"][0][len("checkpoint_epoch_"):-len(".ckpt")])):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            returned = bundle.load_checkpoint(checkpoint, verbose=True)
+        out[f"load_{checkpoint}"] = _frame(returned)
+        out[f"printed_{checkpoint}"] = printed.getvalue().replace(str(workdir), "<dir>")
+        out[f"predict_{checkpoint}"] = _plain(bundle.model.predict(x[:4], verbose=False))
+    return out
+
+
+def script_bundle_keep_only_last_best(pkg: types.ModuleType, workdir: Path) -> dict:
+    """train(keep_only_last_best=True) and train(save_every_epoch=True): the checkpoint
+    files kept, the best epoch and the weights left in the network. (get_saved_epochs differs
+    here on purpose: it lists the files that exist, docs/differences.md.)"""
+    pkg.set_seeds(39)
+    x, y = _classification(n=64)
+    train = DataLoader(TensorDataset(x[:40], y[:40]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[40:], y[40:]), batch_size=8)
+    out: dict = {}
+    for name, options in (("last_best", {"keep_only_last_best": True}),
+                          ("every", {"save_every_epoch": True})):
+        bundle = _classif_bundle(pkg, workdir / name, monitor_metric="val_loss",
+                                 monitor_mode="min")
+        bundle.train(train, valid, epochs=4, verbose=False, **options)
+        out[name] = {
+            "files": sorted(p.name for p in (workdir / name).iterdir()
+                            if p.name.startswith("checkpoint_epoch_")),
+            "best": _frame(bundle.get_best_epoch_stats()),
+            "weights": _plain(bundle.model.predict(x[:4], verbose=False)),
+        }
+    return out
+
+
+def script_bundle_task_defaults(pkg: types.ModuleType, workdir: Path) -> dict:
+    """from_network's defaults: the task's monitor (and mode) with and without an explicit
+    monitor_metric, empty metric lists, and a network carrying its own loss_function."""
+    out: dict = {}
+    cases = {
+        "classif": {"task": "classif"},
+        "classif_val_loss": {"task": "classif", "monitor_metric": "val_loss"},
+        "classif_empty_metrics": {"task": "classif", "batch_metrics": [], "epoch_metrics": []},
+        "reg": {"task": "regression"},
+        "none": {"loss_function": "mse"},
+        "none_val_acc": {"loss_function": "cross_entropy", "monitor_metric": "val_acc"},
+        "unmonitored": {"task": "classif", "monitoring": False},
+    }
+    for name, options in cases.items():
+        bundle = pkg.ModelBundle.from_network(str(workdir / name), _classifier(), **options)
+        out[name] = {"monitoring": bundle.monitoring, "metric": bundle.monitor_metric,
+                     "mode": bundle.monitor_mode,
+                     "metrics_names": list(bundle.model.metrics_names)}
+
+    class WithLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = _classifier()
+            self.loss_function = nn.CrossEntropyLoss()
+            self.batch_metrics = ["accuracy"]
+
+        def forward(self, x):
+            return self.body(x)
+
+    pkg.set_seeds(41)
+    x, y = _classification(n=32)
+    bundle = pkg.ModelBundle.from_network(str(workdir / "own"), WithLoss())
+    history = bundle.train_data(x[:24], y[:24], validation_data=(x[24:], y[24:]), epochs=1,
+                                batch_size=8, verbose=False)
+    out["own"] = {"history": _plain(history), "metrics_names": list(bundle.model.metrics_names)}
+    return out
+
+
+def script_bundle_test_variants(pkg: types.ModuleType, workdir: Path) -> dict:
+    """test(name=...), test with return_pred, test_dataset/test_data with loader options,
+    infer/infer_dataset/infer_data with checkpoint and predict options."""
+    pkg.set_seeds(43)
+    x, y = _classification(n=64)
+    train = DataLoader(TensorDataset(x[:40], y[:40]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[40:52], y[40:52]), batch_size=8)
+    test = DataLoader(TensorDataset(x[52:], y[52:]), batch_size=4)
+    bundle = _classif_bundle(pkg, workdir / "b")
+    bundle.train(train, valid, epochs=3, verbose=False)
+    out: dict = {}
+    out["named"] = _plain(bundle.test(valid, name="valid", verbose=False))
+    out["named_file"] = _read_csv(workdir / "b" / "valid_log.tsv", delimiter="\t")
+    out["with_pred"] = _plain(bundle.test(test, return_pred=True, verbose=False))
+    out["last"] = _plain(bundle.test(test, checkpoint="last", verbose=False))
+    out["last_file"] = _read_csv(workdir / "b" / "test_log.tsv", delimiter="\t")
+    out["path"] = _plain(bundle.test(test, checkpoint=str(workdir / "b" / "checkpoint.ckpt"),
+                                     name="path", verbose=False))
+    out["path_file"] = _read_csv(workdir / "b" / "path_log.tsv", delimiter="\t")
+    out["dataset"] = _plain(bundle.test_dataset(TensorDataset(x[52:], y[52:]), batch_size=5,
+                                                num_workers=0, verbose=False))
+    out["data"] = _plain(bundle.test_data(x[52:], y[52:], batch_size=6, verbose=False,
+                                          return_pred=True))
+    out["infer"] = _plain(bundle.infer(DataLoader(TensorDataset(x[:6]), batch_size=4),
+                                       checkpoint="last", verbose=False))
+    out["infer_list"] = _plain(bundle.infer(DataLoader(TensorDataset(x[:6]), batch_size=4),
+                                            concatenate_returns=False, verbose=False))
+    out["infer_dataset"] = _plain(bundle.infer_dataset(TensorDataset(x[:6], y[:6]),
+                                                       batch_size=4, has_ground_truth=True,
+                                                       return_ground_truth=True,
+                                                       verbose=False))
+    out["infer_data"] = _plain(bundle.infer_data(x[:6], batch_size=4, checkpoint=1,
+                                                 convert_to_numpy=False, verbose=False))
+    return out
+
+
+def script_bundle_unmonitored(pkg: types.ModuleType, workdir: Path) -> dict:
+    """A bundle with monitoring=False: train, test (the last epoch's weights), its files."""
+    pkg.set_seeds(45)
+    x, y = _classification(n=48)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
+    bundle = _classif_bundle(pkg, workdir / "b", monitoring=False)
+    history = bundle.train(train, valid, epochs=2, verbose=False)
+    result = bundle.test(valid, verbose=False)
+    return {"history": _plain(history), "test": _plain(result),
+            "files": sorted(p.name for p in (workdir / "b").iterdir()
+                            if p.name.startswith(("checkpoint_epoch_", "log.tsv", "test_log"))
+                            or p.name == "checkpoint.ckpt"),
+            "test_log.tsv": _read_csv(workdir / "b" / "test_log.tsv", delimiter="\t")}
+
+
+def script_bundle_prints(pkg: types.ModuleType, workdir: Path) -> dict:
+    """What a bundle trained with verbose=False prints: its best-epoch lines and the restore
+    line, with files, with save_every_epoch, and without logging."""
+    pkg.set_seeds(47)
+    x, y = _classification(n=48)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
+    out: dict = {}
+    for name, build, options in (("files", {}, {}), ("every", {}, {"save_every_epoch": True}),
+                                 ("memory", {"logging": False}, {})):
+        bundle = _classif_bundle(pkg, workdir / name, monitor_metric="val_loss", **build)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            bundle.train(train, valid, epochs=3, verbose=False, **options)
+        out[name] = printed.getvalue().replace(str(workdir), "<dir>").splitlines()
+    return out
+
+
+def script_bundle_lr_schedulers(pkg: types.ModuleType, workdir: Path) -> dict:
+    """A bundle with lr_schedulers=[StepLR] trained 4 epochs: log.tsv's lr column holds the
+    rate each epoch trained with. (A resumed call differs on purpose: Poutyne's resumed
+    optimizer keeps the rate of the epoch before the schedulers stepped, docs/differences.md.)"""
+    pkg.set_seeds(49)
+    x, y = _classification(n=48)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8, shuffle=True)
+    valid = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
+    network = _classifier()
+    bundle = pkg.ModelBundle.from_network(
+        str(workdir / "b"), network, optimizer=torch.optim.SGD(network.parameters(), lr=0.2),
+        task="classif")
+    history = bundle.train(train, valid, epochs=4, verbose=False,
+                           lr_schedulers=[pkg.StepLR(step_size=1, gamma=0.5)])
+    return {"history": _plain(history),
+            "log.tsv": _read_csv(workdir / "b" / "log.tsv", delimiter="\t"),
+            "stats": _frame(bundle.get_stats()),
+            "lr": bundle.model.optimizer.param_groups[0]["lr"]}
+
+
+def script_bundle_stats_errors(pkg: types.ModuleType, workdir: Path) -> dict:
+    """get_stats before any training, get_best_epoch_stats and get_saved_epochs without
+    monitoring: the exception types a user catches (ValueError)."""
+    pkg.set_seeds(51)
+    x, y = _classification(n=32)
+    out: dict = {}
+    fresh = _classif_bundle(pkg, workdir / "fresh")
+    unmonitored = _classif_bundle(pkg, workdir / "off", monitoring=False)
+    unmonitored.train_data(x[:24], y[:24], validation_data=(x[24:], y[24:]), epochs=1,
+                           batch_size=8, verbose=False)
+    for name, call in (("stats_fresh", fresh.get_stats),
+                       ("best_off", unmonitored.get_best_epoch_stats),
+                       ("saved_off", unmonitored.get_saved_epochs)):
+        try:
+            call()
+            out[name] = "returned"
+        except ValueError:
+            out[name] = "ValueError"
+    out["stats_off"] = len(unmonitored.get_stats())
+    return out
 
 
 def script_experiment_resume(pkg: types.ModuleType, workdir: Path) -> dict:
@@ -751,18 +1026,6 @@ SCRIPTS: dict[str, Callable[[types.ModuleType, Path], dict]] = {
 
 # Divergences not fixed here: script name -> exact reason (xfail strict, so a fix shows up).
 KNOWN_DIVERGENCES: dict[str, str] = {
-    "csv_batch_granularity": (
-        "CSVLogger(batch_granularity=True) batch rows: Poutyne leaves the epoch and lr cells "
-        "empty (it writes the batch logs as they are); epochal fills them with the current "
-        "epoch and learning rate (pinned by tests/unit/test_callbacks_logging.py)"),
-    "model_bundle_extras": (
-        "Poutyne's bundle writes TensorBoard logs in tensorboard/ (unless "
-        "disable_tensorboard); epochal writes none"),
-    "bundle_regression_infer": (
-        "ModelBundle.train_data/train_dataset: epochal shuffles the training set with its own "
-        "torch.Generator seeded from `seed` (so a resume reproduces the data order); Poutyne's "
-        "DataLoader shuffles from the global RNG, so the batches, and every logged value, "
-        "differ (loss 1.1843 vs 1.1755 in epoch 1)"),
 }
 
 

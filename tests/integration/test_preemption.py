@@ -136,3 +136,35 @@ def test_a_failed_training_leaves_no_watcher_on_the_bus(tmp_path: Path) -> None:
     from epochal.core.records import EpochRecord
 
     assert not bundle.model.bus.has_subscribers(EpochRecord)
+
+
+def _train_data(directory: Path, extra: list[Any] | None = None) -> tuple[
+        list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """As :func:`_train`, through ``train_data``: its loader shuffles from the global RNG."""
+    bundle = _bundle(directory)
+    train, valid = _loaders()
+    x, y = train.dataset.tensors  # type: ignore[attr-defined]
+    x_val, y_val = valid.dataset.tensors  # type: ignore[attr-defined]
+    bundle.train_data(x, y, (x_val, y_val), batch_size=8, epochs=3, verbose=False,
+                      callbacks=list(extra or []))
+    return bundle._stats_rows(), bundle.model.get_weight_copies()
+
+
+def test_train_data_resumes_mid_epoch_bit_identical(tmp_path: Path) -> None:
+    """train_data shuffles from the global RNG (as Poutyne's); a signal mid-epoch 2 and a
+    second call end with the same rows and weights as one uninterrupted call, and with the
+    same as train() on a DataLoader(shuffle=True) of the same data."""
+    whole_rows, whole_weights = _train_data(tmp_path / "whole")
+    with pytest.raises(SystemExit):
+        _train_data(tmp_path / "cut", [_Signal(signal.SIGTERM, at=STEPS + 3)])
+    rows, weights = _train_data(tmp_path / "cut")
+
+    def untimed(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "time"} for r in table]
+
+    assert untimed(rows) == untimed(whole_rows)
+    for key, value in whole_weights.items():
+        assert torch.equal(weights[key], value), key
+    bundle = _bundle(tmp_path / "loader")
+    bundle.train(*_loaders(), epochs=3, verbose=False)
+    assert untimed(bundle._stats_rows()) == untimed(whole_rows)

@@ -260,7 +260,7 @@ class TestModelCheckpoint:
         out = capsys.readouterr().out
         best = path.format(epoch=2)
         assert "Epoch 1: val_score improved from -inf to 94.12000" in out
-        assert f"Epoch 2: val_score improved from 94.12000 to 95.33000, saving file {best}" in out
+        assert f"Epoch 2: val_score improved from 94.12000 to 95.33000, saving file to {best}" in out
         assert f"Restoring data from {best}" in out
 
     def test_saves_to_memory_urls(self):

@@ -168,8 +168,9 @@ class TestCSVLogger:
         assert all(r[3] != "" for r in rows[1:])
 
     def test_batch_granularity_rows(self, tmp_path):
-        """batch_granularity adds a row per training batch (epoch, batch, size, time, loss,
-        metrics, lr) before its epoch's row, whose batch and size cells are empty."""
+        """batch_granularity adds a row per training batch (batch, size, time, loss, metrics;
+        its epoch, lr and val cells empty, as in Poutyne) before its epoch's row, whose batch
+        and size cells are empty."""
         path = tmp_path / "log.csv"
         _model().fit_generator(_batches(3), _batches(1), epochs=2, verbose=False,
                                callbacks=[CSVLogger(path, batch_granularity=True)])
@@ -179,9 +180,10 @@ class TestCSVLogger:
         table = [dict(zip(rows[0], r)) for r in rows[1:]]
         assert len(table) == 2 * (3 + 1)
         assert [(r["epoch"], r["batch"]) for r in table[:4]] == [
-            ("1", "1"), ("1", "2"), ("1", "3"), ("1", "")]
-        assert table[0]["size"] == "4" and table[0]["val_loss"] == "" and table[0]["lr"] == "0.01"
-        assert table[3]["size"] == "" and table[3]["val_loss"] != ""
+            ("", "1"), ("", "2"), ("", "3"), ("1", "")]
+        assert table[0]["size"] == "4" and table[0]["val_loss"] == "" and table[0]["lr"] == ""
+        assert table[0]["loss"] != ""
+        assert table[3]["size"] == "" and table[3]["val_loss"] != "" and table[3]["lr"] == "0.01"
 
     def test_memory_url(self):
         """A memory:// URL is written through fsspec and reads back as CSV."""

@@ -184,7 +184,7 @@ class TestEarlyStopping:
         assert len(history) == 3 and callback.stopped_epoch == 0 and callback.wait == 1
 
     def test_verbose_prints_the_stopped_epoch(self, capsys):
-        """verbose prints 'Epoch N: early stopping' at the end of training."""
+        """verbose prints 'Epoch N: early stopping' when the stopping epoch ends."""
         _scripted_fit([1.0, 2.0, 2.0],
                       [EarlyStopping(monitor="val_score", patience=1, verbose=True)])
         assert "Epoch 2: early stopping" in capsys.readouterr().out

@@ -32,10 +32,16 @@ def test_experiment_regression_and_explicit_monitor():
     assert (off.monitoring, off.monitor_metric) == (False, None)
 
 
-def test_experiment_needs_a_loss_or_a_task():
-    """Without loss function and task the error names both options."""
-    with pytest.raises(ConfigurationError, match="loss_function or a task"):
-        Experiment(MemoryCheckpointStore(), torch.nn.Linear(4, 1))
+def test_experiment_without_a_loss_builds_but_cannot_train():
+    """Without loss function and task the bundle is built with no loss (Poutyne's, for
+    inference); train refuses before any step, naming loss_function and task."""
+    store = MemoryCheckpointStore()
+    bundle = Experiment(store, torch.nn.Linear(4, 1))
+    assert bundle.model.loss_function is None
+    data = [(torch.zeros(2, 4), torch.zeros(2, 1))]
+    with pytest.raises(ConfigurationError, match=r"loss_function=.*task="):
+        bundle.train(data, epochs=1, verbose=False)
+    assert store.blobs == {}
 
 
 def test_experiment_takes_poutynes_from_network_parameters():

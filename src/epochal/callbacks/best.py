@@ -3,6 +3,7 @@ training ends."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -32,7 +33,8 @@ class BestModelRestore(Callback):
     Args:
         monitor: Log key to watch (``'val_loss'``, ``'val_acc'``...).
         mode: ``'min'`` or ``'max'``.
-        verbose: Print ``Restoring model from epoch N`` when restoring.
+        verbose: Print Poutyne's lines: ``Epoch N: val_loss improved from a to b`` at each
+            new best, ``Restoring best model`` when restoring.
 
     When it acts:
         ``on_train_begin`` checks the monitor key; ``on_epoch_end`` of each complete epoch
@@ -82,6 +84,12 @@ class BestModelRestore(Callback):
         if self._monitor.improves(value, self._state.best):
             if not network_weights_finite(self, f"keeping the weights of epoch {epoch_number}"):
                 return
+            if self.verbose:  # Poutyne's line
+                old = self._state.best
+                shown_old = old if old is not None else (
+                    math.inf if self._monitor.mode == "min" else -math.inf)
+                print(f"Epoch {epoch_number:d}: {self.monitor} improved from {shown_old:0.5f} "
+                      f"to {value:0.5f}")
             self.best_weights = self.model.get_weight_copies()
         self._state = self._state.update(self._monitor, epoch_number, value)
 
@@ -101,7 +109,7 @@ class BestModelRestore(Callback):
             )
             return
         if self.verbose:
-            print(f"Restoring model from epoch {self._state.best_epoch}")
+            print("Restoring best model")
         self.model.set_weights(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:

@@ -22,8 +22,9 @@ class CSVLogger(Logger):
     ``epoch``, (``batch``, ``size``), ``time``, ``lr`` (or ``lr_group_<i>``), ``loss``, the
     metrics, ``val_loss``, ``val_<metric>``. A value an epoch did not log (the ``val_*`` of
     an epoch a stop request cut short) is an empty cell. With ``batch_granularity`` each
-    training batch adds a row before its epoch's row, whose ``batch`` and ``size`` cells are
-    empty. Cells are written by :func:`epochal_adapters.tsv.format_cell` (floats as
+    training batch adds a row before its epoch's row; as in Poutyne a batch row's ``epoch``,
+    learning-rate and ``val_*`` cells are empty, and an epoch row's ``batch`` and ``size``
+    cells are. Cells are written by :func:`epochal_adapters.tsv.format_cell` (floats as
     ``repr``: read back bit-identical).
 
     When it writes: the header at ``on_train_begin``, then after every epoch and at

@@ -1,10 +1,12 @@
 """``Logger``: Poutyne's base of the loggers that write one row per epoch (and optionally
-per training batch), with the learning rates in their column.
+per training batch), with the learning rates in the epoch rows.
 
 The columns are Poutyne's: ``epoch``, (``batch``, ``size`` with batch granularity), ``time``,
 the learning rates (``lr``, or ``lr_group_<i>`` for several parameter groups), ``loss``, the
 metrics, ``val_loss`` and ``val_<metric>``. The learning rates are read from the model
-(``model.learning_rates()``) when a row is made, whether or not the logs carry them.
+(``model.learning_rates()``) when an epoch row is made, whether or not the logs carry them.
+A batch row holds the batch's logs as they are (``batch``, ``size``, ``time``, ``loss``,
+metrics): its ``epoch`` and learning-rate cells stay empty, as in Poutyne.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class Logger(Callback):
     ``_on_epoch_begin_write(epoch_number, logs)``,
     ``_on_train_batch_end_write(batch_number, logs)``,
     ``_on_epoch_end_write(epoch_number, logs)``, ``_on_train_end_write(logs)``; the logs they
-    get are already reduced to the columns and carry the learning rates.
+    get are already reduced to the columns; epoch rows carry the learning rates, batch rows
+    neither the epoch nor the learning rates (Poutyne's rows).
     """
 
     def __init__(self, *, batch_granularity: bool = False) -> None:
@@ -94,10 +97,13 @@ class Logger(Callback):
             keys[at:at] = [c for c in _BATCH_COLUMNS if c not in keys]
         return keys
 
-    def _row(self, logs: Mapping[str, Any], head: Mapping[str, Any]) -> dict[str, Any]:
+    def _row(
+        self, logs: Mapping[str, Any], head: Mapping[str, Any], *, learning_rates: bool = True
+    ) -> dict[str, Any]:
         row = dict(head)
         row.update((k, v) for k, v in logs.items() if not is_lr_key(k))
-        row.update(self._learning_rates())
+        if learning_rates:
+            row.update(self._learning_rates())
         if self.fieldnames is None:
             ordered: dict[str, Any] = {
                 k: row[k] for k in ("epoch", "batch", "size", "time") if k in row}
@@ -118,8 +124,9 @@ class Logger(Callback):
 
     def on_train_batch_end(self, batch_number: int, logs: dict[str, Any]) -> None:
         if self.batch_granularity:
-            head = {"epoch": self.epoch_number, "batch": batch_number}
-            self._on_train_batch_end_write(batch_number, self._row(logs, head))
+            # Poutyne writes a batch's logs as they are: no epoch, no learning rate.
+            row = self._row(logs, {"batch": batch_number}, learning_rates=False)
+            self._on_train_batch_end_write(batch_number, row)
 
     def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
         row = self._row(

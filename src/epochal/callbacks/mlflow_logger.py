@@ -29,8 +29,8 @@ def _git_commit(directory: str) -> str | None:
 class MLFlowLogger(Logger):
     """Log a training to MLflow: one run, in an experiment found or created by name.
 
-    Epoch metrics are logged with ``step=epoch`` (every key but ``epoch``, learning rates
-    included); with ``batch_granularity`` batch metrics with ``step=batch``; at the end of
+    Epoch metrics are logged with ``step=epoch`` (every key but ``epoch`` and the learning
+    rates, as Poutyne does); with ``batch_granularity`` batch metrics with ``step=batch``; at the end of
     training ``last-epoch`` (``params['epochs']``); at the end of testing the test logs. The
     run's status is ``FAILED`` until a training or test ends normally, ``FINISHED`` then;
     with ``terminate_on_end`` the run is terminated with that status each time. The Git
@@ -137,8 +137,10 @@ class MLFlowLogger(Logger):
             self.log_metric(key, value, step=batch_number)
 
     def _on_epoch_end_write(self, epoch_number: int, logs: dict[str, Any]) -> None:
+        from epochal.callbacks.logger import is_lr_key
+
         for key, value in logs.items():
-            if key != "epoch":
+            if key != "epoch" and not is_lr_key(key):
                 self.log_metric(key, value, step=epoch_number)
 
     def on_train_end(self, logs: dict[str, Any]) -> None:

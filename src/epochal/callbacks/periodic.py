@@ -271,7 +271,7 @@ class PeriodicSaveCallback(Callback):
                 )
                 print(
                     f"Epoch {epoch_number}: {self.monitor} improved from {shown_old:0.5f} to "
-                    f"{value:0.5f}, saving file {filename}"
+                    f"{value:0.5f}, saving file to {filename}"
                 )
             self._write(filename, epoch_number, values)
             self._state = self._state.update(self._monitor, epoch_number, value)
@@ -288,7 +288,7 @@ class PeriodicSaveCallback(Callback):
             ):
                 return
             if self.verbose:
-                print(f"Epoch {epoch_number}: saving file {filename}")
+                print(f"Epoch {epoch_number:d}: saving file to {filename}")
             self._write(filename, epoch_number, values)
 
     def on_train_end(self, logs: dict[str, Any]) -> None:

@@ -46,7 +46,7 @@ class EarlyStopping(Callback):
         min_delta: Smallest change that counts as an improvement (>= 0, in the monitored
             value's units).
         patience: Epochs without improvement to wait before stopping (>= 0).
-        verbose: Print ``Epoch N: early stopping`` at the end of training when it stopped it.
+        verbose: Print ``Epoch N: early stopping`` at the end of the epoch that stops training.
         mode: ``'min'`` (lower is better) or ``'max'``.
 
     When it acts:
@@ -119,10 +119,8 @@ class EarlyStopping(Callback):
         if should_stop(self._state, self.patience):
             self.stopped_epoch = epoch_number
             self.model.stop_training = True
-
-    def on_train_end(self, logs: dict[str, Any]) -> None:
-        if self.stopped_epoch > 0 and self.verbose:
-            print(f"Epoch {self.stopped_epoch}: early stopping")
+            if self.verbose:  # at the epoch's end, as Poutyne prints it
+                print(f"Epoch {self.stopped_epoch}: early stopping")
 
     def state_dict(self) -> dict[str, Any]:
         """Plain values: the monitor, its mode, the best value, best epoch, wait counter and
