@@ -144,6 +144,17 @@ class DataParallel:
     preemption: PreemptionGuard | None = None
     verdict: StopVerdict | None = None
     _shards: list[Any] = attrs.field(factory=list)
+    _flag_group: Any = None
+
+    def flag_group(self) -> Any:
+        """The process group of the stop flag: the training's own with gloo; with nccl a gloo
+        group over the same ranks, created once at the first call (a collective: every rank
+        builds its first driver at the same point) and reused by every later call."""
+        if self.session.backend == "gloo":
+            return None
+        if self._flag_group is None:
+            self._flag_group = dist.new_group(backend="gloo")
+        return self._flag_group
 
     @property
     def rank(self) -> int:
@@ -310,7 +321,7 @@ class ParallelDriver(TrainingDriver):
     def __init__(self, *, parallel: DataParallel, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.parallel = parallel
-        self.consensus = StopConsensus(preemption=parallel.preemption)
+        self.consensus = StopConsensus(parallel.flag_group(), preemption=parallel.preemption)
 
     def _pass_hooks(self, phase: PassPhase, epoch: int) -> _PassHooks:
         self.consensus.start_pass()
@@ -360,6 +371,8 @@ class ParallelDriver(TrainingDriver):
         failure caused it; otherwise announce it to the peers, abort the NCCL communicators
         and return (the caller re-raises ``exc``, with a note naming this rank)."""
         rank, world = self.parallel.rank, self.parallel.world_size
+        if world == 1:
+            return  # no peer to tell
         where = f"the {phase.value} pass of epoch {epoch}" if epoch else f"the {phase.value} pass"
         store = default_store()
         lost = collective_failed(exc)
