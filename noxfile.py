@@ -85,10 +85,12 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=_python())
 def ddp(session: nox.Session) -> None:
     """Data-parallel tests: 2 gloo ranks on the CPU (forked ranks, a few torchrun launches);
-    kept out of ``tests``, which deselects the ``ddp`` marker."""
+    kept out of ``tests``, which deselects the ``ddp`` marker. The ``slow`` ones (more random
+    kill points) run with ``nox -s ddp -- -m "ddp and slow"`` (the last ``-m`` wins)."""
     _install(session)
     session.run(
-        "pytest", "-q", "-p", "no:cacheprovider", "--timeout=900", "-m", "ddp", "tests/ddp",
+        "pytest", "-q", "-p", "no:cacheprovider", "--timeout=900", "-m", "ddp and not slow",
+        "tests/ddp",
         *session.posargs,
         env={"OMP_NUM_THREADS": "1"},
     )

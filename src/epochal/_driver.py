@@ -62,6 +62,11 @@ class _PassHooks:
     def stop_requested(self) -> bool:
         return self._training and self._driver.context.stop_training
 
+    def finishes_group(self) -> bool:
+        """A preemption runs the accumulation group to its end (an exact resume point)."""
+        preemption = self._driver.preemption
+        return preemption is not None and preemption.requested
+
 
 class TrainingDriver:
     """Runs passes and epochs for one training context, on one bus.
@@ -75,6 +80,9 @@ class TrainingDriver:
 
     Attributes:
         global_step: Training batches run so far, updated at the end of each training pass.
+        preemption: The preemption guard of the running ``fit`` (``ModelBundle.train``'s), or
+            None: once it has seen a signal, a stop inside a group of accumulated batches
+            waits for the group's end (so the mid-epoch snapshot is an exact resume point).
     """
 
     def __init__(
@@ -89,6 +97,7 @@ class TrainingDriver:
         self.context = context
         self.clock = clock
         self.global_step = global_step
+        self.preemption: Any = None
 
     def publish(self, record: Any) -> None:
         """Publish ``record`` and apply the directives its handlers return."""
@@ -127,6 +136,7 @@ class TrainingDriver:
         has_ground_truth: bool = True,
         outputs: list[tuple[Any, Any]] | None = None,
         start: PassStart | None = None,
+        batch_count: int | None = None,
     ) -> EpochRecord:
         """Run one pass, publishing ``PhaseBegin``, the step records (when subscribed) and
         the epoch record.
@@ -139,6 +149,7 @@ class TrainingDriver:
             has_ground_truth: False for inputs alone (prediction).
             outputs: Receives ``(y_pred, y_true)`` per batch when given.
             start: A training pass cut short, resumed (``run_epoch``'s ``start``).
+            batch_count: Batches the whole pass yields, when known (``run_epoch``'s).
 
         Returns:
             The pass's epoch record (also published).
@@ -158,6 +169,7 @@ class TrainingDriver:
             outputs=outputs,
             emit_steps=bus.has_subscribers(StepRecord),
             start=start,
+            batch_count=batch_count,
         )
         epoch_record: EpochRecord | None = None
         publish = self._step_publisher()
@@ -192,6 +204,7 @@ class TrainingDriver:
         learning_rates: Callable[[], dict[str, float]],
         start: PassStart | None = None,
         after_skip: Callable[[], None] | None = None,
+        preemption: Any = None,
     ) -> list[dict[str, Any]]:
         """Run epochs ``initial_epoch..epochs``: each a training pass, then a validation pass
         when a validation generator is given and the training pass was not cut short.
@@ -219,6 +232,7 @@ class TrainingDriver:
             start: The first epoch's training pass was cut short after ``start.steps``
                 batches: skip them and finish it (see :mod:`epochal._preemption`).
             after_skip: Called once those batches are skipped (restores RNG states).
+            preemption: ``ModelBundle.train``'s preemption guard (see :attr:`preemption`).
 
         Returns:
             The epoch log rows, in order.
@@ -227,6 +241,11 @@ class TrainingDriver:
         history: list[dict[str, Any]] = []
         last_epoch = initial_epoch - 1
         warned_nonfinite = False
+        self.preemption = preemption
+        train_count = (
+            _batch_count(train_generator, steps_per_epoch)
+            if train_setup.batches_per_step > 1 else None
+        )
         self.publish(TrainBegin(params=params, initial_epoch=initial_epoch, log_keys=log_keys))
         for epoch in range(initial_epoch, epochs + 1):
             if context.stop_training:
@@ -243,6 +262,7 @@ class TrainingDriver:
                 phase=PassPhase.TRAIN,
                 epoch=epoch,
                 start=resumed,
+                batch_count=train_count,
             )
             if (train_record.first_nonfinite_step is not None and not warned_nonfinite
                     and not stopped_at_first_nonfinite(train_record, context.stop_training)):
@@ -289,3 +309,15 @@ class TrainingDriver:
             )
         )
         return history
+
+
+def _batch_count(loader: Iterable[Any], steps: int | None) -> int | None:
+    """Batches a training pass yields: ``steps`` when given, else ``len(loader)`` when the
+    loader has one (a ``DataLoader``, a list, a sharded loader), else None."""
+    if steps is not None:
+        return steps
+    try:
+        count = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return count if isinstance(count, int) and count > 0 else None

@@ -35,6 +35,16 @@ from epochal.core.records import EpochBegin, EpochRecord, PassPhase, TrainBegin,
 from epochal.core.steps import EpochSetup
 from epochal.distributed.consensus import StopConsensus, StopReason, StopVerdict
 from epochal.distributed.env import DistributedEnv, detect_env
+from epochal.distributed.failure import (
+    abort_communicators,
+    announce_failure,
+    collective_failed,
+    default_store,
+    describe,
+    lost_peer_error,
+    peer_failed_error,
+    peer_failure,
+)
 from epochal.distributed.group import (
     DistributedSession,
     agree_seed,
@@ -46,7 +56,7 @@ from epochal.distributed.group import (
 from epochal.distributed.reduction import check_reducible, reduce_pass
 from epochal.distributed.sharding import shard_loader
 from epochal.distributed.signals import PreemptionGuard
-from epochal.exceptions import ConfigurationError, DistributedError
+from epochal.exceptions import ConfigurationError, DistributedError, PeerFailedError
 
 __all__ = [
     "DataParallel", "ParallelDriver", "attach_data_parallel", "barrier", "main_then_share",
@@ -134,6 +144,17 @@ class DataParallel:
     preemption: PreemptionGuard | None = None
     verdict: StopVerdict | None = None
     _shards: list[Any] = attrs.field(factory=list)
+    _flag_group: Any = None
+
+    def flag_group(self) -> Any:
+        """The process group of the stop flag: the training's own with gloo; with nccl a gloo
+        group over the same ranks, created once at the first call (a collective: every rank
+        builds its first driver at the same point) and reused by every later call."""
+        if self.session.backend == "gloo":
+            return None
+        if self._flag_group is None:
+            self._flag_group = dist.new_group(backend="gloo")
+        return self._flag_group
 
     @property
     def rank(self) -> int:
@@ -277,6 +298,11 @@ class _ParallelPassHooks(_PassHooks):
             self._consensus.request(StopReason.REQUESTED)
         return self._consensus.after_step() is not None
 
+    def finishes_group(self) -> bool:
+        """A preemption (on any rank) runs the accumulation group to its end."""
+        verdict = self._consensus.verdict
+        return verdict is not None and verdict.reason is StopReason.PREEMPTED
+
 
 class ParallelDriver(TrainingDriver):
     """The training driver of one rank.
@@ -287,12 +313,15 @@ class ParallelDriver(TrainingDriver):
     over the ranks before it is published (so callbacks, logs and the history see the job's
     values); each epoch ends with one blocking agreement on stops and failures. An exception
     in a handler is re-raised on its rank at the agreed stop (``PeerFailedError`` elsewhere).
+    An exception inside a pass's own steps (forward, loss, backward, data) is told to the
+    other ranks at once (:mod:`epochal.distributed.failure`): they raise ``PeerFailedError``
+    naming the rank and its exception instead of waiting in a collective.
     """
 
     def __init__(self, *, parallel: DataParallel, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.parallel = parallel
-        self.consensus = StopConsensus(preemption=parallel.preemption)
+        self.consensus = StopConsensus(parallel.flag_group(), preemption=parallel.preemption)
 
     def _pass_hooks(self, phase: PassPhase, epoch: int) -> _PassHooks:
         self.consensus.start_pass()
@@ -328,7 +357,38 @@ class ParallelDriver(TrainingDriver):
             setup = attrs.evolve(setup, network=self.parallel.network)
         else:
             check_reducible(setup.epoch_metrics)
-        return super().run_pass(setup, batches, phase=phase, epoch=epoch, **kwargs)
+        try:
+            return super().run_pass(setup, batches, phase=phase, epoch=epoch, **kwargs)
+        except Exception as exc:
+            verdict = self.consensus.verdict
+            if isinstance(exc, PeerFailedError) or (verdict is not None and verdict.error is exc):
+                raise  # a failure every rank agreed on, at the same step: nobody waits
+            self._fail_fast(exc, phase, epoch)
+            raise
+
+    def _fail_fast(self, exc: Exception, phase: PassPhase, epoch: int) -> None:
+        """An exception escaped a pass on this rank. Raise ``PeerFailedError`` when a peer's
+        failure caused it; otherwise announce it to the peers, abort the NCCL communicators
+        and return (the caller re-raises ``exc``, with a note naming this rank)."""
+        rank, world = self.parallel.rank, self.parallel.world_size
+        if world == 1:
+            return  # no peer to tell
+        where = f"the {phase.value} pass of epoch {epoch}" if epoch else f"the {phase.value} pass"
+        store = default_store()
+        lost = collective_failed(exc)
+        peer = peer_failure(store, rank=rank, world_size=world, wait_s=2.0 if lost else 0.0)
+        if peer is not None:
+            raise peer_failed_error(peer, rank=rank, where=where) from exc
+        if lost:
+            raise lost_peer_error(exc, rank=rank, world_size=world, where=where) from exc
+        step = f", step {self.consensus.steps + 1}" if phase is PassPhase.TRAIN else ""
+        announce_failure(store, rank=rank, text=f"during {where}{step}: {describe(exc)}")
+        abort_communicators(self.parallel.session.backend)
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(
+                f"Raised on rank {rank} of {world} during {where}{step}; the other ranks were "
+                "told and stop with PeerFailedError."
+            )
 
     def _finish_pass(self, setup: EpochSetup, record: EpochRecord) -> EpochRecord:
         if record.phase is PassPhase.TRAIN:

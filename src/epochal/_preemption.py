@@ -1,8 +1,9 @@
 """Preemption: SIGTERM/SIGINT during ``ModelBundle.train`` ends in a mid-epoch commit, and the
 next launch finishes that epoch exactly.
 
-On a first signal the current step finishes, the training pass stops (on every rank, through
-the stop flag), the bundle commits a snapshot marked partial with its step (weights,
+On a first signal the current step finishes (with ``batches_per_step > 1``, the current
+group of accumulated batches and its optimizer step, so the snapshot sits at a group
+boundary), the training pass stops (on every rank, through the stop flag), the bundle commits a snapshot marked partial with its step (weights,
 optimizer, callbacks, RNG states at the step and at the epoch's start, the pass's per-batch
 values and epoch metric statistics: :class:`epochal.core.pass_state.PassStart`), and the
 process exits with a one-line message. A second signal exits at once.
@@ -40,8 +41,9 @@ __all__ = [
 
 class BundleGuard(PreemptionGuard):
     """The preemption guard of ``ModelBundle.train``: a first SIGTERM/SIGINT asks the model
-    to stop after its current step (``model.stop_training``; no work per step), a second one
-    acts as it would have without the guard (exits at once)."""
+    to stop after its current step (``model.stop_training``; no work per step; the driver
+    reads :attr:`requested` to run a group of accumulated batches to its end first), a second
+    one acts as it would have without the guard (exits at once)."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()

@@ -436,11 +436,14 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
             announce_best=self._announcer(save_every_epoch) if main else None,
             rates=rates,
         )
+        # What the next fit_generator hands its driver: the guard (a preemption inside a
+        # group of accumulated batches waits for the group's end) and, when resuming
+        # mid-epoch, where the epoch a preemption cut short resumes.
+        fit_options: dict[str, Any] = {"preemption": guard} if guard is not None else {}
         if snapshot is not None and snapshot.partial_step is not None and snapshot.partial:
-            self.model._pass_start = {  # finish the epoch a preemption cut short
-                "start": pass_start_for(snapshot.partial, parallel),
-                "after_skip": bundle_callback.restore_step_states,
-            }
+            fit_options["start"] = pass_start_for(snapshot.partial, parallel)
+            fit_options["after_skip"] = bundle_callback.restore_step_states
+        self.model._pass_start = fit_options or None
         extra: list[Callback] = []
         if self.logging and main and not disable_tensorboard:
             tensorboard = bundle_tensorboard_logger(

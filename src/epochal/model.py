@@ -158,7 +158,9 @@ class Model(ModelInference, ModelState):
         else:
             self.mixed_precision = bind_precision(self._precision_plan, network, None)
         self._parallel = attach_data_parallel(self, strategy)
-        self._pass_start: dict[str, Any] | None = None  # set by a ModelBundle resuming mid-epoch
+        # Set by a ModelBundle for its next fit: the preemption guard, and where an epoch a
+        # preemption cut short resumes.
+        self._pass_start: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -211,8 +213,9 @@ class Model(ModelInference, ModelState):
         return attachments
 
     def _take_pass_start(self) -> dict[str, Any]:
-        """The ``start``/``after_skip`` a ``ModelBundle`` resuming mid-epoch left for the next
-        ``fit_generator`` (once), else nothing."""
+        """What a ``ModelBundle`` left for the next ``fit_generator`` (once), else nothing: its
+        preemption guard (``preemption``) and, when resuming mid-epoch, ``start`` and
+        ``after_skip``."""
         start, self._pass_start = self._pass_start, None
         return dict(start) if start else {}
 

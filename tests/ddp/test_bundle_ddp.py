@@ -31,18 +31,21 @@ def _loaders() -> tuple[DataLoader[Any], DataLoader[Any]]:
     return train, valid
 
 
-def _train(directory: str, epochs: int) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+def _train(directory: str, epochs: int, batches_per_step: int = 1
+           ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     bundle = ModelBundle.from_network(directory, network, task="classif")
     train, valid = _loaders()
-    rows = bundle.train(train, valid, epochs=epochs, verbose=False)
+    rows = bundle.train(train, valid, epochs=epochs, verbose=False,
+                        batches_per_step=batches_per_step)
     rows = bundle._stats_rows()  # every committed epoch (train returns this call's)
     return bundle.model.get_weight_copies(), rows
 
 
-def _rank_train(rank: int, world: int, directory: str, epochs: int) -> Any:
-    return _train(directory, epochs)
+def _rank_train(rank: int, world: int, directory: str, epochs: int,
+                batches_per_step: int = 1) -> Any:
+    return _train(directory, epochs, batches_per_step)
 
 
 class TestBundleOnTwoRanks:
@@ -109,14 +112,16 @@ class _SignalAt(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _rank_preempted(rank: int, world: int, directory: str, signalled: int, at: int) -> Any:
+def _rank_preempted(rank: int, world: int, directory: str, signalled: int, at: int,
+                    batches_per_step: int = 1) -> Any:
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     bundle = ModelBundle.from_network(directory, network, task="classif")
     train, valid = _loaders()
     extra = [_SignalAt(at)] if rank == signalled else []
     try:
-        bundle.train(train, valid, epochs=4, verbose=False, callbacks=extra)
+        bundle.train(train, valid, epochs=4, verbose=False, callbacks=extra,
+                     batches_per_step=batches_per_step)
     except SystemExit as exc:
         return exc.code
     return None

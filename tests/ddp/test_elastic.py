@@ -5,6 +5,7 @@ and finish bit-identical to an uninterrupted 2-rank run, with one log row per ep
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -70,3 +71,32 @@ def test_a_killed_rank_is_restarted_and_the_run_ends_bit_identical(
             {k: v for k, v in r.items() if k != "time"} for r in expected_rows
         ]
     assert len((directory / "log.tsv").read_text().splitlines()) == 5
+
+
+def _random_kills(seed: int, launches: int) -> list[str]:
+    """``launches`` KILL arguments of three kills each, drawn from ``seed``: a rank (0 or 1)
+    at a step 1..8 of its attempt (an attempt starts at an epoch boundary with at least one
+    8-step epoch left, so the kill always happens), or rank 0 inside its 1st or 2nd write of a
+    state file or a manifest (at most 2 epochs are committed before the third attempt, which
+    so has at least 2 commits left)."""
+    rng = random.Random(seed)
+    kills = []
+    for _ in range(launches):
+        points = []
+        for _ in range(3):
+            if rng.random() < 0.6:
+                points.append(f"step:{rng.randint(0, 1)}:{rng.randint(1, 8)}")
+            else:
+                points.append(f"write:{rng.choice(['state/', 'manifests/'])}:{rng.randint(1, 2)}")
+        kills.append(",".join(points))
+    return kills
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill", _random_kills(seed=11, launches=4))
+def test_more_random_kill_points_end_bit_identical(
+    tmp_path: Path, uninterrupted: Any, kill: str
+) -> None:
+    """12 more SIGKILLs at seeded random steps and writes (slow: ``nox -s ddp -- -m slow``)
+    end bit-identical to the uninterrupted 2-rank run, one log row per epoch."""
+    test_a_killed_rank_is_restarted_and_the_run_ends_bit_identical(tmp_path, uninterrupted, kill)

@@ -18,6 +18,7 @@ from epochal import Callback, Model
 from epochal._parallel import resolve_strategy, warn_restart_caveat, writes_output
 from epochal.distributed import DistributedEnv
 from epochal.exceptions import ConfigurationError, ShardingError
+from epochal_adapters.data.fast_loader import TensorBatchLoader
 from tests.ddp.ranks import run_ranks, values
 
 pytestmark = pytest.mark.ddp
@@ -40,14 +41,29 @@ def _model(**kwargs: Any) -> Model:
                  epoch_metrics=["f1"], **kwargs)
 
 
-def _fit(batch_size: int, callbacks: list[Any] | None = None,
+def _fit(batch_size: int, callbacks: list[Any] | None = None, *, fast: bool = False,
          **fit_kwargs: Any) -> tuple[Model, list[dict[str, Any]]]:
     model = _model()
-    train = DataLoader(_data(N_TRAIN, 1), batch_size=batch_size, shuffle=False)
-    valid = DataLoader(_data(N_VALID, 2), batch_size=50)
+    loader = TensorBatchLoader if fast else DataLoader
+    train = loader(_data(N_TRAIN, 1), batch_size=batch_size, shuffle=False)
+    valid = loader(_data(N_VALID, 2), batch_size=50)
     history = model.fit_generator(train, valid, epochs=3, verbose=False,
                                   callbacks=callbacks, **fit_kwargs)
     return model, history
+
+
+def _assert_equal_runs(results: list[Any], model: Model, history: list[dict[str, Any]]) -> None:
+    """Each rank's weights and epoch rows equal one process's within 1e-6."""
+    for result in results:
+        weights, rank_history = result[0], result[1]
+        for key, value in model.get_weight_copies().items():
+            assert torch.allclose(weights[key], value, atol=1e-6), key
+        assert len(rank_history) == len(history)
+        for row, expected in zip(rank_history, history):
+            assert row.keys() == expected.keys()
+            for key in expected:
+                if key != "time":
+                    assert row[key] == pytest.approx(expected[key], abs=1e-6), key
 
 
 def _rank_fit(rank: int, world: int) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]],
@@ -81,6 +97,107 @@ class TestEquivalence:
                     assert rank_test[key] == pytest.approx(test[key], abs=1e-6), key
         same = [{k: v for k, v in row.items() if k != "time"} for row in results[0][1]]
         assert same == [{k: v for k, v in row.items() if k != "time"} for row in results[1][1]]
+
+
+GROUP = 3  # batches per optimizer step: each rank's 8 batches of 4 form groups of 3, 3 and 2
+
+
+def _rank_fit_accumulating(rank: int, world: int) -> tuple[dict[str, torch.Tensor],
+                                                           list[dict[str, Any]], int]:
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    model = _model()
+    assert model._parallel is not None
+    reductions = [0]
+
+    def counting(state, bucket):  # type: ignore[no-untyped-def]  # DDP checks annotations
+        reductions[0] += 1  # DDP's all-reduce, counted
+        return allreduce_hook(None, bucket)  # type: ignore[arg-type]
+
+    model._parallel.network.register_comm_hook(None, counting)
+    train = DataLoader(_data(N_TRAIN, 1), batch_size=4, shuffle=False)
+    valid = DataLoader(_data(N_VALID, 2), batch_size=50)
+    history = model.fit_generator(train, valid, epochs=3, verbose=False,
+                                  batches_per_step=GROUP)
+    return model.get_weight_copies(), history, reductions[0]
+
+
+def _rank_fit_fast(rank: int, world: int) -> tuple[dict[str, torch.Tensor],
+                                                   list[dict[str, Any]], list[int]]:
+    sizes: list[int] = []
+
+    class Sizes(Callback):
+        def on_valid_batch_end(self, batch_number: int, logs: dict[str, Any]) -> None:
+            sizes.append(int(logs["size"]))
+
+    model, history = _fit(4, [Sizes()], fast=True)
+    return model.get_weight_copies(), history, sizes
+
+
+class TestAccumulationAndFastLoader:
+    def test_accumulation_on_two_ranks_equals_one_process_and_syncs_once_per_step(
+        self,
+    ) -> None:
+        """2 ranks x batch 4 x 3 accumulated batches equal 1 process x batch 8 x 3 within
+        1e-6, with one gradient all-reduce per optimizer step (no_sync on the others)."""
+        results = values(run_ranks(_rank_fit_accumulating))
+        model, history = _fit(8, batches_per_step=GROUP)
+        _assert_equal_runs(results, model, history)
+        steps_per_epoch = math.ceil(N_TRAIN // 2 // 4 / GROUP)  # 8 batches: 3 groups
+        assert [r[2] for r in results] == [3 * steps_per_epoch] * 2
+
+    def test_tensor_batch_loader_is_sharded_exactly(self) -> None:
+        """TensorBatchLoader through fit_generator on 2 ranks: each rank sees its shard (the
+        1,001 validation examples counted once: 501 + 500 per epoch), and the run equals one
+        process with batch 8 within 1e-6."""
+        results = values(run_ranks(_rank_fit_fast))
+        model, history = _fit(8, fast=True)
+        _assert_equal_runs(results, model, history)
+        assert [sum(r[2]) for r in results] == [3 * 501, 3 * 500]
+
+
+class _FailingNetwork(torch.nn.Module):
+    """A linear network whose forward raises on one rank at one call."""
+
+    def __init__(self, rank: int, failing_rank: int, at: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 3)
+        self.fails = rank == failing_rank
+        self.at = at
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fails and self.calls == self.at:
+            raise ValueError(f"boom at forward call {self.at}")
+        return self.linear(x)
+
+
+def _rank_failing(rank: int, world: int, at: int) -> None:
+    torch.manual_seed(0)
+    model = Model(_FailingNetwork(rank, 1, at), "sgd", "cross_entropy")
+    train = DataLoader(_data(N_TRAIN, 1), batch_size=4)  # 8 steps per epoch on each rank
+    valid = DataLoader(_data(N_VALID, 2), batch_size=50)
+    model.fit_generator(train, valid, epochs=2, verbose=False)
+
+
+class TestFailureInsideAStep:
+    @pytest.mark.parametrize(("at", "where"), [(3, "train pass of epoch 1, step 3"),
+                                               (10, "valid pass of epoch 1")])
+    def test_an_exception_in_one_ranks_forward_stops_every_rank_with_its_name(
+        self, at: int, where: str
+    ) -> None:
+        """Rank 1's network raising in forward (training step 3, or during validation) ends
+        both ranks well within the 30 s limit: rank 1 with its exception (noting its rank),
+        rank 0 with PeerFailedError naming rank 1 and the exception, not the group timeout."""
+        results = run_ranks(_rank_failing, at, timeout_s=30)
+        assert [r["ok"] for r in results] == [False, False]
+        assert results[1]["type"] == "NetworkInputError"
+        assert f"boom at forward call {at}" in results[1]["text"]
+        assert f"Raised on rank 1 of 2 during the {where}" in results[1]["text"]
+        assert results[0]["type"] == "PeerFailedError"
+        assert f"Rank 1 failed during the {where}: NetworkInputError" in results[0]["text"]
+        assert f"boom at forward call {at}" in results[0]["text"]
 
 
 def _rank_starts_own_group(rank: int, world: int) -> tuple[bool, int]:

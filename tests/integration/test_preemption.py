@@ -58,13 +58,13 @@ class _Signal(Callback):
             os.kill(os.getpid(), self.signum)
 
 
-def _train(directory: Path, extra: list[Any] | None = None) -> tuple[list[dict[str, Any]],
-                                                                      dict[str, torch.Tensor]]:
+def _train(directory: Path, extra: list[Any] | None = None, *, batches_per_step: int = 1
+           ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     bundle = _bundle(directory)
     train, valid = _loaders()
     rows = bundle.train(train, valid, epochs=3, verbose=False,
                         lr_schedulers=[StepLR(step_size=1, gamma=0.5)],
-                        callbacks=list(extra or []))
+                        callbacks=list(extra or []), batches_per_step=batches_per_step)
     rows = bundle._stats_rows()  # every committed epoch (train returns this call's)
     return rows, bundle.model.get_weight_copies()
 
@@ -95,6 +95,41 @@ def test_a_signal_mid_epoch_commits_and_the_resume_is_bit_identical(
     assert len(log) == epoch  # header and the finished epochs
     rows, weights = _train(tmp_path)
     expected_rows, expected_weights = uninterrupted
+    assert [{k: v for k, v in r.items() if k != "time"} for r in rows] == [
+        {k: v for k, v in r.items() if k != "time"} for r in expected_rows
+    ]
+    for key, value in expected_weights.items():
+        assert torch.equal(weights[key], value), key
+
+
+GROUP = 3  # batches per optimizer step: groups of batches 1-3, 4-6 and 7-8 in each epoch
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_accumulating(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return _train(tmp_path_factory.mktemp("whole_accumulating"), batches_per_step=GROUP)
+
+
+@pytest.mark.parametrize(
+    ("at", "committed_step"),
+    [(4, 6), (STEPS + 2, 3), (STEPS + 6, 6), (2 * STEPS + 7, None)],
+)
+def test_a_signal_inside_an_accumulation_group_finishes_the_group_first(
+    tmp_path: Path, uninterrupted_accumulating: Any, at: int, committed_step: int | None
+) -> None:
+    """With batches_per_step=3, a signal at batch ``at`` lets its group of batches run to its
+    optimizer step before the mid-epoch commit (the epoch's last group ends the epoch, which
+    is committed whole); the resume ends bit-identical to no signal."""
+    with pytest.raises(SystemExit) as stopped:
+        _train(tmp_path, [_Signal(signal.SIGTERM, at=at)], batches_per_step=GROUP)
+    epoch = (at - 1) // STEPS + 1
+    message = str(stopped.value.code)
+    if committed_step is None:
+        assert message.startswith(f"Stopped by SIGTERM after epoch {epoch}")
+    else:
+        assert message.startswith(f"Stopped by SIGTERM at epoch {epoch}, step {committed_step};")
+    rows, weights = _train(tmp_path, batches_per_step=GROUP)
+    expected_rows, expected_weights = uninterrupted_accumulating
     assert [{k: v for k, v in r.items() if k != "time"} for r in rows] == [
         {k: v for k, v in r.items() if k != "time"} for r in expected_rows
     ]

@@ -16,6 +16,7 @@ helpers the mixed-precision steps share) and stay importable from here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -39,12 +40,15 @@ from epochal.core.steps import (  # the step helpers, shared with the mixed step
     compute_loss,
     expected_input,
 )
+from epochal.exceptions import DistributedError
 
 # EpochSetup, compute_loss and expected_input live in core.steps; still exported from here.
 __all__ = [
     "EpochSetup", "PassHooks", "compute_loss", "eval_step", "expected_input", "run_epoch",
     "train_step",
 ]
+
+_SYNCED = contextlib.nullcontext()  # reusable: the micro-batches that synchronise gradients
 
 
 def train_step(
@@ -129,6 +133,14 @@ class PassHooks(Protocol):
         """Polled after each step record is consumed; True ends the pass early."""
         ...
 
+    def finishes_group(self) -> bool:
+        """Asked when :meth:`stop_requested` is True inside a group of accumulated batches
+        (``batches_per_step > 1``): True runs the group to its last batch and its optimizer
+        step before the pass stops (a preemption: the resumed pass must start at a group
+        boundary to be bit-identical); False steps the partial group at once (Poutyne's
+        behaviour for a stop request). Optional: hooks without it are taken as False."""
+        ...
+
 
 def run_epoch(
     setup: EpochSetup,
@@ -143,6 +155,7 @@ def run_epoch(
     outputs: list[tuple[Any, Any]] | None = None,
     emit_steps: bool = True,
     start: PassStart | None = None,
+    batch_count: int | None = None,
 ) -> Iterator[StepRecord | EpochRecord]:
     """Run one pass of ``phase`` over ``batches``; yield a :class:`StepRecord` per batch, then
     one :class:`EpochRecord`.
@@ -154,6 +167,14 @@ def run_epoch(
     on the concatenated batch (for mean-reduced losses). A trailing partial group is stepped at
     the end of the pass; nothing carries over to the next pass. Other phases run without
     gradients in eval mode.
+
+    A stop request inside a group steps the partial group and ends the pass, unless
+    ``hooks.finishes_group()`` says to run the group to its end first (a preemption), or the
+    group's gradients are not yet synchronised between ranks (below). When the network has
+    ``no_sync`` (``DistributedDataParallel``), ``batches_per_step > 1`` and ``batch_count`` is
+    given, the batches that do not close a group run under ``network.no_sync()``: their
+    gradients are accumulated locally and synchronised once, by the group's last backward
+    pass (one gradient all-reduce per optimizer step instead of one per batch).
 
     Args:
         setup: Network, loss, metrics, optimizer, device.
@@ -175,6 +196,9 @@ def run_epoch(
             first (steps are numbered from ``start.steps + 1``; ``global_step`` counts the
             training batches before the pass). A training pass cut short by a stop request
             returns its own in ``EpochRecord.partial``.
+        batch_count: Batches the whole pass yields (``len(loader)`` or ``steps_per_epoch``,
+            counting the ones a resumed pass skipped), or None when unknown. Only used to
+            skip DDP's gradient synchronisation inside accumulation groups (above).
 
     Yields:
         One ``StepRecord`` per batch (unless ``emit_steps`` is False), then one
@@ -186,14 +210,18 @@ def run_epoch(
             input (a ``ShapeMismatchError`` and a ``RuntimeError``, chained to the original).
         ShapeMismatchError: The loss or a metric rejects the batch's shapes.
         ValueError: Training without an optimizer or a loss function.
+        DistributedError: The pass yielded fewer than ``batch_count`` batches while the last
+            group's gradients were not synchronised (the optimizer cannot step on them).
     """
     before_step: Callable[[int], None] | None = None
     before_optimizer_step: Callable[[int], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    finish_group: Callable[[], bool] | None = None
     if hooks is not None:
         before_step = hooks.step_begins if hooks.announces_steps else None
         before_optimizer_step = hooks.gradients_ready if hooks.announces_backward else None
         should_stop = hooks.stop_requested
+        finish_group = getattr(hooks, "finishes_group", None)
     training = phase is PassPhase.TRAIN
     network = setup.network
     optimizer = setup.optimizer
@@ -205,6 +233,9 @@ def run_epoch(
     group = max(1, int(setup.batches_per_step))
     accumulate = training and group > 1
     params = [p for g in optimizer.param_groups for p in g["params"]] if optimizer else []
+    # DDP: the batches that do not close a group skip the gradient all-reduce (no_sync).
+    no_sync = getattr(network, "no_sync", None) if accumulate and batch_count else None
+    unsynced = False  # the group's gradients so far are this rank's alone
 
     for metric in setup.epoch_metrics:
         metric.reset()
@@ -249,10 +280,13 @@ def run_epoch(
             assert optimizer is not None
             if not group_batches:
                 optimizer.zero_grad()
+            unsynced = (no_sync is not None and len(group_batches) + 1 < group
+                        and step < batch_count)  # type: ignore[operator]
             try:
-                train_loss, values, y_pred = step_train(
-                    setup, x, y, loss_scale=float(size) if accumulate else None
-                )
+                with no_sync() if unsynced else _SYNCED:  # type: ignore[misc]
+                    train_loss, values, y_pred = step_train(
+                        setup, x, y, loss_scale=float(size) if accumulate else None
+                    )
             except _NetworkRejected as exc:
                 raise _in_batch(exc, phase, epoch, step) from exc.__cause__
             group_batches.append(size)
@@ -288,10 +322,19 @@ def run_epoch(
                 metrics=types.MappingProxyType(dict(zip(names, values))),
                 duration_s=clock() - step_start,
             )
-        if should_stop is not None and should_stop():
+        if should_stop is not None and should_stop() and not (
+            group_batches and (unsynced or (finish_group is not None and finish_group()))
+        ):
             complete = False
             break
     if training and group_batches and optimizer is not None:
+        if unsynced:
+            raise DistributedError(
+                f"The training pass yielded {step} batches, but {batch_count} were announced "
+                "(the loader's len() or steps_per_epoch); the last accumulated batches' "
+                "gradients were not synchronised between the ranks yet, so the optimizer "
+                "cannot step. Make the loader yield as many batches as its len() says."
+            )
         # The trailing partial group is stepped (also when a stop request ended the pass; not
         # when an exception did, nor when the consumer abandoned the generator).
         step_optimizer(optimizer, params, group_batches, accumulate, before_optimizer_step, step)

@@ -9,7 +9,9 @@ One job per module:
   depends only on (seed, epoch);
 * :mod:`~epochal.distributed.reduction`: global epoch values from one all-reduce per pass;
 * :mod:`~epochal.distributed.consensus`: stop decisions taken at the same step on every rank;
-* :mod:`~epochal.distributed.signals`: SIGTERM/SIGINT to a preemption flag.
+* :mod:`~epochal.distributed.signals`: SIGTERM/SIGINT to a preemption flag;
+* :mod:`~epochal.distributed.failure`: an exception inside one rank's step, told to the
+  others through the rendezvous store (they raise ``PeerFailedError`` instead of waiting).
 """
 
 from __future__ import annotations

@@ -134,6 +134,11 @@ class StopConsensus:
         self._code = int(StopReason.FAILED)
 
     @property
+    def steps(self) -> int:
+        """Training steps of the current pass that passed :meth:`after_step`."""
+        return self._step
+
+    @property
     def verdict(self) -> StopVerdict | None:
         """The agreed stop, once known (also after the pass ends)."""
         return self._verdict
@@ -204,6 +209,11 @@ class StopConsensus:
     def stop_requested(self) -> bool:
         """:meth:`should_stop`, polled by ``run_epoch`` after each step."""
         return self.after_step() is not None
+
+    def finishes_group(self) -> bool:
+        """A preemption runs the accumulation group to its end (``run_epoch`` asks when a
+        stop comes inside a group of accumulated batches)."""
+        return self._verdict is not None and self._verdict.reason is StopReason.PREEMPTED
 
     def finish_pass(self) -> StopVerdict | None:
         """At the end of a training pass (also when it ended by a stop): wait the last flag.
