@@ -106,11 +106,12 @@ class Snapshot:
         Args:
             network_bytes: The weights already serialized (``torch.save`` of
                 ``dict(self.network)``, the bytes of the checkpoint files): stored as they are
-                under ``network_bytes`` instead of serializing the weights a second time.
+                under ``network_bytes`` (a uint8 tensor: written raw, where pickled ``bytes``
+                would grow by half) instead of serializing the weights a second time.
         """
         network: dict[str, Any] = (
             {"network": dict(self.network)} if network_bytes is None
-            else {"network_bytes": network_bytes}
+            else {"network_bytes": torch.frombuffer(bytearray(network_bytes), dtype=torch.uint8)}
         )
         return {
             "format": resume.FORMAT,
@@ -144,7 +145,8 @@ class Snapshot:
         """
         try:
             if "network_bytes" in payload:
-                network = torch_from_bytes(payload["network_bytes"], source=source)
+                embedded = payload["network_bytes"]
+                network = torch_from_bytes(embedded.numpy().tobytes(), source=source)
             else:
                 network = payload["network"]
             return cls(

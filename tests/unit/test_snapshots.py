@@ -24,7 +24,7 @@ class TestPrepareCommit:
         of the weights), and they load to the snapshot's weights."""
         commit = prepare_commit(_snapshot(), is_best=True, monitor=None)
         payload = torch_from_bytes(commit.state_bytes)
-        assert payload["network_bytes"] == commit.weights_bytes
+        assert payload["network_bytes"].numpy().tobytes() == commit.weights_bytes
         assert "network" not in payload
         weights = torch_from_bytes(commit.weights_bytes)
         assert set(weights) == {"w", "b"}
@@ -40,6 +40,16 @@ class TestPrepareCommit:
         assert [dict(r) for r in back.log_rows] == [dict(r) for r in snapshot.log_rows]
         for name, tensor in snapshot.network.items():
             assert torch.equal(back.network[name], tensor)
+
+    def test_state_file_is_about_one_copy_of_the_weights(self) -> None:
+        """The embedded weights are stored raw: the state file is the checkpoint's size plus a
+        few kilobytes, not half as much again."""
+        torch.manual_seed(0)
+        snapshot = Snapshot(epoch=1, global_step=1, network={"w": torch.randn(256, 256)},
+                            random_states=None)
+        commit = prepare_commit(snapshot, is_best=False, monitor=None)
+        assert len(commit.weights_bytes) > 256 * 256 * 4
+        assert len(commit.state_bytes) < len(commit.weights_bytes) + 16_384
 
     def test_capture_is_a_copy(self) -> None:
         """Changing the weights after the capture changes neither file's content."""
