@@ -157,6 +157,7 @@ class TrainingDriver:
             outputs=outputs,
             emit_steps=bus.has_subscribers(StepRecord),
             start=start,
+            step_due=bus.due(StepRecord),  # a display alone: records only when it refreshes
         )
         epoch_record: EpochRecord | None = None
         publish = self._step_publisher()

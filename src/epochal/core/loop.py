@@ -276,6 +276,7 @@ def run_epoch(
     outputs: list[tuple[Any, Any]] | None = None,
     emit_steps: bool = True,
     start: PassStart | None = None,
+    step_due: Callable[[], bool] | None = None,
 ) -> Iterator[StepRecord | EpochRecord]:
     """Run one pass of ``phase`` over ``batches``; yield a :class:`StepRecord` per batch, then
     one :class:`EpochRecord`.
@@ -308,6 +309,9 @@ def run_epoch(
             first (steps are numbered from ``start.steps + 1``; ``global_step`` counts the
             training batches before the pass). A training pass cut short by a stop request
             returns its own in ``EpochRecord.partial``.
+        step_due: With ``emit_steps``, a step's record is built and yielded only when
+            ``step_due()``, called at the end of the step, is true (a sampling display:
+            see :meth:`epochal.bus.RecordBus.due`); None yields every one.
 
     Yields:
         One ``StepRecord`` per batch (unless ``emit_steps`` is False), then one
@@ -412,7 +416,7 @@ def run_epoch(
         samples += size
         if isinstance(loss, torch.Tensor):
             accumulator.add(loss, values, size)
-        if emit_steps:
+        if emit_steps and (step_due is None or step_due()):
             yield StepRecord(
                 phase=phase,
                 epoch=epoch,
