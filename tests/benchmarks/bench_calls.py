@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     short, long = contenders(args.steps), contenders(2 * args.steps)
-    print(f"| contender | Python calls/step | C calls/step | tensor ops/step |")
+    print("| contender | Python calls/step | C calls/step | tensor ops/step |")
     print("|---|---:|---:|---:|")
     for name in short:
         short[name]()  # warm-up
