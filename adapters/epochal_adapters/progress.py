@@ -15,7 +15,8 @@ at metric boundaries onto indented continuation lines instead of letting the ter
 mid-number; the validation values start a line of their own.
 
 Reading a step's tensor values is a host sync on an accelerator, so it happens at most once per
-refresh interval; the per-step handler is otherwise one clock read and one comparison.
+refresh interval. The step records are subscribed with a ``due`` check (one clock read and one
+comparison), so the training driver builds no step record between two refreshes.
 
 Example:
     >>> import io
@@ -278,12 +279,13 @@ class TqdmProgress:
             (TrainBegin, self._on_train_begin),
             (EpochBegin, self._on_epoch_begin),
             (PhaseBegin, self._on_phase_begin),
-            (StepRecord, self._on_step),
             (EpochRecord, self._on_epoch_record),
             (EpochEnd, self._on_epoch_end),
             (TrainEnd, self._on_train_end),
         ]
         self._subscriptions = [bus.subscribe(kind, handler) for kind, handler in handlers]
+        # Sampling: the driver builds no step record between two refreshes.
+        self._subscriptions.append(bus.subscribe(StepRecord, self._on_step, due=self._step_due))
         self._next_s = 0.0  # a step before any PhaseBegin starts its pass at once
 
     def detach(self) -> None:
@@ -297,6 +299,10 @@ class TqdmProgress:
         self._pass_steps = {}
 
     # -- handlers -----------------------------------------------------------------------------
+
+    def _step_due(self) -> bool:
+        """Whether a step record published now would be shown (its ``due`` on the bus)."""
+        return self._clock() >= self._next_s
 
     def _on_step(self, record: StepRecord) -> None:
         # The hot path: one clock read and one comparison per step.

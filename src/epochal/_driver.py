@@ -170,6 +170,7 @@ class TrainingDriver:
             emit_steps=bus.has_subscribers(StepRecord),
             start=start,
             batch_count=batch_count,
+            step_due=bus.due(StepRecord),  # a display alone: records only when it refreshes
         )
         epoch_record: EpochRecord | None = None
         publish = self._step_publisher()

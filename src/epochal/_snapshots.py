@@ -100,13 +100,24 @@ class Snapshot:
     data_seed: int | None = None
     partial: Mapping[str, Any] | None = None
 
-    def to_payload(self) -> dict[str, Any]:
-        """Plain containers for ``torch.save`` (loadable with ``weights_only=True``)."""
+    def to_payload(self, *, network_bytes: builtins.bytes | None = None) -> dict[str, Any]:
+        """Plain containers for ``torch.save`` (loadable with ``weights_only=True``).
+
+        Args:
+            network_bytes: The weights already serialized (``torch.save`` of
+                ``dict(self.network)``, the bytes of the checkpoint files): stored as they are
+                under ``network_bytes`` (a uint8 tensor: written raw, where pickled ``bytes``
+                would grow by half) instead of serializing the weights a second time.
+        """
+        network: dict[str, Any] = (
+            {"network": dict(self.network)} if network_bytes is None
+            else {"network_bytes": torch.frombuffer(bytearray(network_bytes), dtype=torch.uint8)}
+        )
         return {
             "format": resume.FORMAT,
             "epoch": self.epoch,
             "global_step": self.global_step,
-            "network": dict(self.network),
+            **network,
             "optimizer": self.optimizer,
             "optimizer_class": self.optimizer_class,
             "callbacks": dict(self.callbacks),
@@ -126,14 +137,22 @@ class Snapshot:
     def from_payload(cls, payload: Mapping[str, Any], *, source: str) -> Snapshot:
         """Inverse of :meth:`to_payload`.
 
+        Reads the weights from ``network_bytes`` (the checkpoint files' bytes, embedded), or
+        from ``network`` in state files written before the weights were serialized once.
+
         Raises:
             CheckpointError: A field is missing; the message names ``source``.
         """
         try:
+            if "network_bytes" in payload:
+                embedded = payload["network_bytes"]
+                network = torch_from_bytes(embedded.numpy().tobytes(), source=source)
+            else:
+                network = payload["network"]
             return cls(
                 epoch=int(payload["epoch"]),
                 global_step=int(payload["global_step"]),
-                network=payload["network"],
+                network=network,
                 optimizer=payload.get("optimizer"),
                 optimizer_class=payload.get("optimizer_class"),
                 callbacks=payload.get("callbacks", {}),
@@ -225,8 +244,12 @@ def _log_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
 def prepare_commit(
     snapshot: Snapshot, *, is_best: bool, monitor: str | None
 ) -> Commit:
-    """Capture ``snapshot`` as bytes (the CPU part of a commit; no I/O)."""
-    state = torch_bytes(snapshot.to_payload())
+    """Capture ``snapshot`` as bytes (the CPU part of a commit; no I/O).
+
+    The weights are serialized once: those bytes are the checkpoint files' content and are
+    embedded as they are in the state file."""
+    weights = torch_bytes(dict(snapshot.network))
+    state = torch_bytes(snapshot.to_payload(network_bytes=weights))
     best = snapshot.best
     manifest = Manifest(
         epoch=snapshot.epoch,
@@ -243,7 +266,7 @@ def prepare_commit(
     return Commit(
         manifest=manifest,
         state_bytes=state,
-        weights_bytes=torch_bytes(dict(snapshot.network)),
+        weights_bytes=weights,
         log_bytes=_log_bytes(snapshot.log_rows),
         is_best=is_best,
         best_epoch=best.get("best_epoch"),

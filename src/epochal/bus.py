@@ -33,6 +33,7 @@ class Subscription:
     record_type: type
     handler: Callable[[Any], Any]
     active: bool = True
+    due: Callable[[], bool] | None = None
 
     def cancel(self) -> None:
         """Unsubscribe the handler. Calling it twice is harmless."""
@@ -55,8 +56,22 @@ class RecordBus:
         # The handlers themselves, per type, rebuilt on (un)subscribe: publish runs per step.
         self._calls: dict[type, tuple[Callable[[Any], Any], ...]] = {}
 
-    def subscribe(self, record_type: type, handler: Callable[[Any], Any]) -> Subscription:
+    def subscribe(
+        self,
+        record_type: type,
+        handler: Callable[[Any], Any],
+        *,
+        due: Callable[[], bool] | None = None,
+    ) -> Subscription:
         """Call ``handler(record)`` for every published record whose type is ``record_type``.
+
+        Args:
+            record_type: The exact class of the records to receive.
+            handler: Called with each record; a non-``None`` return value is a directive.
+            due: A sampling subscriber (a display refreshed every 0.1 s): ``due()`` says
+                whether it would use a record published now. A publisher that asks
+                :meth:`due` may skip building records while no subscriber's ``due()`` is
+                true; the handler still receives every record that is published.
 
         Raises:
             TypeError: ``record_type`` is not a class or ``handler`` is not callable.
@@ -65,7 +80,9 @@ class RecordBus:
             raise TypeError(f"record_type must be a class, got {record_type!r}")
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
-        subscription = Subscription(self, record_type, handler)
+        if due is not None and not callable(due):
+            raise TypeError(f"due must be callable or None, got {due!r}")
+        subscription = Subscription(self, record_type, handler, due=due)
         # Copy on write: a handler that subscribes during publish does not see the record.
         self._handlers[record_type] = [*self._handlers.get(record_type, []), subscription]
         self._calls[record_type] = tuple(s.handler for s in self._handlers[record_type])
@@ -85,6 +102,19 @@ class RecordBus:
         """True when at least one handler listens to ``record_type`` (lets a publisher skip
         building records nobody reads)."""
         return record_type in self._handlers
+
+    def due(self, record_type: type) -> Callable[[], bool] | None:
+        """When every subscriber of ``record_type`` samples (subscribed with ``due``), a
+        callable true when one of them would use a record now; else None (every record is
+        wanted, or nobody listens: see :meth:`has_subscribers`)."""
+        subscriptions = self._handlers.get(record_type, [])
+        checks = [s.due for s in subscriptions]
+        if not checks or any(check is None for check in checks):
+            return None
+        if len(checks) == 1:
+            return checks[0]
+        gates = tuple(c for c in checks if c is not None)
+        return lambda: any(check() for check in gates)
 
     def publish(self, record: Any) -> list[Any]:
         """Run the handlers of ``type(record)`` now, in subscription order.

@@ -82,3 +82,40 @@ class TestRecordBus:
     def test_docstring_examples_run(self):
         """The module's examples give the results they show."""
         assert doctest.testmod(epochal.bus).failed == 0
+
+
+class TestSamplingSubscribers:
+    def test_due_is_none_without_sampling_subscribers(self) -> None:
+        """Nobody listening, or one subscriber without ``due``: every record is wanted (None)."""
+        bus = RecordBus()
+        assert bus.due(EpochBegin) is None
+        bus.subscribe(EpochBegin, lambda r: None, due=lambda: False)
+        bus.subscribe(EpochBegin, lambda r: None)
+        assert bus.due(EpochBegin) is None
+
+    def test_due_follows_the_sampling_subscribers(self) -> None:
+        """With sampling subscribers only, ``due()`` is true when one of them is due."""
+        bus = RecordBus()
+        flags = [False, False]
+        bus.subscribe(EpochBegin, lambda r: None, due=lambda: flags[0])
+        second = bus.subscribe(EpochBegin, lambda r: None, due=lambda: flags[1])
+        due = bus.due(EpochBegin)
+        assert due is not None and due() is False
+        flags[1] = True
+        assert due() is True
+        second.cancel()
+        only = bus.due(EpochBegin)
+        assert only is not None and only() is False
+
+    def test_sampling_handler_still_gets_published_records(self) -> None:
+        """``due`` is a hint to the publisher: a published record reaches the handler."""
+        bus = RecordBus()
+        seen: list[int] = []
+        bus.subscribe(EpochBegin, lambda r: seen.append(r.epoch), due=lambda: False)
+        bus.publish(EpochBegin(epoch=3))
+        assert seen == [3]
+
+    def test_due_must_be_callable(self) -> None:
+        """A ``due`` that is not callable is refused when subscribing."""
+        with pytest.raises(TypeError, match="due must be callable"):
+            RecordBus().subscribe(EpochBegin, lambda r: None, due=True)  # type: ignore[arg-type]

@@ -146,3 +146,39 @@ def test_directive_from_pass_begin_sets_the_context_flag(phase):
     driver.bus.subscribe(PhaseBegin, lambda r: StopTraining())
     driver.run_pass(_setup(), _batches(1), phase=phase, epoch=1)
     assert context.stop_training
+
+
+class TestSampledStepRecords:
+    def test_a_sampling_subscriber_gets_records_only_when_due(self):
+        """With only a ``due`` subscriber, the driver publishes the step records of the steps
+        at whose end ``due()`` was true, with their own step numbers, and the epoch values
+        are those of every step."""
+        bus = RecordBus()
+        seen = []
+        calls = []
+
+        def due():
+            calls.append(None)
+            return len(calls) % 3 == 0
+
+        bus.subscribe(StepRecord, seen.append, due=due)
+        sampled = _fit(_driver(bus=bus), _setup(), _batches(7), epochs=1)
+        full_bus = RecordBus()
+        every = []
+        full_bus.subscribe(StepRecord, every.append)
+        full = _fit(_driver(bus=full_bus), _setup(), _batches(7), epochs=1)
+        assert len(calls) == 7
+        assert [r.step for r in seen] == [3, 6]
+        assert [r.step for r in every] == list(range(1, 8))
+        assert [float(r.loss) for r in seen] == [float(every[2].loss), float(every[5].loss)]
+        assert sampled[0]["loss"] == full[0]["loss"]
+
+    def test_an_ordinary_subscriber_gets_every_record(self):
+        """A subscriber without ``due`` next to a sampling one makes every step publish."""
+        bus = RecordBus()
+        sampled, every = [], []
+        bus.subscribe(StepRecord, sampled.append, due=lambda: False)
+        bus.subscribe(StepRecord, every.append)
+        _fit(_driver(bus=bus), _setup(), _batches(4), epochs=1)
+        assert [r.step for r in every] == [1, 2, 3, 4]
+        assert [r.step for r in sampled] == [1, 2, 3, 4]

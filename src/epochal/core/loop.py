@@ -156,6 +156,7 @@ def run_epoch(
     emit_steps: bool = True,
     start: PassStart | None = None,
     batch_count: int | None = None,
+    step_due: Callable[[], bool] | None = None,
 ) -> Iterator[StepRecord | EpochRecord]:
     """Run one pass of ``phase`` over ``batches``; yield a :class:`StepRecord` per batch, then
     one :class:`EpochRecord`.
@@ -199,6 +200,9 @@ def run_epoch(
         batch_count: Batches the whole pass yields (``len(loader)`` or ``steps_per_epoch``,
             counting the ones a resumed pass skipped), or None when unknown. Only used to
             skip DDP's gradient synchronisation inside accumulation groups (above).
+        step_due: With ``emit_steps``, a step's record is built and yielded only when
+            ``step_due()``, called at the end of the step, is true (a sampling display:
+            see :meth:`epochal.bus.RecordBus.due`); None yields every one.
 
     Yields:
         One ``StepRecord`` per batch (unless ``emit_steps`` is False), then one
@@ -311,7 +315,7 @@ def run_epoch(
         samples += size
         if isinstance(loss, torch.Tensor):
             accumulator.add(loss, values, size)
-        if emit_steps:
+        if emit_steps and (step_due is None or step_due()):
             yield StepRecord(
                 phase=phase,
                 epoch=epoch,

@@ -110,8 +110,9 @@ def acc(
     if reduction == "mean":
         # A negative ignore_index is never a class index, so an ignored position cannot equal
         # an arg-max and the hits need no mask (one op less per batch); only the count does.
-        hits = correct.sum() if ignore_index < 0 else (correct & counted_mask).sum()
-        return hits.div(counted_mask.sum()).mul_(100.0)
+        # count_nonzero: the same int64 counts as .sum() on bool, at about half the cost.
+        hits = torch.count_nonzero(correct if ignore_index < 0 else correct & counted_mask)
+        return hits.div(torch.count_nonzero(counted_mask)).mul_(100.0)
     return _reduce(correct & counted_mask, counted_mask, reduction)
 
 
