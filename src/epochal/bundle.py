@@ -412,11 +412,8 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
         if snapshot is None:
             if seed is not None:
                 set_seeds(seed)
-        elif verbose:
-            print(
-                f"{self.directory}: resuming at epoch {first} from the commit of epoch "
-                f"{snapshot.epoch} ({self.store.url(latest.manifest_name or '')})."
-            )
+        elif main:
+            self._report_resume(latest, first, len(lr_schedulers or ()), verbose=verbose)
         user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
         guard = BundleGuard(self.model) if self.logging else None  # epochal._preemption
         snapshots = open_commits(self._snapshots, background=self.background_commits)
@@ -498,6 +495,27 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
         if self.logging and not save_every_epoch:
             return lambda epoch: self.best_checkpoint_filename.format(epoch=epoch)
         return lambda epoch: None
+
+    def _report_resume(
+        self, latest: Latest, first: int, schedulers: int, *, verbose: bool
+    ) -> None:
+        """Poutyne's resume lines (printed whatever ``verbose`` says, as Poutyne's), naming
+        the committed state file each part is loaded from (epochal keeps weights, optimizer,
+        random states and scheduler states in one); with ``verbose``, also the commit
+        trusted."""
+        assert latest.snapshot is not None and latest.manifest is not None
+        state = self.store.url(latest.manifest.state)
+        print(f"Loading weights from {state} and starting at epoch {first:d}.")
+        if latest.snapshot.optimizer is not None:
+            print(f"Loading optimizer state from {state} and starting at epoch {first:d}.")
+        print(f"Loading random states from {state} and starting at epoch {first:d}.")
+        for _ in range(schedulers):
+            print(f"Loading LR scheduler state from {state} and starting at epoch {first:d}.")
+        if verbose:
+            print(
+                f"{self.directory}: resuming at epoch {first} from the commit of epoch "
+                f"{latest.snapshot.epoch} ({self.store.url(latest.manifest_name or '')})."
+            )
 
     def _report_nothing_to_train(self, snapshot: Snapshot, epochs: int) -> None:
         done = snapshot.epoch

@@ -16,6 +16,7 @@ import contextlib
 import csv
 import io
 import math
+import re
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -607,6 +608,30 @@ def script_bundle_prints(pkg: types.ModuleType, workdir: Path) -> dict:
         with contextlib.redirect_stdout(printed):
             bundle.train(train, valid, epochs=3, verbose=False, **options)
         out[name] = printed.getvalue().replace(str(workdir), "<dir>").splitlines()
+    return out
+
+
+def script_bundle_resume_prints(pkg: types.ModuleType, workdir: Path) -> dict:
+    """What a resumed bundle prints with verbose=False: Poutyne's "Loading ... and starting at
+    epoch N." lines (weights, optimizer, random states, one per LR scheduler), in order. The
+    file each names differs (epochal keeps them in one state file): it is masked."""
+    pkg.set_seeds(53)
+    x, y = _classification(n=48)
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8)
+    valid = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8)
+    out: dict = {}
+    for epochs in (2, 3):
+        bundle = _classif_bundle(pkg, workdir / "b", monitor_metric="val_loss")
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            bundle.train(train, valid, epochs=epochs, verbose=False,
+                         lr_schedulers=[pkg.StepLR(step_size=1, gamma=0.5),
+                                        pkg.ExponentialLR(gamma=0.9)])
+        out[f"to_{epochs}"] = [
+            re.sub(r" from \S+ and starting", " from <file> and starting", line)
+            for line in printed.getvalue().splitlines() if line.startswith("Loading")
+        ]
+    assert out["to_3"], "a resumed train prints Poutyne's lines"
     return out
 
 
