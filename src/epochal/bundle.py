@@ -413,6 +413,7 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
             if seed is not None:
                 set_seeds(seed)
         elif main:
+            assert first is not None  # a committed snapshot with nothing to train returned
             self._report_resume(latest, first, len(lr_schedulers or ()), verbose=verbose)
         user_callbacks = [*(lr_schedulers or []), *(callbacks or [])]
         guard = BundleGuard(self.model) if self.logging else None  # epochal._preemption
