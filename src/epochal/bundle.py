@@ -52,10 +52,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from epochal._arrays import check_positive, ordered_loader, validation_pair
 from epochal._bundle_callback import BundleCallback, EpochEndRates
+from epochal._bundle_data import BundleData
 from epochal._bundle_eval import BundleEvaluation
 from epochal._bundle_paths import BundlePaths
+from epochal._bundle_resume import BundleResume
 from epochal._bundle_stats import BundleRecords
 from epochal._bundle_tensorboard import bundle_tensorboard_logger
 from epochal._commit_writer import committing, open_commits, wants_background_commits
@@ -65,16 +66,13 @@ from epochal._preemption import (
     exit_message,
     pass_start_for,
 )
-from epochal._snapshots import Latest, Snapshot, SnapshotStore
-from epochal.callbacks._monitoring import never_logged_message
+from epochal._snapshots import Latest, SnapshotStore
 from epochal.callbacks.base import Callback
 from epochal.core import resume
 from epochal.core.monitor import Monitor
 from epochal.distributed.group import check_world_size
 from epochal.exceptions import (
-    CheckpointError,
     ConfigurationError,
-    MonitorKeyError,
     ResumeError,
 )
 from epochal.model import Model
@@ -116,7 +114,7 @@ def _task(task: str | None) -> dict[str, Any]:
     )
 
 
-class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
+class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation, BundleResume, BundleData):
     """A model trained in a working directory that keeps its logs, its best and last
     checkpoints and its full training state, so that ``train`` can be called again to resume.
 
@@ -486,187 +484,6 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation):
             plot_history(rows, self.store, "plots/")
         return history
 
-    def _announcer(self, save_every_epoch: bool) -> Callable[[int], str | None] | None:
-        """What the bundle's callback prints at a new best epoch, as Poutyne's bundle does:
-        the best checkpoint's path with logging (its ModelCheckpoint's line), no path with
-        ``save_every_epoch`` or without logging (its BestModelRestore's); None without
-        monitoring."""
-        if self.monitor is None:
-            return None
-        if self.logging and not save_every_epoch:
-            return lambda epoch: self.best_checkpoint_filename.format(epoch=epoch)
-        return lambda epoch: None
-
-    def _report_resume(
-        self, latest: Latest, first: int, schedulers: int, *, verbose: bool
-    ) -> None:
-        """Poutyne's resume lines (printed whatever ``verbose`` says, as Poutyne's), naming
-        the committed state file each part is loaded from (epochal keeps weights, optimizer,
-        random states and scheduler states in one); with ``verbose``, also the commit
-        trusted."""
-        assert latest.snapshot is not None and latest.manifest is not None
-        state = self.store.url(latest.manifest.state)
-        print(f"Loading weights from {state} and starting at epoch {first:d}.")
-        if latest.snapshot.optimizer is not None:
-            print(f"Loading optimizer state from {state} and starting at epoch {first:d}.")
-        print(f"Loading random states from {state} and starting at epoch {first:d}.")
-        for _ in range(schedulers):
-            print(f"Loading LR scheduler state from {state} and starting at epoch {first:d}.")
-        if verbose:
-            print(
-                f"{self.directory}: resuming at epoch {first} from the commit of epoch "
-                f"{latest.snapshot.epoch} ({self.store.url(latest.manifest_name or '')})."
-            )
-
-    def _report_nothing_to_train(self, snapshot: Snapshot, epochs: int) -> None:
-        done = snapshot.epoch
-        if snapshot.stopped and done < epochs:
-            print(
-                f"{self.directory}: training was stopped early at epoch {done} (by a "
-                f"callback such as EarlyStopping); not training to epoch {epochs}. To "
-                "train further, start a new bundle directory from these weights "
-                "(load_checkpoint, then from_network on another directory)."
-            )
-        else:
-            print(
-                f"{self.directory}: already trained to epoch {done} (asked for "
-                f"{epochs}); nothing to train."
-            )
-
-    def _restore_best(
-        self,
-        best: int | None,
-        last: int | None,
-        in_memory: Mapping[str, torch.Tensor] | None,
-    ) -> None:
-        """Leave the best epoch's weights in the network (it holds epoch ``last``'s)."""
-        if self.monitor is None or best is None or best == last:
-            return
-        if in_memory is not None:
-            self.model.set_weights(dict(in_memory))
-        elif self.logging:
-            self.model.set_weights(self._snapshots.read_weights(resume.best_name(best)))
-
-    def train_dataset(
-        self,
-        train_dataset: torch.utils.data.Dataset[Any],
-        valid_dataset: torch.utils.data.Dataset[Any] | None = None,
-        *,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        collate_fn: Callable[..., Any] | None = None,
-        dataloader_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> list[dict[str, Any]]:
-        """:meth:`train` on datasets, with the loaders :meth:`Model.fit_dataset` builds (as
-        Poutyne's bundle does).
-
-        The training set is shuffled each epoch by a ``DataLoader(shuffle=True)``, which
-        draws its order from PyTorch's global random state, as in Poutyne: ``seed`` (42 by
-        default) therefore fixes the order of a fresh training, and a resume, which restores
-        the global random states of its commit (and, mid-epoch, those of the epoch's start),
-        draws the same orders as an uninterrupted training. The validation set keeps its
-        order.
-
-        Args:
-            train_dataset: Training ``(x, y)`` examples.
-            valid_dataset: Validation examples, or None.
-            batch_size: Examples per batch.
-            num_workers: ``DataLoader`` worker processes.
-            collate_fn: ``DataLoader``'s ``collate_fn``, or None for PyTorch's default.
-            dataloader_kwargs: Extra ``DataLoader`` keywords (they win over ours; validation
-                never shuffles). A ``generator`` given here is saved and restored with the
-                bundle's state.
-            **kwargs: As :meth:`train` (``epochs``, ``callbacks``, ``seed``, ``verbose``...).
-
-        Returns:
-            As :meth:`train`.
-
-        Raises:
-            ConfigurationError: ``batch_size`` is not a positive integer.
-        """
-        check_positive("batch_size", batch_size, allow_none=False)
-        options: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
-        if collate_fn is not None:
-            options["collate_fn"] = collate_fn
-        train = torch.utils.data.DataLoader(
-            train_dataset, **{**options, "shuffle": True, **dict(dataloader_kwargs or {})}
-        )
-        valid = None
-        if valid_dataset is not None:
-            valid = ordered_loader(
-                valid_dataset, batch_size, num_workers, collate_fn, dataloader_kwargs
-            )
-        return self.train(train, valid, **kwargs)
-
-    def train_data(
-        self,
-        x: Any,
-        y: Any,
-        validation_data: tuple[Any, Any] | None = None,
-        *,
-        batch_size: int = 32,
-        dataloader_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> list[dict[str, Any]]:
-        """:meth:`train` on tensors or NumPy arrays (floating ones cast to the network's
-        floating dtype, as :meth:`Model.fit` does), shuffled as :meth:`train_dataset` says.
-
-        Raises:
-            ConfigurationError: ``validation_data`` is not an ``(x_val, y_val)`` pair.
-            TypeError: An array is a Python list of numbers (the message says what to pass).
-        """
-        valid = None if validation_data is None else self.model._array_dataset(
-            *validation_pair(validation_data, owner="ModelBundle.train_data"),
-            names=("x_val", "y_val"))
-        return self.train_dataset(self.model._array_dataset(x, y), valid,
-                                  batch_size=batch_size, dataloader_kwargs=dataloader_kwargs,
-                                  **kwargs)
-
-    def _check_monitor(self, logged: Sequence[str]) -> None:
-        assert self.monitor is not None
-        key = self.monitor.key
-        if not logged or key in logged:
-            return
-        raise MonitorKeyError(
-            never_logged_message(
-                "ModelBundle monitors",
-                key,
-                logged,
-                no_validation_hint=(
-                    "There is no validation data: pass valid_loader to train(), or build the "
-                    f"bundle with monitor_metric={key[4:]!r} (a training key) or "
-                    "monitoring=False."
-                ),
-                suggestion="monitor_metric={key!r}",
-            )
-        )
-
-    def _check_optimizer(self, snapshot: Snapshot) -> None:
-        saved = snapshot.optimizer_class
-        own = type(self.model.optimizer).__name__ if self.model.optimizer else None
-        if saved is not None and own is not None and saved != own:
-            raise CheckpointError(
-                f"{self.directory} was trained with the optimizer {saved}; this bundle has "
-                f"{own}. Resume with {_article(saved)} {saved} optimizer (its state is restored), or use a new "
-                "directory."
-            )
-
-    def _check_network(self, snapshot: Snapshot) -> None:
-        own = self.model.network.state_dict()
-        saved = snapshot.network
-        missing = sorted(set(own) - set(saved))
-        unexpected = sorted(set(saved) - set(own))
-        mismatched = sorted(
-            k for k in set(own) & set(saved) if tuple(own[k].shape) != tuple(saved[k].shape)
-        )
-        if missing or unexpected or mismatched:
-            raise CheckpointError(
-                f"{self.directory} holds the training state of a different network: missing "
-                f"keys {missing}, unexpected keys {unexpected}, shape mismatches {mismatched}. "
-                "Use another directory for this network, or the network that trained there."
-            )
-
     def __repr__(self) -> str:
         return f"ModelBundle({self.directory!r}, {self.model!r})"
 
@@ -682,10 +499,3 @@ def _metrics_default(
         found: Sequence[Any] | None = getattr(network, name)
         return found
     return defaults.get(name) or given
-
-
-def _article(word: str) -> str:
-    """``'an'`` before a vowel sound (``an Adam``, ``an SGD``), else ``'a'``."""
-    spelled_vowel = word[:1].upper() in "AEIOU"
-    initialism_vowel = len(word) > 1 and word.isupper() and word[:1] in "FHLMNRSX"
-    return "an" if spelled_vowel or initialism_vowel else "a"

@@ -78,3 +78,25 @@ def test_line_counts_are_current() -> None:
         if abs(actual - stated) > max(10, stated // 10):
             stale[path] = (stated, actual)
     assert stale == {}, f"rows whose line count is stale (stated, actual): {stale}"
+
+
+def test_ring_totals_match_their_tables() -> None:
+    """The "N modules, M lines." line under each ring's heading counts the rows of its table
+    and sums their line counts."""
+    total = re.compile(r"^(?P<n>\d+) modules?, (?P<lines>\d+) lines\.$")
+    stated: list[tuple[int, int]] = []
+    found: list[list[int]] = []
+    for line in PAGE.read_text(encoding="utf-8").splitlines():
+        if HEADING.match(line):
+            found.append([0, 0])
+        elif line.startswith("### "):
+            found.append([0, 0])  # a heading of another kind: its rows are not a ring's
+        match = total.match(line)
+        if match:
+            stated.append((int(match["n"]), int(match["lines"])))
+        row = ROW.match(line)
+        if row and found:
+            found[-1][0] += 1
+            found[-1][1] += int(row["lines"])
+    rings = [tuple(counts) for counts in found if counts[0]]
+    assert stated and stated == rings
