@@ -26,11 +26,14 @@ from epochal.exceptions import ConfigurationError
 
 __all__ = [
     "ArrayDataset",
+    "DeviceArg",
+    "check_epochs",
     "check_positive",
     "collect",
     "concat",
     "loader_len",
     "ordered_loader",
+    "single_device",
     "to_numpy",
     "validation_pair",
 ]
@@ -46,6 +49,80 @@ def check_positive(name: str, value: int | None, *, allow_none: bool = True) -> 
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be a positive int; got {value!r}.")
+
+
+def check_epochs(epochs: int, initial_epoch: int) -> None:
+    """Raise unless ``epochs`` is an int >= 0 and ``initial_epoch`` an int >= 1.
+
+    ``epochs=0`` or ``epochs < initial_epoch`` is allowed: the training runs no epoch and
+    returns ``[]``, as Poutyne's ``range(initial_epoch, epochs + 1)`` does.
+
+    Raises:
+        ConfigurationError: The message names the argument, the value given and the range.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ConfigurationError(
+            f"epochs must be an int >= 0 (the last epoch to run, inclusive; 0, or less than "
+            f"initial_epoch, trains nothing and returns []); got {epochs!r}."
+        )
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or initial_epoch < 1:
+        raise ConfigurationError(
+            f"initial_epoch must be an int >= 1 (epochs are numbered from 1); got "
+            f"{initial_epoch!r}. Poutyne runs an extra epoch numbered 0 for initial_epoch=0; "
+            "epochal does not. Pass initial_epoch=1 to start a training, or k + 1 to continue "
+            "one that finished epoch k."
+        )
+
+
+DeviceArg = torch.device | str | int
+"""One device as ``Model(device=...)`` and ``Model.to`` take it."""
+
+_SEVERAL_DEVICES = (
+    "epochal does not run torch.nn.DataParallel (Poutyne's multi-GPU mode). For several "
+    "GPUs, launch the script with torchrun and pass strategy='ddp' (see docs/scaling-out.md); "
+    "otherwise pass one device, e.g. device='cuda:0' or device='cpu'."
+)
+
+
+def single_device(value: Any) -> tuple[DeviceArg, torch.device]:
+    """The one device ``value`` names: ``(as given, as a torch.device)``.
+
+    A one-element list gives its element (as in Poutyne, where it runs no ``DataParallel``).
+
+    Raises:
+        ConfigurationError: ``value`` is a list of several devices (or none), ``'all'``, or
+            not a device torch knows; the message names the value and what to pass instead.
+    """
+    given = value
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ConfigurationError(
+                f"device={value!r} names no device; expected one, e.g. device='cuda:0' or "
+                "device='cpu' (or None to leave the network where it is)."
+            )
+        if len(value) > 1:
+            raise ConfigurationError(
+                f"device={value!r} names {len(value)} devices; expected one. "
+                + _SEVERAL_DEVICES
+            )
+        given = value[0]
+    if isinstance(given, str) and given == "all":
+        raise ConfigurationError(
+            f"device={value!r} asks for every GPU; expected one device. " + _SEVERAL_DEVICES
+        )
+    if isinstance(given, bool) or not isinstance(given, (torch.device, str, int)):
+        raise ConfigurationError(
+            f"device must be one device (a torch.device, a string such as 'cpu' or 'cuda:0', "
+            f"or a CUDA index); got {given!r} ({type(given).__name__})."
+        )
+    try:
+        target = torch.device(given)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"device={given!r} is not a device torch knows ({exc}); expected e.g. 'cpu', "
+            "'cuda', 'cuda:0' or 'mps'."
+        ) from exc
+    return given, target
 
 
 def loader_len(loader: Any) -> int | None:

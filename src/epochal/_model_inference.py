@@ -53,7 +53,7 @@ class ModelInference:
     loss_function: Callable[..., Any] | None
     metrics_names: list[str]
     batch_metrics_names: list[str]
-    device: torch.device | None
+    _device: torch.device | None  # normalised; Model.device keeps the value as given
     clock: Callable[[], float]
     bus: RecordBus
     _parallel: DataParallel | None
@@ -319,11 +319,11 @@ class ModelInference:
             ``(x, y)`` when ``y`` is given, else ``x``; ``x`` as a tuple of the network's
             positional arguments (a single input becomes a 1-tuple), as Poutyne.
         """
-        x = to_device(x, self.device)
+        x = to_device(x, self._device)
         x = tuple(x) if isinstance(x, (tuple, list)) else (x,)
         if y is None:
             return x
-        return x, to_device(y, self.device)
+        return x, to_device(y, self._device)
 
     def train_on_batch(
         self, x: Any, y: Any, *, return_pred: bool = False, return_dict_format: bool = False,

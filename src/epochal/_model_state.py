@@ -10,8 +10,9 @@ loss scaler's state rides along in the optimizer file (:mod:`epochal.precision`)
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import torch
 from torch import nn
@@ -42,13 +43,20 @@ class ModelState:
 
     # ------------------------------------------------------------------ weights
 
-    def get_weights(self) -> dict[str, torch.Tensor]:
-        """The network's ``state_dict`` (tensors shared with the network, not copies)."""
-        return self.network.state_dict()
+    def get_weights(self) -> OrderedDict[str, torch.Tensor]:
+        """The network's ``state_dict``: a ``collections.OrderedDict`` of tensors shared with
+        the network, not copies (Poutyne's)."""
+        # Module.state_dict builds an OrderedDict; torch annotates it as a dict.
+        return cast("OrderedDict[str, torch.Tensor]", self.network.state_dict())
 
-    def get_weight_copies(self) -> dict[str, torch.Tensor]:
-        """Copies of the network's weights on the CPU, safe to keep while training goes on."""
-        return {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
+    def get_weight_copies(self) -> OrderedDict[str, torch.Tensor]:
+        """Copies of the network's weights on the CPU, safe to keep while training goes on: a
+        ``collections.OrderedDict`` in the network's key order (the ``state_dict``, with its
+        ``_metadata``, its tensors replaced by copies), as Poutyne's."""
+        weights = self.get_weights()
+        for key, value in weights.items():
+            weights[key] = value.detach().cpu().clone()
+        return weights
 
     def set_weights(self, weights: Mapping[str, torch.Tensor], strict: bool = True) -> Any:
         """Load ``weights`` (a ``state_dict``) into the network.

@@ -52,6 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from epochal._arrays import check_epochs
 from epochal._bundle_callback import BundleCallback, EpochEndRates
 from epochal._bundle_data import BundleData
 from epochal._bundle_eval import BundleEvaluation
@@ -353,7 +354,9 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation, BundleResume, Bu
             :meth:`get_stats` and ``log.tsv``.
 
         Raises:
-            ConfigurationError: The model has no loss function (checked first).
+            ConfigurationError: The model has no loss function (checked first), or ``epochs``
+                is negative or not an int (``epochs=0`` on a fresh directory trains nothing
+                and returns ``[]``, as Poutyne's).
             StorageError: The directory cannot be used (names the path and the problem).
             CheckpointError: The directory's state is corrupt, or belongs to another network
                 (the message lists missing and unexpected keys).
@@ -371,6 +374,7 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation, BundleResume, Bu
                 "ModelBundle.train decides the initial epoch from its directory; do not pass "
                 "initial_epoch."
             )
+        check_epochs(epochs, 1)  # a negative or non-int epochs fails before the directory is read
         parallel = self.model._parallel  # data parallelism: rank 0 reads, repairs and writes
         main = parallel is None or parallel.is_main
         verbose = bool(fit_kwargs.get("verbose", True)) and main

@@ -20,7 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from epochal._arrays import ArrayDataset, check_positive, loader_len, ordered_loader
+from epochal._arrays import (
+    ArrayDataset,
+    DeviceArg,
+    check_epochs,
+    check_positive,
+    loader_len,
+    ordered_loader,
+    single_device,
+)
 from epochal._driver import TrainingDriver
 from epochal._model_inference import ModelInference
 from epochal._model_state import ModelState
@@ -70,7 +78,10 @@ class Model(ModelInference, ModelState):
         epoch_metrics: Metrics computed once per pass (``'f1'``, ``'precision'``,
             ``'recall'``, objects with ``update/compute/reset`` such as torchmetrics').
         device: Where the network and batches go (``'cpu'``, ``'cuda:0'``, a
-            ``torch.device``); None leaves the network where it is and moves no batch.
+            ``torch.device``, or a list of one of them); None leaves the network where it is
+            and moves no batch. :attr:`device` keeps the value as given, as Poutyne's does.
+            Several devices (a longer list, or ``'all'``: Poutyne's ``DataParallel``) are
+            refused; use ``strategy='ddp'`` under ``torchrun`` (see the "Scaling out" page).
             Under ``strategy='ddp'`` each rank uses its own device (``cuda:LOCAL_RANK`` or
             the CPU) instead.
         precision: ``'32'`` (float32, the default), ``'bf16-mixed'`` (forward pass and loss
@@ -88,6 +99,10 @@ class Model(ModelInference, ModelState):
             pass, agrees on stops, writes only on rank 0; see the "Scaling out" page).
 
     Attributes:
+        device: The device as last given to the constructor or :meth:`to` (``'cpu'`` stays
+            the string ``'cpu'``, as in Poutyne; the first element of a one-element list),
+            a ``torch.device`` after :meth:`cuda`/:meth:`cpu`, or None. Assigning it changes
+            where batches go, not where the network is (as in Poutyne).
         bus: The :class:`epochal.RecordBus` this model publishes its records on; subscribe
             your own sinks to it (they stay subscribed across calls).
         stop_training: Set to True (e.g. from a callback) to stop at the end of the current
@@ -104,7 +119,8 @@ class Model(ModelInference, ModelState):
         ConfigurationError: Unknown optimizer, loss or metric name (the message lists valid
             names); optimizer parameters that do not belong to the network; duplicate metric
             names; an unknown precision, one the device and the installed torch cannot run
-            (the message names both), or ``torch.compile`` options torch does not take.
+            (the message names both), ``torch.compile`` options torch does not take, or a
+            ``device`` naming several devices or none that torch knows.
     """
 
     def __init__(
@@ -115,7 +131,7 @@ class Model(ModelInference, ModelState):
         *,
         batch_metrics: Sequence[Any] | None = None,
         epoch_metrics: Sequence[Any] | None = None,
-        device: torch.device | str | None = None,
+        device: DeviceArg | list[DeviceArg] | None = None,
         precision: str = "32",
         compile: bool | Mapping[str, Any] = False,
         strategy: str | None = None,
@@ -124,6 +140,8 @@ class Model(ModelInference, ModelState):
             raise TypeError(
                 f"network must be a torch.nn.Module; got {type(network).__name__}."
             )
+        if device is not None:
+            single_device(device)  # a list of several devices fails before any work
         self._precision_plan = resolve_precision(precision)
         compile_options = resolve_compile_options(compile)
         self.forward_network = compile_network(network, compile_options)
@@ -146,7 +164,8 @@ class Model(ModelInference, ModelState):
         self.bus = RecordBus()
         self.stop_training = False
         self.clock: Callable[[], float] = time.perf_counter
-        self.device: torch.device | None = None
+        self._device_given: DeviceArg | None = None  # what `device` reads (Poutyne's value)
+        self._device: torch.device | None = None  # the same, normalised: what the passes use
         self._global_step = 0
         #: Keys of the epoch logs the current (or last) ``fit`` writes; set when ``fit``
         #: starts, before ``on_train_begin``, so callbacks can check their monitor keys.
@@ -176,7 +195,7 @@ class Model(ModelInference, ModelState):
             loss_function=self.loss_function if loss else None,
             batch_metrics=tuple(self.batch_metrics) if loss else (),
             epoch_metrics=tuple(self.epoch_metrics) if loss else (),
-            device=self.device,
+            device=self._device,
             optimizer=self.optimizer,
             batches_per_step=batches_per_step,
         )
@@ -270,7 +289,9 @@ class Model(ModelInference, ModelState):
                 iterated once per epoch (``iter()`` is called once per pass, as a ``for``
                 loop would).
             valid_generator: Batches for validation, or None.
-            epochs: Last epoch to run (1-based, inclusive).
+            epochs: Last epoch to run (1-based, inclusive). 0, or less than
+                ``initial_epoch``, runs no epoch and returns ``[]`` (``on_train_begin`` and
+                ``on_train_end`` still run), as in Poutyne.
             steps_per_epoch: Training batches per epoch; more than the loader holds cycles
                 it (a new pass starts), fewer ends the epoch early. None: one full pass
                 (``len(train_generator)`` batches when it has a ``len()``; a generator
@@ -284,7 +305,8 @@ class Model(ModelInference, ModelState):
                 normalised by their total sample count (equal to one step on the
                 concatenated batch for mean-reduced losses); a trailing partial group is
                 stepped at the epoch's end.
-            initial_epoch: First epoch to run (to continue a previous training).
+            initial_epoch: First epoch to run (to continue a previous training); at least 1
+                (Poutyne would run an epoch 0 for ``initial_epoch=0``).
             verbose: Show the progress display (tqdm on a terminal, plain lines otherwise).
             progress_options: Keyword arguments of ``epochal_adapters.progress.TqdmProgress``
                 (``coloring``, ``progress_bar``, ...).
@@ -298,7 +320,8 @@ class Model(ModelInference, ModelState):
 
         Raises:
             ValueError: No optimizer or loss function.
-            ConfigurationError: Non-positive ``epochs``/steps/``batches_per_step``.
+            ConfigurationError: Negative or non-int ``epochs``; ``initial_epoch`` below 1;
+                non-positive steps/``batches_per_step``.
             EmptyLoaderError: A loader yields no batch (a validation loader whose ``len()`` is
                 0 is found before the first training step).
             ShapeMismatchError: The network output does not fit the loss or a metric.
@@ -310,11 +333,10 @@ class Model(ModelInference, ModelState):
             )
         if self.loss_function is None:
             raise ValueError("fit needs a loss function; this Model was built without one.")
-        check_positive("epochs", epochs, allow_none=False)
+        check_epochs(epochs, initial_epoch)
         check_positive("steps_per_epoch", steps_per_epoch)
         check_positive("validation_steps", validation_steps)
         check_positive("batches_per_step", batches_per_step, allow_none=False)
-        check_positive("initial_epoch", initial_epoch, allow_none=False)
         if callbacks is not None and not isinstance(callbacks, (list, tuple, CallbackList)):
             raise TypeError(f"callbacks must be a list of Callback; got {type(callbacks).__name__}")
         self.stop_training = False
@@ -327,7 +349,7 @@ class Model(ModelInference, ModelState):
         valid_steps = None
         if valid_generator is not None:
             valid_len = loader_len(valid_generator)
-            if valid_len == 0 and validation_steps is None:
+            if valid_len == 0 and validation_steps is None and epochs >= initial_epoch:
                 raise EmptyLoaderError(
                     "The validation loader yielded no batch (len() is 0); found before training "
                     "started. Expected at least one validation batch: check the validation "
@@ -509,17 +531,37 @@ class Model(ModelInference, ModelState):
 
     # ------------------------------------------------------------------ devices
 
-    def to(self, device: torch.device | str) -> Model:
+    @property
+    def device(self) -> DeviceArg | None:
+        """The device as given (see the class docstring's Attributes); None when none was."""
+        return self._device_given
+
+    @device.setter
+    def device(self, value: DeviceArg | list[DeviceArg] | None) -> None:
+        if value is None:
+            self._device_given, self._device = None, None
+        else:
+            self._device_given, self._device = single_device(value)
+
+    def to(self, device: DeviceArg | list[DeviceArg]) -> Model:
         """Move the network, the optimizer's state and future batches to ``device``.
+
+        :attr:`device` then holds ``device`` as given (``'cpu'`` stays a string), as in
+        Poutyne.
 
         Returns:
             ``self``.
+
+        Raises:
+            ConfigurationError: ``device`` names several devices (a list, or ``'all'``) or
+                none torch knows; nothing has moved.
         """
+        given, target = single_device(device)
         self.mixed_precision = bind_precision(  # checked before anything moves
-            self._precision_plan, self.network, torch.device(device), self.mixed_precision
+            self._precision_plan, self.network, target, self.mixed_precision
         )
-        self.device = torch.device(device)
-        self.network.to(self.device)
+        self._device_given, self._device = given, target
+        self.network.to(target)
         if self.optimizer is not None and self.optimizer.state:
             # load_state_dict casts each state tensor to its parameter's device and dtype
             # (keeping step counters where PyTorch wants them).
@@ -527,16 +569,18 @@ class Model(ModelInference, ModelState):
         return self
 
     def cuda(self, device: int | str | torch.device | None = None) -> Model:
-        """Move to a CUDA device (the current one when None). Returns ``self``."""
+        """Move to a CUDA device (the current one when None). Returns ``self``; :attr:`device`
+        is then a ``torch.device``, as in Poutyne."""
         if device is None:
             return self.to(torch.device("cuda", torch.cuda.current_device()))
         if isinstance(device, int):
             return self.to(torch.device("cuda", device))
-        return self.to(device)
+        return self.to(single_device(device)[1])
 
     def cpu(self) -> Model:
-        """Move to the CPU. Returns ``self``."""
-        return self.to("cpu")
+        """Move to the CPU. Returns ``self``; :attr:`device` is then ``torch.device('cpu')``,
+        as in Poutyne."""
+        return self.to(torch.device("cpu"))
 
     def __repr__(self) -> str:
         return (
