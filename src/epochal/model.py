@@ -359,7 +359,9 @@ class Model(ModelInference, ModelState):
             if validation_steps is None and valid_len is None:
                 validation_steps = steps_per_epoch
             valid_steps = validation_steps if validation_steps is not None else valid_len
-        params = {"epochs": epochs, "steps": steps, "valid_steps": valid_steps}
+        params: dict[str, Any] = {"epochs": epochs, "steps": steps}
+        if valid_steps is not None:  # as Poutyne: the key only when the count is known
+            params["valid_steps"] = valid_steps
         self.epoch_log_keys = self.log_keys(with_validation=valid_generator is not None)
         self.epoch_complete = True
         if initial_epoch > 1 and steps is not None and self._global_step == 0:

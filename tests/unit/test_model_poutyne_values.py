@@ -218,3 +218,21 @@ class TestWeightDicts:
             model.network.weight.zero_()
         model.set_weights(copies)
         assert torch.equal(model.network.weight, copies["weight"])
+
+
+class _Params(Callback):
+    def on_train_begin(self, logs):
+        self.seen = dict(self.params)
+
+
+@pytest.mark.parametrize("with_validation", [False, True])
+def test_params_carry_valid_steps_only_with_a_validation_count(with_validation: bool) -> None:
+    """Poutyne's ``EpochIterator`` sets ``{'epochs', 'steps'}`` and adds ``valid_steps`` only
+    when the validation step count is known."""
+    x, y = _data()
+    callback = _Params()
+    model = _model()
+    model.fit(x, y, validation_data=(x, y) if with_validation else None, epochs=1,
+              batch_size=6, verbose=False, callbacks=[callback])
+    expected = {"epochs": 1, "steps": 2, **({"valid_steps": 2} if with_validation else {})}
+    assert callback.seen == expected
