@@ -5,7 +5,6 @@ Messages say what was wrong, what was expected, and what to do.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, TypeVar
 
 __all__ = [
@@ -122,8 +121,13 @@ def also_as(cls: type[_E], original: BaseException | None) -> type[_E]:
     return _combined(cls, builtin)
 
 
-@functools.cache
+_COMBINED: dict[tuple[type, type], type] = {}
+
+
 def _combined(cls: type[_E], builtin: type[BaseException]) -> type[_E]:
+    known = _COMBINED.get((cls, builtin))
+    if known is not None:
+        return known
     try:
         combined = type(cls.__name__, (cls, builtin), {
             "__module__": cls.__module__,
@@ -132,7 +136,8 @@ def _combined(cls: type[_E], builtin: type[BaseException]) -> type[_E]:
             "__reduce__": _reduce_combined,
         })
     except TypeError:  # instance lay-out conflict
-        return cls
+        combined = cls
+    _COMBINED[cls, builtin] = combined
     return combined
 
 
@@ -143,4 +148,5 @@ def _reduce_combined(self: BaseException) -> tuple[Any, ...]:
 
 
 def _rebuild(cls: type[_E], builtin: type[BaseException], args: tuple[Any, ...]) -> _E:
-    return _combined(cls, builtin)(*args)
+    error: _E = _combined(cls, builtin)(*args)
+    return error
