@@ -428,6 +428,17 @@ class SnapshotStore:
         state = resume.classify_directory(
             names, has_identity=resume.IDENTITY in names, last_epoch=None
         )
+        if state.foreign and resume.written_by_poutyne(names):
+            raise ResumeError(
+                f"{self.describe} was written by Poutyne's ModelBundle (it holds "
+                f"{', '.join(n for n in resume.POUTYNE_MARKERS if n in names)}); epochal "
+                "cannot resume or read it as a bundle: Poutyne's random-state file is a pickle "
+                "that epochal's weights_only loading refuses, and the directory holds no "
+                "callback states, so an exact resume is impossible. Use a new directory for "
+                "the epochal bundle; to start from Poutyne's weights, load them with "
+                f"model.load_weights({self._url_or_name('checkpoint.ckpt')!r}) (or "
+                "load_checkpoint with a path). Nothing was changed."
+            )
         if state.foreign:
             shown = ", ".join(state.foreign[:4]) + (", ..." if len(state.foreign) > 4 else "")
             raise ResumeError(
@@ -438,6 +449,12 @@ class SnapshotStore:
                 "nothing was changed."
             )
         return Latest()
+
+    def _url_or_name(self, name: str) -> str:
+        try:
+            return self.store.url(name)
+        except ValueError:
+            return name
 
     def _url_problem(self, problem: str) -> str:
         name, _, rest = problem.partition(": ")

@@ -22,8 +22,8 @@ What the working directory holds:
                                        with its size and SHA-256; written last
 ``bundle.json``                        the identity record, written before anything else
 ``{name}_log.tsv``                     the result of ``test(..., name=name)``
-``plots/{metric}.png``                 train and validation curves of each metric
-                                       (matplotlib, the ``examples`` extra)
+``plots/{metric}.png``, ``.pdf``       train and validation curves of each logged column
+                                       (Poutyne's names; matplotlib, the ``examples`` extra)
 ``tensorboard/``                       TensorBoard event files of each epoch's logs (the
                                        ``tensorboard`` extra; derived, not committed)
 =====================================  ======================================================

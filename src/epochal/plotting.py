@@ -59,7 +59,7 @@ def plot_history(
     metrics: list[str] | None = None,
     labels: list[str] | None = None,
     titles: list[str] | str | None = None,
-    axes: list[Any] | None = None,
+    axes: Sequence[Any] | None = None,
     show: bool = True,
     save: bool = False,
     save_filename_template: str = "{metric}",
@@ -67,7 +67,7 @@ def plot_history(
     save_extensions: list[str] | tuple[str, ...] = ("png",),
     close: bool | None = None,
     fig_kwargs: dict[str, Any] | None = None,
-) -> tuple[list[Any], list[Any]]:
+) -> tuple[tuple[Any, ...], Any]:
     """Plot a training history, one figure per metric, training and validation curves
     together (see :func:`plot_metric`).
 
@@ -91,8 +91,8 @@ def plot_history(
         fig_kwargs: Keyword arguments of :func:`matplotlib.pyplot.subplots`.
 
     Returns:
-        ``(figs, axes)``: the figures created (empty when ``axes`` was given) and the axes
-        drawn on.
+        ``(figs, axes)``, as Poutyne returns them: a tuple of the figures created and a tuple
+        of their axes; when ``axes`` was given, an empty tuple and ``axes`` itself.
 
     Raises:
         ImportError: matplotlib is missing (install the ``examples`` extra).
@@ -107,14 +107,11 @@ def plot_history(
         titles = [titles] * len(metric_names)
     _check_length(titles, metric_names, "title")
     _check_length(axes, metric_names, "axe")
-    figs: list[Any] = []
+    figs: tuple[Any, ...] = ()
     if axes is None:
-        new_axes = []
-        for _ in metric_names:
-            fig, ax = plt.subplots(**(fig_kwargs or {}))
-            figs.append(fig)
-            new_axes.append(ax)
-        axes = new_axes
+        created = [plt.subplots(**(fig_kwargs or {})) for _ in metric_names]
+        figs = tuple(fig for fig, _ in created)
+        axes = tuple(ax for _, ax in created)
     label_iter: Iterable[str | None] = labels if labels is not None else itertools.repeat(None)
     title_iter: Iterable[str] = titles if titles is not None else itertools.repeat("")
     for metric, label, title, ax in zip(metric_names, label_iter, title_iter, axes):
@@ -137,7 +134,7 @@ def plot_history(
     if close:
         for fig in figs:
             plt.close(fig)
-    return figs, list(axes)
+    return figs, axes
 
 
 def plot_metric(

@@ -142,7 +142,10 @@ class TestTrainAndResume:
         assert len([n for n in names if n.startswith("checkpoint_epoch_")]) == 1
         assert len([n for n in names if n.startswith("manifests/")]) == 2
         assert len([n for n in names if n.startswith("state/")]) == 2
-        assert "plots/loss.png" in names and "plots/acc.png" in names
+        for metric in ("loss", "acc", "time", "lr"):  # Poutyne's plots: PNG and PDF
+            for extension, magic in (("png", b"\x89PNG"), ("pdf", b"%PDF")):
+                path = tmp_path / "run" / "plots" / f"{metric}.{extension}"
+                assert path.read_bytes()[:4] == magic, path
         manifest = json.loads(bundle.store.read("manifests/epoch_0003.json"))
         assert manifest["epoch"] == 3 and manifest["state"] == "state/epoch_0003.state"
 

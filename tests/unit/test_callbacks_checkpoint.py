@@ -527,6 +527,32 @@ class TestRandomStates:
 
 
 class TestBestModelRestore:
+    @pytest.mark.parametrize(("mode", "values", "expected"), [
+        ("min", [3.0, 1.0, 2.0], [3.0, 1.0, 1.0]),
+        ("max", [1.0, 3.0, 2.0], [1.0, 3.0, 3.0]),
+    ])
+    def test_current_best_as_poutyne(self, mode, values, expected):
+        """current_best is Poutyne's: +-inf before the first epoch, then the best value."""
+        callback = BestModelRestore(mode=mode)
+        assert callback.current_best == (math.inf if mode == "min" else -math.inf)
+        model = _FakeModel()
+        callback.set_model(model)  # type: ignore[arg-type]
+        seen = []
+        for epoch, value in enumerate(values, start=1):
+            model.stamp(epoch)
+            callback.on_epoch_end(epoch, {"epoch": epoch, "loss": 1.0, "val_loss": value})
+            seen.append(callback.current_best)
+        assert seen == expected and callback.best == expected[-1]
+
+    def test_current_best_can_be_set_as_a_threshold(self):
+        """Setting current_best (as Poutyne code may) makes later epochs beat that value."""
+        callback = BestModelRestore()
+        callback.current_best = 1.0
+        _drive(callback, _FakeModel(), [2.0, 0.5])
+        assert callback.current_best == 0.5 and callback.best_epoch == 2
+        callback.current_best = math.inf
+        assert callback.best is None
+
     def test_restores_best_when_training_reaches_max_epochs(self):
         """After the last epoch the network holds the best epoch's weights."""
         model, _, rec = _scripted_fit(SEQUENCE, [BestModelRestore(monitor="val_score")])

@@ -78,6 +78,7 @@ class TestPlotHistory:
         """Every non-val, non-epoch column gets a figure; titles and labels per metric."""
         figs, axes = plot_history(HISTORY, show=False)
         assert len(figs) == 4 and len(axes) == 4
+        assert type(figs) is tuple and type(axes) is tuple  # as Poutyne's (zip(*...))
         assert [ax.get_lines()[0].get_label() for ax in axes] == ["time", "loss", "acc", "lr"]
 
     def test_metrics_labels_titles(self):
@@ -96,8 +97,9 @@ class TestPlotHistory:
     def test_given_axes(self):
         """Given axes are drawn on and no figure is created."""
         _fig, (a1, a2) = plt.subplots(1, 2)
-        figs, _axes = plot_history(HISTORY, metrics=["loss", "acc"], axes=[a1, a2], show=False)
-        assert figs == [] and len(a1.get_lines()) == 2 and len(a2.get_lines()) == 2
+        given = [a1, a2]
+        figs, axes = plot_history(HISTORY, metrics=["loss", "acc"], axes=given, show=False)
+        assert figs == () and axes is given and len(a1.get_lines()) == 2 and len(a2.get_lines()) == 2
 
     def test_save(self, tmp_path):
         """save=True writes one file per metric and extension in save_directory."""

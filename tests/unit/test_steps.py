@@ -80,6 +80,62 @@ class TestComputeLoss:
             compute_loss(nn.MSELoss(reduction="none"), torch.zeros(4), torch.zeros(4))
 
 
+class TestErrorsAreAlsoTheOriginalBuiltin:
+    """An ``except`` written for the PyTorch error that Poutyne lets through still catches
+    epochal's error, which keeps its own name, message and ``from`` chaining."""
+
+    def test_network_given_a_tuple_is_a_type_error(self):
+        from epochal import Model
+
+        model = Model(nn.Linear(3, 4), "sgd", "cross_entropy")
+        x, y = torch.randn(8, 3), torch.randint(0, 4, (8,))
+        with pytest.raises(TypeError) as info:
+            model.predict_generator([(x, y)])
+        assert isinstance(info.value, NetworkInputError)
+        assert type(info.value).__name__ == "NetworkInputError"
+        assert "predict pass (batch 1)" in str(info.value)
+        assert isinstance(info.value.__cause__, TypeError)
+
+    def test_network_shape_error_is_a_runtime_error(self):
+        with pytest.raises(RuntimeError) as info:
+            _call_network(nn.Linear(4, 2), torch.zeros(8, 5))
+        assert isinstance(info.value, _NetworkRejected)
+        assert not isinstance(info.value, TypeError)
+        error = _in_batch(info.value, PassPhase.TEST, 0, 1)
+        assert isinstance(error, NetworkInputError) and isinstance(error, RuntimeError)
+
+    def test_int32_targets_are_a_runtime_error(self):
+        with pytest.raises(RuntimeError) as info:
+            compute_loss(nn.functional.cross_entropy, torch.zeros(4, 3),
+                         torch.zeros(4, dtype=torch.int32))
+        assert isinstance(info.value, ShapeMismatchError)
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert "cross_entropy rejected" in str(info.value)
+
+    def test_target_out_of_range_is_an_index_error(self):
+        with pytest.raises(IndexError) as info:
+            compute_loss(nn.functional.cross_entropy, torch.zeros(4, 3), torch.full((4,), 7))
+        assert isinstance(info.value, ShapeMismatchError)
+        assert isinstance(info.value, ValueError) and isinstance(info.value, RuntimeError)
+        assert isinstance(info.value.__cause__, IndexError)
+
+    def test_top5_on_four_classes_is_a_runtime_error(self):
+        from epochal import Model
+
+        model = Model(nn.Linear(3, 4), "sgd", "cross_entropy", batch_metrics=["top5"])
+        with pytest.raises(RuntimeError, match="top5 needs at least 5 classes"):
+            model.evaluate(torch.randn(8, 3), torch.randint(0, 4, (8,)), verbose=False)
+
+    def test_combined_error_pickles_as_itself(self):
+        import pickle
+
+        with pytest.raises(IndexError) as info:
+            compute_loss(nn.functional.cross_entropy, torch.zeros(4, 3), torch.full((4,), 7))
+        copy = pickle.loads(pickle.dumps(info.value))
+        assert type(copy) is type(info.value)
+        assert str(copy) == str(info.value)
+
+
 class TestEpochSetup:
     def test_metric_names_in_order(self):
         metrics = resolve_batch_metrics(["accuracy", ("mse", nn.functional.mse_loss)])

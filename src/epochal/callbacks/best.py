@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import torch
 
 from epochal.callbacks._monitoring import (
@@ -73,6 +74,22 @@ class BestModelRestore(Callback):
     def best_epoch(self) -> int | None:
         """The epoch of the best value so far, or None."""
         return self._state.best_epoch
+
+    @property
+    def current_best(self) -> float:
+        """Poutyne's attribute: the best monitored value so far, ``inf`` (mode ``'min'``) or
+        ``-inf`` (``'max'``) before the first; the value whose weights ``best_weights`` holds.
+
+        Setting it sets the value a later epoch must beat (``best_epoch`` is kept).
+        """
+        if self._state.best is not None:
+            return self._state.best
+        return math.inf if self._monitor.mode == "min" else -math.inf
+
+    @current_best.setter
+    def current_best(self, value: float) -> None:
+        initial = math.inf if self._monitor.mode == "min" else -math.inf
+        self._state = attrs.evolve(self._state, best=None if value == initial else float(value))
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         check_monitor_key(self, self.monitor)

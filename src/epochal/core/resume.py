@@ -28,6 +28,7 @@ __all__ = [
     "KEEP_STATES",
     "LAST",
     "LOG",
+    "POUTYNE_MARKERS",
     "Candidate",
     "DirectoryState",
     "ManifestFields",
@@ -40,6 +41,7 @@ __all__ = [
     "prune_names",
     "start_epoch",
     "state_name",
+    "written_by_poutyne",
 ]
 
 #: The format tag of manifests, state files and the identity record.
@@ -210,6 +212,16 @@ def start_epoch(
         return None
     first = committed if partial_step is not None else committed + 1
     return first if first <= epochs else None
+
+
+#: Files only Poutyne's ModelBundle writes (epochal keeps these states in its state files).
+POUTYNE_MARKERS = ("last.epoch", "checkpoint.optim", "checkpoint.randomstate")
+
+
+def written_by_poutyne(names: Iterable[str]) -> bool:
+    """Whether a directory listing holds a file only Poutyne's ModelBundle writes
+    (:data:`POUTYNE_MARKERS`)."""
+    return any(name in POUTYNE_MARKERS for name in names)
 
 
 def _training_like(name: str) -> bool:

@@ -21,7 +21,7 @@ from epochal.core.batches import forward
 from epochal.core.metrics import BatchMetric, EpochMetricState
 from epochal.core.precision import MixedPrecision
 from epochal.core.records import PassPhase
-from epochal.exceptions import NetworkInputError, ShapeMismatchError
+from epochal.exceptions import NetworkInputError, ShapeMismatchError, also_as
 
 __all__ = ["EpochSetup", "compute_loss", "expected_input"]
 
@@ -76,7 +76,8 @@ class _NetworkRejected(NetworkInputError):
 
 def _in_batch(exc: _NetworkRejected, phase: PassPhase, epoch: int, step: int) -> NetworkInputError:
     where = f"epoch {epoch}, " if epoch else ""
-    return NetworkInputError(f"In the {phase.value} pass ({where}batch {step}), {exc}")
+    message = f"In the {phase.value} pass ({where}batch {step}), {exc}"
+    return also_as(NetworkInputError, exc.__cause__)(message)
 
 
 def _call_network(network: torch.nn.Module, x: Any) -> Any:
@@ -86,7 +87,7 @@ def _call_network(network: torch.nn.Module, x: Any) -> Any:
         raise
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         expected = expected_input(network)
-        raise _NetworkRejected(
+        raise also_as(_NetworkRejected, exc)(
             f"the network {type(network).__name__} rejected the input of shape and dtype "
             f"{_describe(x)}: {_reason(exc)}. "
             + (f"The network's {expected}. " if expected else "")
@@ -99,12 +100,16 @@ def compute_loss(loss_function: Callable[..., Any], y_pred: Any, y_true: Any) ->
     """``loss_function(y_pred, y_true)``, with a shape error turned into a clear message.
 
     Raises:
-        ShapeMismatchError: The loss rejected the shapes; the message gives both.
+        ShapeMismatchError: The loss rejected the shapes; the message gives both. It is also
+            an instance of the loss's error's built-in class (``RuntimeError`` for a wrong
+            dtype, ``IndexError`` for a target out of range...).
     """
     try:
         loss = loss_function(y_pred, y_true)
+    except torch.OutOfMemoryError:
+        raise
     except (RuntimeError, ValueError, IndexError) as exc:
-        raise ShapeMismatchError(
+        raise also_as(ShapeMismatchError, exc)(
             f"The loss function {getattr(loss_function, '__name__', type(loss_function).__name__)}"
             f" rejected the network output of shape {_shape_of(y_pred)} against the target of "
             f"shape {_shape_of(y_true)}: {_reason(exc)}. Check the network's last layer and the "
