@@ -217,6 +217,15 @@ class TestModelCheckpoint:
             "best_1.ckpt", "best_2.ckpt", "best_4.ckpt"]
         assert callback.best_epoch == 4 and callback.current_best == 1.0
 
+    @pytest.mark.parametrize(("mode", "before"), [("min", math.inf), ("max", -math.inf)])
+    def test_current_best_before_the_first_epoch_is_poutynes(self, tmp_path, mode, before):
+        """With save_best_only, current_best starts at +-inf as Poutyne's; without it there is
+        no best (None)."""
+        best = ModelCheckpoint(str(tmp_path / "b.ckpt"), monitor="val_loss", mode=mode,
+                               save_best_only=True)
+        assert best.current_best == before
+        assert ModelCheckpoint(str(tmp_path / "e.ckpt")).current_best is None
+
     def test_keep_only_last_best_leaves_exactly_one_best_file(self, tmp_path):
         """keep_only_last_best deletes each superseded best: only the best epoch's file remains."""
         callback = ModelCheckpoint(str(tmp_path / "best_{epoch}.ckpt"), monitor="val_score",

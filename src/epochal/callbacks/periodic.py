@@ -213,8 +213,14 @@ class PeriodicSaveCallback(Callback):
 
     @property
     def current_best(self) -> float | None:
-        """The best monitored value so far (``save_best_only``), or None."""
-        return self._state.best
+        """Poutyne's attribute: with ``save_best_only``, the best monitored value so far, or
+        ``inf`` (mode ``'min'``) / ``-inf`` (``'max'``) before the first; None otherwise
+        (Poutyne's has no such attribute then)."""
+        if self._state.best is not None:
+            return self._state.best
+        if not self.save_best_only:
+            return None
+        return math.inf if self._monitor.mode == "min" else -math.inf
 
     @property
     def best_epoch(self) -> int | None:
