@@ -232,8 +232,8 @@ def bind_precision(
 
 def scaler_skipped_last_step(model: Any) -> bool:
     """True when ``model``'s loss scaler skipped its last optimizer step (``'16-mixed'`` with
-    inf/NaN gradients: parameters and optimizer state unchanged), so that per-step schedules
-    and policies do not count it. False without a scaler or a ``mixed_precision`` attribute.
+    inf/NaN gradients: parameters and optimizer state unchanged), so that ``OptimizerPolicy``
+    does not count it. False without a scaler or a ``mixed_precision`` attribute.
     Reads a host flag set by that step; no device sync.
     """
     precision = getattr(model, "mixed_precision", None)

@@ -851,6 +851,43 @@ def script_schedulers(pkg: types.ModuleType, workdir: Path) -> dict:
     return out
 
 
+def script_cyclic_schedulers(pkg: types.ModuleType, workdir: Path) -> dict:
+    """OneCycleLR, CyclicLR and a SequentialLR of both: stepped once per epoch (Poutyne's
+    wrappers step every scheduler at on_epoch_end), so OneCycleLR(total_steps=4) fits 4
+    epochs of 3 batches; the learning rate and momentum each epoch trains with, and the
+    history. Then an optimizer passed first, StepLR(optimizer, 1): the error a user catches."""
+    pkg.set_seeds(69)
+    x, y = _regression()
+    out: dict = {}
+    for name, make in (
+        ("one_cycle", lambda: pkg.OneCycleLR(max_lr=0.1, total_steps=4)),
+        ("one_cycle_epochs", lambda: pkg.OneCycleLR(max_lr=0.1, epochs=4, steps_per_epoch=1)),
+        ("cyclic", lambda: pkg.CyclicLR(base_lr=0.01, max_lr=0.1, step_size_up=2)),
+        ("cyclic_triangular2", lambda: pkg.CyclicLR(base_lr=0.01, max_lr=0.1, step_size_up=1,
+                                                    mode="triangular2")),
+    ):
+        rates: list = []
+        network = nn.Linear(5, 1)
+        optimizer = torch.optim.SGD(network.parameters(), lr=0.05, momentum=0.9)
+        reader = pkg.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs, rates=rates, optimizer=optimizer: rates.append(
+                (optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["momentum"])),
+            on_epoch_end=lambda epoch, logs, rates=rates, optimizer=optimizer: rates.append(
+                optimizer.param_groups[0]["lr"]))
+        model = pkg.Model(network, optimizer, "mse")
+        history = model.fit(x, y, epochs=4, batch_size=16, callbacks=[make(), reader],
+                            verbose=False)
+        out[name] = {"history": _plain(history), "rates": rates}
+    network = nn.Linear(5, 1)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.05)
+    try:
+        pkg.StepLR(optimizer, 1)
+        out["optimizer_first"] = "accepted"
+    except ValueError as error:
+        out["optimizer_first"] = ("ValueError", str(error).partition("arguments.")[0])
+    return out
+
+
 def script_checkpoint_templates(pkg: types.ModuleType, workdir: Path) -> dict:
     """ModelCheckpoint filename templates with {epoch} and a formatted metric, period and
     restore_best; OptimizerCheckpoint next to it."""

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from epochal import Callback, ModelBundle
-from epochal.callbacks.lr_scheduler import StepLR
+from epochal.callbacks.lr_scheduler import OneCycleLR, StepLR
 
 STEPS = 8  # batches per epoch: 64 examples in batches of 8
 
@@ -58,12 +58,13 @@ class _Signal(Callback):
             os.kill(os.getpid(), self.signum)
 
 
-def _train(directory: Path, extra: list[Any] | None = None, *, batches_per_step: int = 1
-           ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+def _train(directory: Path, extra: list[Any] | None = None, *, batches_per_step: int = 1,
+           one_cycle: bool = False) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     bundle = _bundle(directory)
     train, valid = _loaders()
-    rows = bundle.train(train, valid, epochs=3, verbose=False,
-                        lr_schedulers=[StepLR(step_size=1, gamma=0.5)],
+    scheduler = (OneCycleLR(max_lr=0.01, total_steps=3) if one_cycle
+                 else StepLR(step_size=1, gamma=0.5))
+    rows = bundle.train(train, valid, epochs=3, verbose=False, lr_schedulers=[scheduler],
                         callbacks=list(extra or []), batches_per_step=batches_per_step)
     rows = bundle._stats_rows()  # every committed epoch (train returns this call's)
     return rows, bundle.model.get_weight_copies()
@@ -95,6 +96,23 @@ def test_a_signal_mid_epoch_commits_and_the_resume_is_bit_identical(
     assert len(log) == epoch  # header and the finished epochs
     rows, weights = _train(tmp_path)
     expected_rows, expected_weights = uninterrupted
+    assert [{k: v for k, v in r.items() if k != "time"} for r in rows] == [
+        {k: v for k, v in r.items() if k != "time"} for r in expected_rows
+    ]
+    for key, value in expected_weights.items():
+        assert torch.equal(weights[key], value), key
+
+
+@pytest.mark.parametrize("at", [3, STEPS + 5])
+def test_a_one_cycle_schedule_resumes_bit_identical_mid_epoch(tmp_path: Path, at: int) -> None:
+    """OneCycleLR (stepped once per epoch, as in Poutyne; it also cycles Adam's betas) over a
+    signal mid-epoch: the commit holds the schedule as of the epoch's start and the resumed
+    training ends bit-identical to an uninterrupted one, rates in the log included."""
+    expected_rows, expected_weights = _train(tmp_path / "whole", one_cycle=True)
+    assert len({row["lr"] for row in expected_rows}) == 3  # the rate changes every epoch
+    with pytest.raises(SystemExit):
+        _train(tmp_path / "cut", [_Signal(signal.SIGTERM, at=at)], one_cycle=True)
+    rows, weights = _train(tmp_path / "cut", one_cycle=True)
     assert [{k: v for k, v in r.items() if k != "time"} for r in rows] == [
         {k: v for k, v in r.items() if k != "time"} for r in expected_rows
     ]

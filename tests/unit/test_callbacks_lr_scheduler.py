@@ -1,4 +1,5 @@
-"""Learning-rate scheduler callbacks: per-epoch and per-step schedules match PyTorch's."""
+"""Learning-rate scheduler callbacks: every schedule steps once per epoch and matches
+PyTorch's (and Poutyne's: tests/integration/test_poutyne_scripts.py runs both)."""
 
 from __future__ import annotations
 
@@ -84,20 +85,43 @@ class TestGeneratedClasses:
         with pytest.raises(ConfigurationError, match="optimizer"):
             sched.StepLR(optimizer=_hand_optimizer(), step_size=2)
 
-    def test_used_hooks(self):
-        """Per-epoch schedules use no batch hook; per-step ones use on_backward_end and
-        on_train_batch_begin, none of which carries batch logs."""
-        assert "on_train_batch_end" not in sched.StepLR(step_size=1).used_hooks
-        assert "on_backward_end" not in sched.StepLR(step_size=1).used_hooks
-        per_step = sched.OneCycleLR(max_lr=0.1, total_steps=10).used_hooks
-        assert {"on_backward_end", "on_train_batch_begin"} <= per_step
-        assert "on_train_batch_end" not in per_step
+    @pytest.mark.parametrize("callback", [
+        sched.StepLR(step_size=1),
+        sched.OneCycleLR(max_lr=0.1, total_steps=10),
+        sched.CyclicLR(base_lr=0.01, max_lr=0.1),
+        sched.SequentialLR(schedulers=[sched.OneCycleLR(max_lr=0.1, total_steps=2)],
+                           milestones=[]),
+    ], ids=lambda c: type(c).__name__)
+    def test_used_hooks_hold_no_batch_hook(self, callback):
+        """Every schedule, OneCycleLR and CyclicLR included, acts at train begin, epoch end
+        and train end only: it steps once per epoch, as Poutyne's wrappers do."""
+        assert callback.used_hooks == {"on_train_begin", "on_epoch_end", "on_train_end"}
 
-    def test_per_step_flags(self):
-        """OneCycleLR and CyclicLR step per optimizer step; StepLR per epoch."""
-        assert sched.OneCycleLR(max_lr=0.1, total_steps=10).step_per_batch
-        assert sched.CyclicLR(base_lr=0.01, max_lr=0.1).step_per_batch
-        assert not sched.StepLR(step_size=1).step_per_batch
+    @pytest.mark.parametrize("make", [
+        lambda o: sched.StepLR(o, 1),
+        lambda o: sched.OneCycleLR(o, max_lr=0.1, total_steps=4),
+        lambda o: sched.SequentialLR(o, [sched.ExponentialLR(gamma=0.5)], milestones=[]),
+        lambda o: sched.ReduceLROnPlateau(o),
+    ], ids=["StepLR", "OneCycleLR", "SequentialLR", "ReduceLROnPlateau"])
+    def test_positional_optimizer_is_refused_with_poutynes_message(self, make):
+        """An optimizer passed first (the PyTorch habit, StepLR(optimizer, 1)) is refused at
+        construction with Poutyne's ValueError text, the callback's name and what to write
+        instead, not a TypeError from inside the schedule."""
+        with pytest.raises(ConfigurationError) as info:
+            make(_hand_optimizer())
+        message = str(info.value)
+        assert isinstance(info.value, ValueError)
+        assert message.startswith(
+            "In the LR scheduler callbacks, the optimizer is automatically passed to the "
+            "PyTorch's LR scheduler. You must remove it from the arguments."
+        )
+        assert "got a SGD optimizer as a positional argument" in message
+        assert "not " in message and "(optimizer, ...)" in message
+
+    def test_positional_optimizer_names_the_right_call(self):
+        """The message shows the call to write: the callback with its first argument."""
+        with pytest.raises(ConfigurationError, match=r"write StepLR\(step_size=\.\.\.\)"):
+            sched.StepLR(_hand_optimizer(), 1)
 
 
 class TestGetScheduler:
@@ -162,7 +186,6 @@ class TestPerEpochSchedules:
                         sched.ExponentialLR(gamma=0.9)],
             milestones=[2],
         )
-        assert not callback.step_per_batch
         history = _fit(model, _batches(2), epochs=5, callbacks=[callback], verbose=False)
         optimizer = _hand_optimizer()
         reference = torch_sched.SequentialLR(
@@ -189,59 +212,114 @@ class TestPerEpochSchedules:
         assert [h["lr"] for h in history] == pytest.approx([0.05, 0.05, 0.025])
 
 
-class TestPerStepSchedules:
+class TestCyclicSchedulesStepPerEpoch:
+    """OneCycleLR and CyclicLR step once per epoch, as every Poutyne scheduler callback does."""
+
     @staticmethod
-    def _one_cycle_reference(total_steps: int) -> list[float]:
+    def _per_epoch_reference(make, epochs: int) -> list[float]:
         optimizer = _hand_optimizer()
-        reference = torch_sched.OneCycleLR(optimizer, max_lr=0.1, total_steps=total_steps)
+        reference = make(optimizer)
         lrs = []
-        for _ in range(total_steps):
+        for _ in range(epochs):
             lrs.append(optimizer.param_groups[0]["lr"])
             optimizer.step()
             reference.step()
         return lrs
 
-    def test_one_cycle_matches_torch_step_by_step(self):
-        """The lr each optimizer step uses equals a hand-driven torch OneCycleLR's, step by
-        step, across epochs."""
+    def test_one_cycle_total_steps_counts_epochs(self):
+        """OneCycleLR(total_steps=4) over 4 epochs of 4 batches trains all 4 epochs (per-step
+        stepping raised "Tried to step 5 times"); each epoch's lr is a hand-driven torch
+        OneCycleLR stepped once per epoch, and the lr is constant within an epoch."""
         model = _model()
         used: list[float] = []
         recorder = LambdaCallback(
             on_backward_end=lambda b: used.append(model.optimizer.param_groups[0]["lr"])
         )
-        callback = sched.OneCycleLR(max_lr=0.1, epochs=3, steps_per_epoch=4)
-        model.fit_generator(_batches(4), epochs=3, callbacks=[callback, recorder], verbose=False)
-        assert used == pytest.approx(self._one_cycle_reference(12), rel=1e-12)
-        assert callback.scheduler.last_epoch == 12
+        callback = sched.OneCycleLR(max_lr=0.1, total_steps=4)
+        history = _fit(model, _batches(4), epochs=4, callbacks=[callback, recorder],
+                       verbose=False)
+        expected = self._per_epoch_reference(
+            lambda o: torch_sched.OneCycleLR(o, max_lr=0.1, total_steps=4), 4)
+        assert len(history) == 4
+        assert [h["lr"] for h in history] == pytest.approx(expected, rel=1e-12)
+        assert used == pytest.approx([lr for lr in expected for _ in range(4)], rel=1e-12)
+        assert callback.scheduler.last_epoch == 4
 
-    def test_one_cycle_steps_once_per_optimizer_step_under_accumulation(self):
-        """With batches_per_step=2 the schedule advances once per two batches, so 8 batches
-        per epoch follow a 4-steps-per-epoch OneCycleLR."""
+    def test_one_cycle_past_its_total_fails_as_in_torch(self):
+        """A fifth epoch steps the 4-step schedule a fifth time: PyTorch's ValueError, as
+        with Poutyne."""
         model = _model()
-        used: list[float] = []
-        recorder = LambdaCallback(
-            on_backward_end=lambda b: used.append(model.optimizer.param_groups[0]["lr"])
-        )
-        model.fit_generator(
-            _batches(8), epochs=3, batches_per_step=2, verbose=False,
-            callbacks=[recorder, sched.OneCycleLR(max_lr=0.1, epochs=3, steps_per_epoch=4)],
-        )
-        assert used == pytest.approx(self._one_cycle_reference(12), rel=1e-12)
+        with pytest.raises(ValueError, match="Tried to step 5 times"):
+            model.fit_generator(_batches(2), epochs=5, verbose=False,
+                                callbacks=[sched.OneCycleLR(max_lr=0.1, total_steps=4)])
 
-    def test_trailing_partial_group_is_scheduled(self):
-        """A trailing partial accumulation group's optimizer step also advances the schedule."""
+    def test_cyclic_lr_matches_torch_per_epoch(self):
+        """CyclicLR(step_size_up=2) climbs and falls over epochs, not batches."""
         model = _model()
-        callback = sched.OneCycleLR(max_lr=0.1, total_steps=6)
-        model.fit_generator(_batches(3), epochs=3, batches_per_step=2, callbacks=[callback],
-                            verbose=False)
-        assert callback.scheduler.last_epoch == 6
+        history = _fit(model, _batches(3), epochs=6, verbose=False,
+                       callbacks=[sched.CyclicLR(base_lr=0.01, max_lr=0.1, step_size_up=2)])
+        expected = self._per_epoch_reference(
+            lambda o: torch_sched.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=2), 6)
+        assert [h["lr"] for h in history] == pytest.approx(expected, rel=1e-12)
+        assert expected[0] != expected[2]
+
+    def test_accumulation_does_not_change_the_schedule(self):
+        """With batches_per_step=2 the schedule still steps once per epoch."""
+        model = _model()
+        callback = sched.OneCycleLR(max_lr=0.1, total_steps=3)
+        history = _fit(model, _batches(5), epochs=3, batches_per_step=2, verbose=False,
+                       callbacks=[callback])
+        expected = self._per_epoch_reference(
+            lambda o: torch_sched.OneCycleLR(o, max_lr=0.1, total_steps=3), 3)
+        assert [h["lr"] for h in history] == pytest.approx(expected, rel=1e-12)
+        assert callback.scheduler.last_epoch == 3
+
+    def test_sequential_lr_of_one_cycles_steps_per_epoch(self):
+        """A SequentialLR whose members are OneCycleLR callbacks steps once per epoch too."""
+        model = _model()
+        callback = sched.SequentialLR(
+            schedulers=[sched.OneCycleLR(max_lr=0.1, total_steps=2),
+                        sched.CyclicLR(base_lr=0.01, max_lr=0.1, step_size_up=1)],
+            milestones=[2],
+        )
+        history = _fit(model, _batches(3), epochs=4, callbacks=[callback], verbose=False)
+
+        def reference(o):
+            return torch_sched.SequentialLR(
+                o, [torch_sched.OneCycleLR(o, max_lr=0.1, total_steps=2),
+                    torch_sched.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=1)],
+                milestones=[2])
+
+        assert [h["lr"] for h in history] == pytest.approx(
+            self._per_epoch_reference(reference, 4), rel=1e-12)
+        assert callback.scheduler.last_epoch == 4
 
     def test_momentum_is_cycled(self):
         """OneCycleLR also cycles SGD's momentum, as in torch."""
         model = _model()
-        model.fit_generator(_batches(4), epochs=1, verbose=False,
+        model.fit_generator(_batches(4), epochs=2, verbose=False,
                             callbacks=[sched.OneCycleLR(max_lr=0.1, total_steps=8)])
         assert model.optimizer.param_groups[0]["momentum"] != 0.9
+
+    def test_resume_continues_a_one_cycle(self):
+        """A OneCycleLR state saved after 2 of 5 epochs and loaded into a fresh callback
+        continues the schedule: 2 + 3 epochs log the lrs of 5 epochs in one go, and the
+        cycled momentum is the restored schedule's."""
+        def make():
+            return sched.OneCycleLR(max_lr=0.1, total_steps=5)
+
+        full = _fit(_model(), _batches(2), epochs=5, callbacks=[make()], verbose=False)
+        first = _model()
+        callback = make()
+        head = _fit(first, _batches(2), epochs=2, callbacks=[callback], verbose=False)
+        second = _model()
+        second.optimizer.load_state_dict(first.optimizer.state_dict())
+        resumed = make()
+        resumed.load_state_dict(callback.state_dict())
+        tail = _fit(second, _batches(2), epochs=5, initial_epoch=3, callbacks=[resumed],
+                    verbose=False)
+        assert [h["lr"] for h in head + tail] == pytest.approx([h["lr"] for h in full])
+        assert resumed.scheduler.last_epoch == 5
 
 
 class TestReduceLROnPlateau:

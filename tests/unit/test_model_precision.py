@@ -1,6 +1,7 @@
 """``Model(precision=..., compile=...)``: checking the arguments before any work, the loss
-scaler's state in the optimizer file, weights saved from a compiled network, and per-step LR
-schedules that do not count a step the scaler skipped."""
+scaler's state in the optimizer file, weights saved from a compiled network, an LR schedule
+(stepped per epoch) and an ``OptimizerPolicy`` (which does not count a step the scaler
+skipped) around skipped steps."""
 
 from __future__ import annotations
 
@@ -206,10 +207,11 @@ class _InfAt(Callback):
         self.current = batch_number
 
 
-class TestPerStepScheduleAndSkippedSteps:
-    def test_one_cycle_does_not_count_skipped_steps(self) -> None:
+class TestScheduleAndSkippedSteps:
+    def test_one_cycle_steps_once_per_epoch_whatever_the_scaler_skipped(self) -> None:
         """OneCycleLR under '16-mixed': with the loss of batches 2 and 4 made infinite, the
-        scaler skips those steps and the schedule advances once per step actually taken."""
+        scaler skips those steps; the schedule, stepped once per epoch as in Poutyne, steps
+        once at the epoch's end all the same."""
         marker = _InfAt({2, 4})
 
         def loss(y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
@@ -228,23 +230,13 @@ class TestPerStepScheduleAndSkippedSteps:
         assert model.mixed_precision is not None
         assert model.mixed_precision.skipped_steps == 2
         assert schedule.scheduler is not None
-        assert schedule.scheduler.last_epoch == 6 - 2  # 6 batches, 2 skipped
+        assert schedule.scheduler.last_epoch == 1  # one epoch, skipped steps or not
         reference = torch.optim.lr_scheduler.OneCycleLR(
             torch.optim.SGD(_network().parameters(), lr=0.1), max_lr=0.5, total_steps=20
         )
-        for _ in range(4):
-            reference.optimizer.step()
-            reference.step()
+        reference.optimizer.step()
+        reference.step()
         assert schedule.scheduler.get_last_lr() == reference.get_last_lr()
-
-    def test_float32_counts_every_step(self) -> None:
-        """The same run at '32' (inf losses step the optimizer anyway) advances the schedule
-        once per batch."""
-        model = Model(_network(), "sgd", "cross_entropy")
-        schedule = OneCycleLR(max_lr=0.5, total_steps=20)
-        batches = _batches()
-        model.fit_generator(batches, epochs=1, verbose=False, callbacks=[schedule])
-        assert schedule.scheduler is not None and schedule.scheduler.last_epoch == 6
 
 
 def test_optimizer_checkpoint_keeps_the_scaler_state(tmp_path: Any) -> None:

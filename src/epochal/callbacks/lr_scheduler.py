@@ -6,28 +6,23 @@ with the model's optimizer (``self.model.optimizer``); the scheduler is then ava
 ``callback.scheduler``. The classes are generated from the public scheduler classes of the
 installed PyTorch, so a scheduler PyTorch adds is available here too.
 
-When a schedule steps:
+Every schedule steps once per epoch, as in Poutyne (whose wrappers call ``scheduler.step()``
+at ``on_epoch_end``):
 
-* Most schedulers step once per epoch, at ``on_epoch_end`` (also after an epoch a stop
-  request cut short), as Poutyne does. The ``lr`` in that epoch's logs is the learning rate
-  the epoch trained with.
-* ``OneCycleLR`` and ``CyclicLR`` are per-step schedules: they step once per optimizer step,
-  after ``optimizer.step()``: at the ``on_train_batch_begin`` of the batch after the step
-  (or at ``on_epoch_end`` for an epoch's last step, trailing partial accumulation group
-  included). So every optimizer step uses the learning rate PyTorch's schedule gives it, and
-  ``on_backward_end`` hooks see that learning rate. With ``batches_per_step=N`` the schedule
-  advances once per ``N`` batches: ``total_steps`` / ``steps_per_epoch`` count optimizer
-  steps, as in a hand-written loop. The ``lr`` in the epoch logs is the one the epoch's last
-  optimizer step used.
-  With ``precision='16-mixed'``, a step the loss scaler skipped (inf/NaN gradients, the
-  parameters unchanged) is not counted: the schedule does not advance for it.
+* Each scheduler, ``OneCycleLR`` and ``CyclicLR`` included, steps once at ``on_epoch_end``
+  (also after an epoch a stop request cut short). The learning rate is constant within an
+  epoch, and the ``lr`` in that epoch's logs is the learning rate the epoch trained with.
+  So ``total_steps`` / ``steps_per_epoch`` of ``OneCycleLR`` and ``step_size_up`` of
+  ``CyclicLR`` count epochs: ``OneCycleLR(max_lr=0.1, total_steps=4)`` fits a 4-epoch
+  training (``OneCycleLR(max_lr=0.1, epochs=4, steps_per_epoch=1)`` too); more epochs than
+  that make PyTorch raise ``ValueError: Tried to step ... times``, as in Poutyne. For a
+  learning rate that changes within an epoch use :class:`~epochal.OptimizerPolicy`.
 * :class:`ReduceLROnPlateau` steps at ``on_epoch_end`` on the monitored log value.
 
 ``SequentialLR`` and ``ChainedScheduler`` take other schedulers: pass callbacks of this module
 (``SequentialLR(schedulers=[LinearLR(total_iters=2), ExponentialLR(gamma=0.9)],
 milestones=[2])``), factories ``optimizer -> torch scheduler``, or PyTorch schedulers already
-built on the model's optimizer. They step per optimizer step when every member is a per-step
-callback (``OneCycleLR``/``CyclicLR``), else per epoch.
+built on the model's optimizer. They step once per epoch like the others.
 
 Calling ``fit`` again with the same callback and optimizer continues the schedule; a state
 loaded with ``load_state_dict`` before training begins is applied as soon as the scheduler is
@@ -47,7 +42,6 @@ from torch.optim import lr_scheduler as _torch_lr_scheduler
 from epochal._io import torch_from_bytes
 from epochal.callbacks.base import Callback
 from epochal.exceptions import ConfigurationError, MonitorKeyError
-from epochal.precision import scaler_skipped_last_step
 
 __all__ = [
     "ReduceLROnPlateau",
@@ -63,7 +57,6 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 _LRSchedulerBase: type[Any] = getattr(
     _torch_lr_scheduler, "LRScheduler", getattr(_torch_lr_scheduler, "_LRScheduler", object)
 )
-_PER_STEP = frozenset({"OneCycleLR", "CyclicLR"})
 _COMPOSITE = frozenset({"SequentialLR", "ChainedScheduler"})
 #: Optimizer hyper-parameters that cyclic schedules overwrite when they are built; a restored
 #: state puts the optimizer's values back.
@@ -79,33 +72,54 @@ def _signature_without_optimizer(torch_class: type[Any]) -> inspect.Signature | 
     return signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
 
 
+def _refuse_positional_optimizer(name: str, torch_class: type[Any], args: Sequence[Any]) -> None:
+    """Raise Poutyne's error (as a ConfigurationError, a ValueError) when a positional
+    argument of the callback ``name`` is an optimizer."""
+    optimizer = next((a for a in args if isinstance(a, torch.optim.Optimizer)), None)
+    if optimizer is None:
+        return
+    signature = _signature_without_optimizer(torch_class)
+    first = next(iter(signature.parameters), None) if signature is not None else None
+    right = f"{name}({first}=...)" if first else f"{name}(...)"
+    raise ConfigurationError(
+        "In the LR scheduler callbacks, the optimizer is automatically passed to the "
+        "PyTorch's LR scheduler. You must remove it from the arguments. "
+        f"{name} got a {type(optimizer).__name__} optimizer as a positional argument; it "
+        f"takes the arguments of torch.optim.lr_scheduler.{torch_class.__name__} minus the "
+        f"optimizer: write {right}, not {name}(optimizer, ...). The Model's optimizer is "
+        "used at the start of training."
+    )
+
+
 class TorchLRScheduler(Callback):
     """Base of the scheduler callbacks: wraps one ``torch.optim.lr_scheduler`` class.
 
     Subclasses set ``torch_class``; the constructor takes that class's arguments minus the
-    optimizer and checks them against its signature right away.
+    optimizer and checks them against its signature right away. The scheduler steps once per
+    epoch, at ``on_epoch_end``, as in Poutyne (:class:`ReduceLROnPlateau` on a log value).
 
     Attributes:
         torch_class: The PyTorch scheduler class.
-        step_per_batch: True for per-step schedules (stepped once per optimizer step), False
-            for per-epoch ones.
         scheduler: The PyTorch scheduler, built at ``on_train_begin``; None before.
 
     Raises:
         TypeError: The arguments do not fit the PyTorch class's signature (the message is
             Python's, naming the argument).
-        ConfigurationError: An ``optimizer`` argument was given (it comes from the model).
+        ConfigurationError: An optimizer was passed, positionally (``StepLR(optimizer, 1)``,
+            Poutyne's ``ValueError``; ConfigurationError subclasses ValueError) or as
+            ``optimizer=``: it comes from the Model.
     """
 
     torch_class: ClassVar[type[Any]]
-    step_per_batch: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
+        name = type(self).__name__
+        torch_name = f"torch.optim.lr_scheduler.{self.torch_class.__name__}"
+        _refuse_positional_optimizer(name, self.torch_class, args)
         if "optimizer" in kwargs:
             raise ConfigurationError(
-                f"{type(self).__name__} takes the arguments of "
-                f"torch.optim.lr_scheduler.{self.torch_class.__name__} minus the optimizer, "
+                f"{name} takes the arguments of {torch_name} minus the optimizer, "
                 "which comes from the Model at the start of training; remove optimizer=."
             )
         self.args = args
@@ -114,16 +128,13 @@ class TorchLRScheduler(Callback):
         self.scheduler: Any | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._pending_state: dict[str, Any] | None = None
-        self._step_due = False
         self._training = False
 
     @property
     def used_hooks(self) -> frozenset[str]:
-        """The hooks this callback acts on (the bus adapter may subscribe only those)."""
-        hooks = {"on_train_begin", "on_epoch_end", "on_train_end"}
-        if self.step_per_batch:
-            hooks |= {"on_backward_end", "on_train_batch_begin"}
-        return frozenset(hooks)
+        """The hooks this callback acts on (the bus adapter may subscribe only those): no
+        batch hook."""
+        return frozenset({"on_train_begin", "on_epoch_end", "on_train_end"})
 
     def _check_arguments(self) -> None:
         signature = _signature_without_optimizer(self.torch_class)
@@ -216,7 +227,6 @@ class TorchLRScheduler(Callback):
             raise ConfigurationError(
                 f"{type(self).__name__} needs the Model's optimizer; this Model has none."
             )
-        self._step_due = False
         self._training = True
         if (
             self.scheduler is not None
@@ -235,55 +245,19 @@ class TorchLRScheduler(Callback):
             self._apply_state(pending, restore=saved)
 
     def on_epoch_end(self, epoch_number: int, logs: dict[str, Any]) -> None:
-        """Step a per-epoch schedule; catch up a per-step schedule's pending step."""
-        if self.step_per_batch:
-            self._step_if_due()
-        elif self.scheduler is not None:
+        """Step the schedule once (Poutyne's ``scheduler.step()`` at every epoch end)."""
+        if self.scheduler is not None:
             self.scheduler.step()
 
     def on_train_end(self, logs: dict[str, Any]) -> None:
-        """Catch up a per-step schedule's pending step."""
-        if self.step_per_batch:
-            self._step_if_due()
+        """Mark the training as over: a state loaded from now on waits for the next
+        ``on_train_begin``."""
         self._training = False
 
-    def _step_if_due(self) -> None:
-        if self._step_due and self.scheduler is not None:
-            self._step_due = False
-            if not scaler_skipped_last_step(getattr(self, "model", None)):
-                self.scheduler.step()
 
-
-class _PerStepScheduler(TorchLRScheduler):
-    """A scheduler stepped once per optimizer step, after ``optimizer.step()``.
-
-    ``on_backward_end`` marks a step as due (the optimizer is about to step); the scheduler
-    steps at the next ``on_train_batch_begin`` (the optimizer has stepped by then), at
-    ``on_epoch_end`` for an epoch's last optimizer step, or at the next ``on_backward_end``,
-    whichever comes first. None of these hooks carries batch logs, so stepping a per-step
-    schedule costs no device-to-host copy per batch.
-    """
-
-    step_per_batch = True
-
-    def on_backward_end(self, batch_number: int) -> None:
-        """Mark a scheduler step as due (a step still due from an earlier optimizer step is
-        done first, so the coming optimizer step uses its learning rate)."""
-        if self.step_per_batch:
-            self._step_if_due()
-            self._step_due = True
-
-    def on_train_batch_begin(self, batch_number: int, logs: dict[str, Any]) -> None:
-        """Step the schedule when the previous batch ended with an optimizer step."""
-        if self.step_per_batch:
-            self._step_if_due()
-
-
-class _CompositeScheduler(_PerStepScheduler):
+class _CompositeScheduler(TorchLRScheduler):
     """``SequentialLR`` / ``ChainedScheduler``: members are callbacks, factories or PyTorch
-    schedulers; per step only when every member is a per-step callback."""
-
-    step_per_batch = False
+    schedulers; the composite steps once per epoch, like every schedule."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -300,9 +274,6 @@ class _CompositeScheduler(_PerStepScheduler):
                     f"{type(self).__name__} members must be scheduler callbacks, factories "
                     f"optimizer -> scheduler, or torch schedulers; got {type(member).__name__}."
                 )
-        self.step_per_batch = bool(members) and all(
-            isinstance(m, TorchLRScheduler) and m.step_per_batch for m in members
-        )
 
     def _members(self) -> Any:
         if "schedulers" in self.kwargs:
@@ -376,7 +347,9 @@ class ReduceLROnPlateau(TorchLRScheduler):
     validated) does not step the scheduler.
 
     Raises:
-        ConfigurationError: ``mode`` is not ``'min'``/``'max'`` or ``monitor`` is empty.
+        ConfigurationError: ``mode`` is not ``'min'``/``'max'`` (an optimizer passed first
+            gets Poutyne's message: the optimizer comes from the Model) or ``monitor`` is
+            empty.
         MonitorKeyError: At train begin, when the training will never log ``monitor``; the
             message lists the logged keys.
     """
@@ -397,6 +370,7 @@ class ReduceLROnPlateau(TorchLRScheduler):
         monitor: str = "val_loss",
         **kwargs: Any,
     ) -> None:
+        _refuse_positional_optimizer(type(self).__name__, self.torch_class, (mode,))
         if mode not in ("min", "max"):
             raise ConfigurationError(f"mode must be 'min' or 'max'; got {mode!r}.")
         if not isinstance(monitor, str) or not monitor:
@@ -438,21 +412,12 @@ def _is_scheduler_class(name: str, obj: Any) -> bool:
 
 
 def _make_callback_class(name: str, torch_class: type[Any]) -> type[TorchLRScheduler]:
-    if name in _COMPOSITE:
-        base: type[TorchLRScheduler] = _CompositeScheduler
-    elif name in _PER_STEP:
-        base = _PerStepScheduler
-    else:
-        base = TorchLRScheduler
-    when = (
-        "once per optimizer step (after ``optimizer.step()``)"
-        if name in _PER_STEP
-        else "per optimizer step if all its members are per-step callbacks, else per epoch"
-        if name in _COMPOSITE
-        else "once per epoch, at ``on_epoch_end``"
+    base: type[TorchLRScheduler] = (
+        _CompositeScheduler if name in _COMPOSITE else TorchLRScheduler
     )
     doc = (
-        f"``torch.optim.lr_scheduler.{name}`` as a callback, stepped {when}.\n\n"
+        f"``torch.optim.lr_scheduler.{name}`` as a callback, stepped once per epoch, at "
+        "``on_epoch_end``, as in Poutyne.\n\n"
         f"Takes the arguments of ``torch.optim.lr_scheduler.{name}`` minus the optimizer; the "
         "scheduler is built on the model's optimizer at ``on_train_begin`` and exposed as "
         "``.scheduler``. See :class:`TorchLRScheduler`."
