@@ -28,9 +28,11 @@ __all__ = [
     "ArrayDataset",
     "DeviceArg",
     "check_epochs",
+    "check_parallel_devices",
     "check_positive",
     "collect",
     "concat",
+    "devices_of",
     "loader_len",
     "ordered_loader",
     "single_device",
@@ -78,10 +80,61 @@ DeviceArg = torch.device | str | int
 """One device as ``Model(device=...)`` and ``Model.to`` take it."""
 
 _SEVERAL_DEVICES = (
-    "epochal does not run torch.nn.DataParallel (Poutyne's multi-GPU mode). For several "
-    "GPUs, launch the script with torchrun and pass strategy='ddp' (see docs/scaling-out.md); "
-    "otherwise pass one device, e.g. device='cuda:0' or device='cpu'."
+    "Here one device is expected; several devices (Poutyne's DataParallel mode) are taken by "
+    "Model(device=[...]) and Model.to([...]). For several GPUs or machines, launching with "
+    "torchrun and strategy='ddp' scales better (see docs/scaling-out.md)."
 )
+
+
+def check_parallel_devices(value: Any, devices: tuple[torch.device, ...]) -> None:
+    """``torch.nn.parallel.data_parallel`` runs on CUDA devices only (it raises "device type
+    could not be determined" at the first batch otherwise): say so before any work.
+
+    Raises:
+        ConfigurationError: One of ``devices`` is not a CUDA device.
+    """
+    others = sorted({str(device) for device in devices if device.type != "cuda"})
+    if others:
+        raise ConfigurationError(
+            f"device={value!r} names several devices, which run the forward pass with "
+            f"torch.nn.parallel.data_parallel, and that needs CUDA devices; {others} "
+            "is not. Pass CUDA devices (e.g. ['cuda:0', 'cuda:1']) or one device."
+        )
+
+
+def devices_of(value: Any) -> tuple[DeviceArg, torch.device, tuple[torch.device, ...]]:
+    """The devices ``value`` names, as Poutyne's ``Model.to`` reads them: ``(the device as
+    given, as a torch.device, the other devices)``.
+
+    A list (or tuple) names its first element as the main device and the rest as the other
+    devices of ``torch.nn.parallel.data_parallel``; ``'all'`` names every CUDA device
+    (``'cuda:0'`` first); anything else is one device (:func:`single_device`).
+
+    Raises:
+        ConfigurationError: An empty list, ``'all'`` where torch sees no CUDA device, or an
+            element that is not a device torch knows.
+    """
+    if isinstance(value, str) and value == "all":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise ConfigurationError(
+                "device='all' asks for every CUDA device, and torch sees none on this machine; "
+                "pass one device, e.g. device='cpu'."
+            )
+        value = [f"cuda:{index}" for index in range(count)]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ConfigurationError(
+                f"device={value!r} names no device; expected one, e.g. device='cuda:0', or "
+                "a list of devices, e.g. ['cuda:0', 'cuda:1']."
+            )
+        given, target = single_device(value[0])
+        others = tuple(single_device(device)[1] for device in value[1:])
+        if others:
+            check_parallel_devices(value, (target, *others))
+        return given, target, others
+    given, target = single_device(value)
+    return given, target, ()
 
 
 def single_device(value: Any) -> tuple[DeviceArg, torch.device]:

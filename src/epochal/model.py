@@ -25,11 +25,12 @@ from epochal._arrays import (
     DeviceArg,
     check_epochs,
     check_positive,
+    devices_of,
     loader_len,
     ordered_loader,
-    single_device,
 )
 from epochal._driver import TrainingDriver
+from epochal._model_device import ModelDevice
 from epochal._model_inference import ModelInference
 from epochal._model_state import ModelState
 from epochal._parallel import attach_data_parallel
@@ -62,7 +63,7 @@ __all__ = ["Model"]
 _ArrayDataset = ArrayDataset
 
 
-class Model(ModelInference, ModelState):
+class Model(ModelInference, ModelState, ModelDevice):
     """A network, its optimizer, loss and metrics, trained with Poutyne's API.
 
     Args:
@@ -80,8 +81,9 @@ class Model(ModelInference, ModelState):
         device: Where the network and batches go (``'cpu'``, ``'cuda:0'``, a
             ``torch.device``, or a list of one of them); None leaves the network where it is
             and moves no batch. :attr:`device` keeps the value as given, as Poutyne's does.
-            Several devices (a longer list, or ``'all'``: Poutyne's ``DataParallel``) are
-            refused; use ``strategy='ddp'`` under ``torchrun`` (see the "Scaling out" page).
+            Several CUDA devices (a longer list, or ``'all'``) run each forward pass through
+            ``torch.nn.parallel.data_parallel`` as in Poutyne (see :meth:`to`);
+            ``strategy='ddp'`` under ``torchrun`` scales better (see the "Scaling out" page).
             Under ``strategy='ddp'`` each rank uses its own device (``cuda:LOCAL_RANK`` or
             the CPU) instead.
         precision: ``'32'`` (float32, the default), ``'bf16-mixed'`` (forward pass and loss
@@ -120,7 +122,8 @@ class Model(ModelInference, ModelState):
             names); optimizer parameters that do not belong to the network; duplicate metric
             names; an unknown precision, one the device and the installed torch cannot run
             (the message names both), ``torch.compile`` options torch does not take, or a
-            ``device`` naming several devices or none that torch knows.
+            ``device`` naming none that torch knows, several that are not all CUDA devices,
+            or several together with ``strategy='ddp'``.
     """
 
     def __init__(
@@ -140,8 +143,13 @@ class Model(ModelInference, ModelState):
             raise TypeError(
                 f"network must be a torch.nn.Module; got {type(network).__name__}."
             )
-        if device is not None:
-            single_device(device)  # a list of several devices fails before any work
+        # A device torch does not know fails here, before any work.
+        if device is not None and devices_of(device)[2] and strategy is not None:
+            raise ConfigurationError(
+                f"device={device!r} (several devices: DataParallel) and strategy={strategy!r} "
+                "cannot be combined; under torchrun pass one device per process (or none: "
+                "each rank takes its LOCAL_RANK device)."
+            )
         self._precision_plan = resolve_precision(precision)
         compile_options = resolve_compile_options(compile)
         self.forward_network = compile_network(network, compile_options)
@@ -166,6 +174,9 @@ class Model(ModelInference, ModelState):
         self.clock: Callable[[], float] = time.perf_counter
         self._device_given: DeviceArg | None = None  # what `device` reads (Poutyne's value)
         self._device: torch.device | None = None  # the same, normalised: what the passes use
+        # Poutyne's multi-GPU mode: the other devices of data_parallel (device=[...] / 'all').
+        self._other_devices: tuple[torch.device, ...] = ()
+        self._parallel_forward: tuple[Any, nn.Module] | None = None
         self._global_step = 0
         #: Keys of the epoch logs the current (or last) ``fit`` writes; set when ``fit``
         #: starts, before ``on_train_begin``, so callbacks can check their monitor keys.
@@ -191,7 +202,7 @@ class Model(ModelInference, ModelState):
     def _setup(self, *, batches_per_step: int = 1, loss: bool = True) -> EpochSetup:
         return EpochSetup(
             precision=self.mixed_precision,
-            network=self.forward_network,
+            network=self._pass_network(),
             loss_function=self.loss_function if loss else None,
             batch_metrics=tuple(self.batch_metrics) if loss else (),
             epoch_metrics=tuple(self.epoch_metrics) if loss else (),
@@ -531,62 +542,8 @@ class Model(ModelInference, ModelState):
             callbacks=callbacks,
         )
 
-    # ------------------------------------------------------------------ devices
-
-    @property
-    def device(self) -> DeviceArg | None:
-        """The device as given (see the class docstring's Attributes); None when none was."""
-        return self._device_given
-
-    @device.setter
-    def device(self, value: DeviceArg | list[DeviceArg] | None) -> None:
-        if value is None:
-            self._device_given, self._device = None, None
-        else:
-            self._device_given, self._device = single_device(value)
-
-    def to(self, device: DeviceArg | list[DeviceArg]) -> Model:
-        """Move the network, the optimizer's state and future batches to ``device``.
-
-        :attr:`device` then holds ``device`` as given (``'cpu'`` stays a string), as in
-        Poutyne.
-
-        Returns:
-            ``self``.
-
-        Raises:
-            ConfigurationError: ``device`` names several devices (a list, or ``'all'``) or
-                none torch knows; nothing has moved.
-        """
-        given, target = single_device(device)
-        self.mixed_precision = bind_precision(  # checked before anything moves
-            self._precision_plan, self.network, target, self.mixed_precision
-        )
-        self._device_given, self._device = given, target
-        self.network.to(target)
-        if self.optimizer is not None and self.optimizer.state:
-            # load_state_dict casts each state tensor to its parameter's device and dtype
-            # (keeping step counters where PyTorch wants them).
-            self.optimizer.load_state_dict(self.optimizer.state_dict())
-        return self
-
-    def cuda(self, device: int | str | torch.device | None = None) -> Model:
-        """Move to a CUDA device (the current one when None). Returns ``self``; :attr:`device`
-        is then a ``torch.device``, as in Poutyne."""
-        if device is None:
-            return self.to(torch.device("cuda", torch.cuda.current_device()))
-        if isinstance(device, int):
-            return self.to(torch.device("cuda", device))
-        return self.to(single_device(device)[1])
-
-    def cpu(self) -> Model:
-        """Move to the CPU. Returns ``self``; :attr:`device` is then ``torch.device('cpu')``,
-        as in Poutyne."""
-        return self.to(torch.device("cpu"))
-
     def __repr__(self) -> str:
         return (
             f"Model(network={type(self.network).__name__}, optimizer="
             f"{type(self.optimizer).__name__ if self.optimizer else None}, device={self.device})"
         )
-

@@ -92,25 +92,63 @@ class TestDeviceAsGiven:
         assert "device=cpu" in repr(_model(device="cpu"))
 
 
-class TestSeveralDevicesRefused:
-    @pytest.mark.parametrize(
-        "device", [["cpu", "cpu"], ["cuda:0", "cuda:1"], "all", ("cpu", "cpu")]
-    )
-    def test_at_construction(self, device):
-        with pytest.raises(ConfigurationError) as info:
-            _model(device=device)
-        message = str(info.value)
-        assert repr(device) in message
-        assert "torchrun" in message and "strategy='ddp'" in message
-        assert "docs/scaling-out.md" in message and "one device" in message
+class TestSeveralDevices:
+    """Poutyne's multi-GPU mode: a list of devices (or 'all') keeps the network on the first
+    and runs each forward pass through torch.nn.parallel.data_parallel over all of them."""
 
-    @pytest.mark.parametrize("device", [["cpu", "meta"], "all"])
+    def test_a_list_runs_the_forward_through_data_parallel(self, monkeypatch):
+        """The wiring, on the CPU: data_parallel (CUDA only) is replaced by a recorder that
+        calls the module, and the CUDA check is lifted, so CPU devices stand in for GPUs."""
+        calls = []
+
+        def recording(module, inputs, device_ids=None, *args, **kwargs):
+            calls.append((module, len(inputs), list(device_ids)))
+            return module(*inputs)
+
+        monkeypatch.setattr(torch.nn.parallel, "data_parallel", recording)
+        monkeypatch.setattr("epochal._arrays.check_parallel_devices", lambda *a: None)
+        x, y = _data()
+        plain = _model()
+        expected = plain.fit(x, y, epochs=2, batch_size=4, verbose=False)
+        model = _model(device=["cpu", "cpu"])
+        assert model.device == "cpu"  # Poutyne: device[0]
+        history = model.fit(x, y, epochs=2, batch_size=4, verbose=False)
+        assert calls and all(
+            module is model.network and n == 1
+            and ids == [torch.device("cpu"), torch.device("cpu")]
+            for module, n, ids in calls)
+        assert [{k: v for k, v in row.items() if k != "time"} for row in history] == [
+            {k: v for k, v in row.items() if k != "time"} for row in expected]
+        evaluated = len(calls)
+        model.evaluate(x, y, batch_size=6, verbose=False)
+        assert len(calls) == evaluated + 2  # every pass, as Poutyne's _compute_loss_and_metrics
+        model.to("cpu")
+        model.predict(x, batch_size=6, verbose=False)
+        assert len(calls) == evaluated + 2  # one device again: a plain call
+
+    @pytest.mark.parametrize("device", [["cpu", "cpu"], ("cuda:0", "cpu")])
+    def test_several_devices_must_be_cuda(self, device):
+        """data_parallel raises "device type could not be determined" at the first batch on
+        non-CUDA devices; epochal says so when the model is built."""
+        with pytest.raises(ConfigurationError, match="needs CUDA devices"):
+            _model(device=device)
+
+    @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+    def test_all_without_a_gpu_says_so(self):
+        with pytest.raises(ConfigurationError, match="sees none"):
+            _model(device="all")
+
+    def test_with_strategy_ddp_refused(self):
+        with pytest.raises(ConfigurationError, match="cannot be combined"):
+            _model(device=["cuda:0", "cuda:1"], strategy="ddp")
+
+    @pytest.mark.parametrize("device", [["cpu", "nonsense"], ["cpu", 1.5], ["cpu", "cpu"]])
     def test_in_to_before_anything_moves(self, device):
         model = _model(device="cpu")
         weight = model.network.weight
-        with pytest.raises(ConfigurationError, match="strategy='ddp'"):
+        with pytest.raises(ConfigurationError, match="device"):
             model.to(device)
-        assert model.device == "cpu"
+        assert model.device == "cpu" and model._other_devices == ()
         assert model.network.weight is weight and weight.device.type == "cpu"
 
     def test_an_empty_list(self):
