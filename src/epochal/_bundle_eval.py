@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from epochal._poutyne_directory import is_poutyne_directory, warn_test_log_not_written
 from epochal._snapshots import SnapshotStore
 from epochal.core.monitor import Monitor
 from epochal.model import Model
@@ -33,6 +34,7 @@ class BundleEvaluation:
     monitor: Monitor | None
     model: Model
     logging: bool
+    _warned_test_log: bool = False  # the Poutyne-directory warning of test, once per bundle
     _load_checkpoint: Callable[..., dict[str, Any] | None]
 
     # ------------------------------------------------------------------ test
@@ -63,6 +65,10 @@ class BundleEvaluation:
         Raises:
             ValueError: ``return_dict_format=False`` (the result is always a dict).
             StorageError: The directory does not accept writes (checked before evaluating).
+
+        In a directory written by Poutyne's ``ModelBundle`` the checkpoint is read from
+        Poutyne's files and nothing is written: no ``{name}_log.tsv`` (a warning says so, once
+        per bundle).
         """
         return self._test(self.model.evaluate_generator, test_generator, **kwargs)
 
@@ -96,14 +102,20 @@ class BundleEvaluation:
         if seed is not None:
             set_seeds(seed)
         row = None
+        foreign = self.logging and is_poutyne_directory(self._snapshots.store)
         if self.logging:
-            self._snapshots.probe()  # {name}_log.tsv is written after the evaluation
+            if not foreign:
+                self._snapshots.probe()  # {name}_log.tsv is written after the evaluation
             row = self._load_checkpoint(self._checkpoint(checkpoint), verbose=verbose,
                                         strict=True)
         if verbose:
             print(f"Running {name}")
         result = evaluate(*args, verbose=verbose, **kwargs)
-        if self.logging:
+        if foreign:  # Poutyne's directory: nothing is written there
+            if not self._warned_test_log:
+                self._warned_test_log = True
+                warn_test_log_not_written(self._snapshots.describe, name)
+        elif self.logging:
             logs = result[0] if isinstance(result, tuple) else result
             table = {**(row or {}), **{k: v for k, v in logs.items() if k != "time"}}
             self._snapshots.write_table(f"{name}_log.tsv", [table])

@@ -2,7 +2,8 @@
 them in), the best epoch's row, and loading a committed checkpoint into the network.
 
 ``BundleRecords`` is a part of :class:`~epochal.ModelBundle` (a mixin); it only reads what the
-bundle's snapshot store has committed. pandas is imported on call, so importing epochal does
+bundle's snapshot store has committed, or, in a directory Poutyne's ``ModelBundle`` wrote,
+Poutyne's ``log.tsv`` and weights files (:mod:`epochal._poutyne_directory`). pandas is imported on call, so importing epochal does
 not need it.
 """
 
@@ -13,6 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from epochal._poutyne_directory import is_poutyne_directory, poutyne_log_rows
 from epochal._snapshots import SnapshotStore
 from epochal.core import resume
 from epochal.core.monitor import Monitor, best_epoch
@@ -221,6 +223,8 @@ class BundleRecords:
     def _stats_rows(self) -> list[dict[str, Any]]:
         if not self.logging:
             return []
+        if is_poutyne_directory(self.store):  # read as Poutyne reads it, never changed
+            return poutyne_log_rows(self.store)
         snapshot = self._snapshots.read_latest().snapshot
         return [dict(r) for r in snapshot.log_rows] if snapshot else []
 

@@ -432,12 +432,14 @@ class SnapshotStore:
             raise ResumeError(
                 f"{self.describe} was written by Poutyne's ModelBundle (it holds "
                 f"{', '.join(n for n in resume.POUTYNE_MARKERS if n in names)}); epochal "
-                "cannot resume or read it as a bundle: Poutyne's random-state file is a pickle "
-                "that epochal's weights_only loading refuses, and the directory holds no "
-                "callback states, so an exact resume is impossible. Use a new directory for "
-                "the epochal bundle; to start from Poutyne's weights, load them with "
+                "cannot resume it: Poutyne's random-state file is a pickle that epochal's "
+                "weights_only loading refuses, and the directory holds no callback states, so "
+                "an exact resume is impossible. Use a new directory for the epochal bundle; to "
+                "start from Poutyne's weights, load them with "
                 f"model.load_weights({self._url_or_name('checkpoint.ckpt')!r}) (or "
-                "load_checkpoint with a path). Nothing was changed."
+                "load_checkpoint with a path). get_stats, load_checkpoint, test and infer read "
+                "a directory that holds only Poutyne's files, without changing it. Nothing was "
+                "changed."
             )
         if state.foreign:
             shown = ", ".join(state.foreign[:4]) + (", ..." if len(state.foreign) > 4 else "")

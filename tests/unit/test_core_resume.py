@@ -114,6 +114,25 @@ class TestClassify:
         assert set(state.uncommitted) == {"state/epoch_0003.state", "checkpoint_epoch_3.ckpt"}
 
 
+class TestWrittenByPoutyne:
+    POUTYNE = ("checkpoint.ckpt", "checkpoint.optim", "checkpoint.randomstate", "last.epoch",
+               "log.tsv", "checkpoint_epoch_1.ckpt", "plots/loss.png")
+
+    def test_poutyne_files_alone_are_read_as_poutyne(self):
+        """A listing with Poutyne's marker files and no epochal bundle is Poutyne's alone."""
+        assert resume.written_by_poutyne_only(self.POUTYNE)
+
+    @pytest.mark.parametrize("extra", [resume.IDENTITY, "manifests/epoch_0001.json"])
+    def test_an_epochal_file_makes_it_mixed(self, extra):
+        """With the identity record or a manifest it is a mixed directory, not Poutyne's."""
+        assert resume.written_by_poutyne((*self.POUTYNE, extra))
+        assert not resume.written_by_poutyne_only((*self.POUTYNE, extra))
+
+    def test_no_marker_is_not_poutyne(self):
+        """log.tsv and checkpoints alone do not say Poutyne wrote them."""
+        assert not resume.written_by_poutyne_only(("log.tsv", "checkpoint.ckpt"))
+
+
 class TestPrune:
     def test_old_commits_superseded_bests_and_orphans(self):
         """Old manifests before their states; states no kept manifest names; old bests."""

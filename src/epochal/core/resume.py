@@ -42,6 +42,7 @@ __all__ = [
     "start_epoch",
     "state_name",
     "written_by_poutyne",
+    "written_by_poutyne_only",
 ]
 
 #: The format tag of manifests, state files and the identity record.
@@ -222,6 +223,16 @@ def written_by_poutyne(names: Iterable[str]) -> bool:
     """Whether a directory listing holds a file only Poutyne's ModelBundle writes
     (:data:`POUTYNE_MARKERS`)."""
     return any(name in POUTYNE_MARKERS for name in names)
+
+
+def written_by_poutyne_only(names: Iterable[str]) -> bool:
+    """Whether a directory listing is Poutyne's ModelBundle's alone: a file only Poutyne writes
+    (:data:`POUTYNE_MARKERS`), and neither a manifest nor the identity record of an epochal
+    bundle (with either, it is a mixed directory, read as an epochal bundle's)."""
+    listed = list(names)
+    return (
+        written_by_poutyne(listed) and IDENTITY not in listed and not manifest_epochs(listed)
+    )
 
 
 def _training_like(name: str) -> bool:
