@@ -40,7 +40,11 @@ class ModelDevice:
 
     @property
     def device(self) -> DeviceArg | None:
-        """The device as given (see the class docstring's Attributes); None when none was."""
+        """The device as last given to the constructor or :meth:`to`, as in Poutyne: ``'cpu'``
+        stays the string ``'cpu'``; a list gives its first element (where the network and
+        the batches are); a ``torch.device`` after :meth:`cuda`/:meth:`cpu`; None when none
+        was given. Assigning it changes where batches go, not where the network is (as in
+        Poutyne)."""
         return self._device_given
 
     @device.setter

@@ -101,10 +101,6 @@ class Model(ModelInference, ModelState, ModelDevice):
             pass, agrees on stops, writes only on rank 0; see the "Scaling out" page).
 
     Attributes:
-        device: The device as last given to the constructor or :meth:`to` (``'cpu'`` stays
-            the string ``'cpu'``, as in Poutyne; the first element of a one-element list),
-            a ``torch.device`` after :meth:`cuda`/:meth:`cpu`, or None. Assigning it changes
-            where batches go, not where the network is (as in Poutyne).
         bus: The :class:`epochal.RecordBus` this model publishes its records on; subscribe
             your own sinks to it (they stay subscribed across calls).
         stop_training: Set to True (e.g. from a callback) to stop at the end of the current
