@@ -45,9 +45,13 @@ def test_set_seeds_refuses_out_of_range(seed: int) -> None:
 
 
 def test_set_seeds_accepts_the_range_ends() -> None:
-    """0 and 2**32 - 1 are valid seeds."""
-    set_seeds(0)
-    set_seeds(2**32 - 1)
+    """0 and 2**32 - 1 are valid seeds, and each is the seed torch and NumPy then draw from."""
+    for seed in (0, 2**32 - 1):
+        set_seeds(seed)
+        assert torch.initial_seed() == seed
+        draw = np.random.rand()
+        np.random.seed(seed)
+        assert np.random.rand() == draw
 
 
 def test_restored_states_repeat_the_draws() -> None:

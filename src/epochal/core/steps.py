@@ -28,25 +28,23 @@ __all__ = ["EpochSetup", "compute_loss", "expected_input"]
 _NO_LOSS = float("nan")
 
 
+def _describe(obj: Any, *, dtypes: bool = True) -> str:
+    """Shapes (and, with ``dtypes``, dtypes) of the tensors in ``obj``, nested as given:
+    ``(8, 5) float32``, or ``(8, 5)`` without dtypes; other objects by their type name."""
+    if isinstance(obj, torch.Tensor):
+        shape = str(tuple(obj.shape))
+        return f"{shape} {str(obj.dtype).removeprefix('torch.')}" if dtypes else shape
+    if isinstance(obj, (tuple, list)):
+        return "(" + ", ".join(_describe(o, dtypes=dtypes) for o in obj) + ")"
+    if isinstance(obj, dict):
+        return "{" + ", ".join(
+            f"{k!r}: {_describe(v, dtypes=dtypes)}" for k, v in obj.items()) + "}"
+    return type(obj).__name__
+
+
 def _shape_of(obj: Any) -> str:
-    if isinstance(obj, torch.Tensor):
-        return str(tuple(obj.shape))
-    if isinstance(obj, (tuple, list)):
-        return "(" + ", ".join(_shape_of(o) for o in obj) + ")"
-    if isinstance(obj, dict):
-        return "{" + ", ".join(f"{k!r}: {_shape_of(v)}" for k, v in obj.items()) + "}"
-    return type(obj).__name__
-
-
-def _describe(obj: Any) -> str:
-    """Shapes and dtypes of the tensors in ``obj``: ``(8, 5) float32``, nested as given."""
-    if isinstance(obj, torch.Tensor):
-        return f"{tuple(obj.shape)} {str(obj.dtype).removeprefix('torch.')}"
-    if isinstance(obj, (tuple, list)):
-        return "(" + ", ".join(_describe(o) for o in obj) + ")"
-    if isinstance(obj, dict):
-        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in obj.items()) + "}"
-    return type(obj).__name__
+    """:func:`_describe` without dtypes: ``(8, 5)``."""
+    return _describe(obj, dtypes=False)
 
 
 def _reason(exc: BaseException) -> str:
