@@ -29,11 +29,17 @@ from typing import Any
 import attrs
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from epochal._driver import TrainingDriver, _PassHooks
 from epochal.core.records import EpochBegin, EpochRecord, PassPhase, TrainBegin, TrainEnd
 from epochal.core.steps import EpochSetup
-from epochal.distributed.consensus import StopConsensus, StopReason, StopVerdict
+from epochal.distributed.consensus import (
+    StopConsensus,
+    StopFlagCarrier,
+    StopReason,
+    StopVerdict,
+)
 from epochal.distributed.env import DistributedEnv, detect_env
 from epochal.distributed.failure import (
     abort_communicators,
@@ -136,11 +142,15 @@ class DataParallel:
         preemption: A guard whose signal the stop flag carries (set by ``ModelBundle.train``
             while it runs), or None.
         verdict: The stop the ranks agreed on in the last training pass, or None.
+        carrier: The :class:`~epochal.distributed.StopFlagCarrier` between the wrapper and
+            the network when the stop flag rides on the gradient all-reduce (CPU ranks with
+            DDP's default options), else None.
     """
 
     session: DistributedSession
     network: torch.nn.Module
     seed: int
+    carrier: StopFlagCarrier | None = None
     preemption: PreemptionGuard | None = None
     verdict: StopVerdict | None = None
     _shards: list[Any] = attrs.field(factory=list)
@@ -266,9 +276,15 @@ def start_data_parallel(
     assert env is not None
     warn_restart_caveat(env, environ)
     session = start_process_group(env)
-    wrapper = wrap_network(network, session.device, **(ddp_options or {}))
+    options = ddp_options or {}
+    carrier = None
+    if (session.device.type == "cpu" and not isinstance(network, DistributedDataParallel)
+            and not options.get("find_unused_parameters") and not options.get("static_graph")):
+        carrier = StopFlagCarrier(network)  # the stop flag rides on the gradient all-reduce
+    wrapper = wrap_network(carrier if carrier is not None else network, session.device,
+                           **options)
     seed = agree_seed(torch.initial_seed() % (2**62))
-    return DataParallel(session=session, network=wrapper, seed=seed)
+    return DataParallel(session=session, network=wrapper, seed=seed, carrier=carrier)
 
 
 def attach_data_parallel(model: Any, strategy: str | None) -> DataParallel | None:
@@ -321,7 +337,9 @@ class ParallelDriver(TrainingDriver):
     def __init__(self, *, parallel: DataParallel, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.parallel = parallel
-        self.consensus = StopConsensus(parallel.flag_group(), preemption=parallel.preemption)
+        self.consensus = StopConsensus(
+            parallel.flag_group(), preemption=parallel.preemption, carrier=parallel.carrier
+        )
 
     def _pass_hooks(self, phase: PassPhase, epoch: int) -> _PassHooks:
         self.consensus.start_pass()
@@ -354,7 +372,11 @@ class ParallelDriver(TrainingDriver):
         **kwargs: Any,
     ) -> EpochRecord:
         if phase is PassPhase.TRAIN:
-            setup = attrs.evolve(setup, network=self.parallel.network)
+            parallel = self.parallel
+            loss_function = setup.loss_function
+            if parallel.carrier is not None and loss_function is not None:
+                loss_function = parallel.carrier.carry(loss_function, parallel.network)
+            setup = attrs.evolve(setup, network=parallel.network, loss_function=loss_function)
         else:
             check_reducible(setup.epoch_metrics)
         try:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.ddp.ranks import run_ranks, values
+from tests.ddp.ranks import free_port, run_ranks, values
 from tests.ddp.test_bundle_ddp import _rank_train
 
 pytestmark = pytest.mark.ddp
@@ -65,6 +65,45 @@ def test_a_killed_rank_is_restarted_and_the_run_ends_bit_identical(
     for rank in range(2):
         result = torch.load(f"{out}.{rank}", weights_only=False)
         assert result["restarts"] == 3  # every kill happened and torchrun restarted the ranks
+        for key, value in expected_weights.items():
+            assert torch.equal(result["weights"][key], value), key
+        assert [{k: v for k, v in r.items() if k != "time"} for r in result["rows"]] == [
+            {k: v for k, v in r.items() if k != "time"} for r in expected_rows
+        ]
+    assert len((directory / "log.tsv").read_text().splitlines()) == 5
+
+
+def test_two_nodes_rendezvous_restart_and_end_bit_identical(
+    tmp_path: Path, uninterrupted: Any
+) -> None:
+    """Two torchrun agents, one rank each, meet through a c10d rendezvous as two machines
+    would (``--nnodes 2 --rdzv-backend c10d --rdzv-endpoint``), sharing the bundle's
+    directory. Rank 1 is SIGKILLed mid-epoch: its agent restarts it, the other agent sees the
+    new rendezvous round and restarts its rank too, and the run ends bit-identical to the
+    uninterrupted 2-rank run, one log row per epoch."""
+    directory, out = tmp_path / "bundle", tmp_path / "result"
+    environ = dict(os.environ)
+    environ.update(
+        OMP_NUM_THREADS="1",
+        TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "adapters"), str(ROOT)]),
+    )
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        environ.pop(name, None)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
+        "--rdzv-id", "two-nodes", "--max-restarts", "3", "--monitor-interval", "0.2",
+        str(WORKER), str(directory), str(out), "step:1:13",
+    ]
+    nodes = [subprocess.Popen(command, env=environ, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [node.communicate(timeout=240)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    expected_weights, expected_rows = uninterrupted
+    results = [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2)]
+    assert max(result["restarts"] for result in results) >= 1  # the kill happened
+    for result in results:
         for key, value in expected_weights.items():
             assert torch.equal(result["weights"][key], value), key
         assert [{k: v for k, v in r.items() if k != "time"} for r in result["rows"]] == [

@@ -209,7 +209,41 @@ def _rank_starts_own_group(rank: int, world: int) -> tuple[bool, int]:
     return started and not dist.is_initialized(), model._parallel.world_size
 
 
+def _rank_collectives(rank: int, world: int) -> tuple[bool, list[int]]:
+    """The all-reduce calls made from Python (DDP's own are in C++) by a 2-epoch fit with 8
+    and with 16 steps per epoch."""
+    counts = []
+    all_reduce = torch.distributed.all_reduce
+    for batch_size in (4, 2):
+        model = _model()
+        calls = [0]
+
+        def counted(*args: Any, calls: list[int] = calls, **kwargs: Any) -> Any:
+            calls[0] += 1
+            return all_reduce(*args, **kwargs)
+
+        torch.distributed.all_reduce = counted
+        try:
+            model.fit_generator(DataLoader(_data(N_TRAIN, 1), batch_size=batch_size),
+                                DataLoader(_data(N_VALID, 2), batch_size=50), epochs=2,
+                                verbose=False)
+        finally:
+            torch.distributed.all_reduce = all_reduce
+        counts.append(calls[0])
+    assert model._parallel is not None
+    return model._parallel.carrier is not None, counts
+
+
 class TestSetup:
+    def test_cpu_ranks_carry_the_stop_flag_in_the_gradients(self) -> None:
+        """On CPU ranks the stop flag rides on DDP's gradient all-reduce: the Python-side
+        collectives of a fit do not grow with the steps (8 or 16 per epoch: same count)."""
+        results = values(run_ranks(_rank_collectives))
+        for carried, (eight, sixteen) in results:
+            assert carried
+            assert eight == sixteen < 2 * 16  # per pass: its records; per epoch: flag, agree
+
+
     def test_model_starts_the_process_group_when_the_application_did_not(self) -> None:
         """Without an initialised group, Model(strategy='ddp') joins one from torchrun's
         environment (and owns it)."""

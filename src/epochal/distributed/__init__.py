@@ -16,7 +16,12 @@ One job per module:
 
 from __future__ import annotations
 
-from epochal.distributed.consensus import StopConsensus, StopReason, StopVerdict
+from epochal.distributed.consensus import (
+    StopConsensus,
+    StopFlagCarrier,
+    StopReason,
+    StopVerdict,
+)
 from epochal.distributed.env import DistributedEnv, detect_env
 from epochal.distributed.group import (
     DEFAULT_TIMEOUT_S,
@@ -61,6 +66,7 @@ __all__ = [
     "ShardedDataLoader",
     "ShardedTensorBatchLoader",
     "StopConsensus",
+    "StopFlagCarrier",
     "StopReason",
     "StopVerdict",
     "agree_seed",

@@ -23,6 +23,14 @@ Per pass, the driver calls::
 
 Evaluation passes have uneven shards (exact counts), so they do not poll the flag per step;
 a decision taken there waits for :meth:`StopConsensus.agree` at the epoch's end.
+
+On CPU ranks the flag needs no collective of its own: a :class:`StopFlagCarrier` puts it in
+DDP's gradient all-reduce (one more gradient element, the gradient of a parameter the
+optimizer never sees). Only when that element says some rank wants to stop do the ranks run
+the small blocking all-reduce that settles the reason and the failed rank. The timing is the
+same: a decision taken during step ``t`` rides in step ``t + 1``'s gradients and every rank
+stops after step ``t + 1``. (On a GPU reading the element would synchronise the host with
+the device at every step, so CUDA ranks keep the separate gloo flag.)
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import torch.distributed as dist
 from epochal.distributed.signals import PreemptionGuard
 from epochal.exceptions import PeerFailedError
 
-__all__ = ["StopConsensus", "StopReason", "StopVerdict"]
+__all__ = ["StopConsensus", "StopFlagCarrier", "StopReason", "StopVerdict"]
 
 
 class StopReason(enum.IntEnum):
@@ -85,6 +93,94 @@ class StopVerdict:
         )
 
 
+class _CarryFlag(torch.autograd.Function):
+    """Identity on the loss; its backward gives the carrier's parameter the local flag as
+    gradient (read when the backward runs, so the newest decision rides along)."""
+
+    @staticmethod
+    def forward(ctx: Any, loss: torch.Tensor, flag: torch.Tensor, value: torch.Tensor) -> Any:
+        ctx.value = value
+        return loss.view_as(loss)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # type: ignore[override]
+        return grad, ctx.value.clone(), None
+
+
+class _CarryingLoss:
+    """A loss function whose loss carries the stop flag into DDP's gradient all-reduce."""
+
+    def __init__(self, loss_function: Any, carrier: StopFlagCarrier, ddp: Any) -> None:
+        self.loss_function = loss_function
+        self.__name__ = getattr(loss_function, "__name__", type(loss_function).__name__)
+        self._carrier = carrier
+        self._ddp = ddp
+
+    def __call__(self, y_pred: Any, y_true: Any) -> Any:
+        loss = self.loss_function(y_pred, y_true)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+            return loss  # compute_loss or backward reports it, as without the carrier
+        carrier = self._carrier
+        carrier.synced = bool(self._ddp.require_backward_grad_sync)  # False under no_sync()
+        return _CarryFlag.apply(loss, carrier.stop_flag, carrier.value)
+
+
+class StopFlagCarrier(torch.nn.Module):
+    """The network as ``DistributedDataParallel`` sees it when the stop flag rides on the
+    gradient all-reduce: the network plus one parameter, ``stop_flag`` (shape ``(1,)``).
+
+    The loss of every training step is passed through :meth:`carry`'s wrapper, whose
+    backward sets ``stop_flag``'s gradient to this rank's flag (1.0 when it wants to stop,
+    else 0.0); DDP averages it with the network's gradients, so after the backward of a
+    synchronised step every rank reads the same value, above 0 when any rank wants to stop.
+    No optimizer holds ``stop_flag`` and :func:`~epochal.distributed.unwrap_network` skips the
+    carrier, so checkpoints and ``state_dict`` hold the network's parameters only.
+
+    Needs DDP's defaults: every parameter gets its gradient once per backward
+    (``find_unused_parameters=True`` would count ``stop_flag`` as unused in ``forward``).
+    Use on CPU ranks (reading the gradient on a GPU would synchronise the host).
+
+    Args:
+        network: The plain network; it stays ``carrier.module``.
+    """
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = network
+        device = next((p.device for p in network.parameters()), torch.device("cpu"))
+        self.stop_flag = torch.nn.Parameter(torch.zeros(1, device=device))
+        self.value = torch.zeros(1, device=device)  # this rank's flag (not a buffer: unsynced)
+        self.synced = False  # whether the last carried loss's backward was all-reduced
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The network's forward."""
+        return self.module(*args, **kwargs)
+
+    def carry(self, loss_function: Any, ddp: Any) -> Any:
+        """``loss_function`` wrapped so that its loss carries the flag through ``ddp`` (the
+        ``DistributedDataParallel`` wrapper of this carrier). The wrapper keeps the loss's
+        ``__name__`` (error messages name it) and returns the loss's value unchanged."""
+        return _CarryingLoss(loss_function, self, ddp)
+
+    def send(self, wants_stop: bool) -> None:
+        """Set the flag the next synchronised backward carries."""
+        self.value.fill_(1.0 if wants_stop else 0.0)
+
+    def received(self) -> bool | None:
+        """After a step: whether any rank's flag was set in the last all-reduced backward;
+        None when that backward was not all-reduced (``no_sync``: nothing was exchanged)."""
+        if not self.synced:
+            return None
+        self.synced = False
+        grad = self.stop_flag.grad
+        if grad is None:
+            return None
+        if grad.item() == 0.0:
+            return False
+        grad.zero_()
+        return True
+
+
 class StopConsensus:
     """Per-step stop flag, agreed across ranks one step late, without a GPU sync.
 
@@ -95,13 +191,24 @@ class StopConsensus:
         preemption: An entered :class:`~epochal.distributed.signals.PreemptionGuard`; once it
             has seen a signal, this rank's flag says ``PREEMPTED`` (read with the flag, no
             extra work per step for the driver).
+        carrier: The :class:`StopFlagCarrier` inside the training's DDP wrapper, when the
+            flag rides on the gradient all-reduce (the pass's loss must be wrapped by
+            :meth:`StopFlagCarrier.carry`); None for a separate all-reduce per step.
 
     Without a process group (one process) it works the same, locally: a decision is visible
     at once, :meth:`should_stop` is True after the step it was taken in.
     """
 
-    def __init__(self, group: Any = None, *, preemption: PreemptionGuard | None = None) -> None:
+    def __init__(
+        self,
+        group: Any = None,
+        *,
+        preemption: PreemptionGuard | None = None,
+        carrier: StopFlagCarrier | None = None,
+    ) -> None:
         self._preemption = preemption
+        self._carrier = carrier
+        self._carried = 0  # the code the carrier's flag was last set from
         self._distributed = dist.is_initialized()
         self._group = group
         if self._distributed:
@@ -181,6 +288,8 @@ class StopConsensus:
             return self._verdict
         if not self._distributed:
             return self._decide(self._flag(), self._step)
+        if self._carrier is not None:
+            return self._after_carried_step()
         previous = self._pending
         flag = self._flag()
         work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
@@ -190,6 +299,27 @@ class StopConsensus:
         previous_work, previous_flag = previous
         previous_work.wait()
         return self._decide(previous_flag, self._step)
+
+    def _after_carried_step(self) -> StopVerdict | None:
+        """:meth:`after_step` when the flag rides on the gradients: read what this step's
+        backward carried, set what the next one carries; settle the details (reason, failed
+        rank) by one blocking all-reduce only once a flag was seen."""
+        carrier = self._carrier
+        assert carrier is not None
+        if self._preemption is not None and self._preemption.signal_received is not None:
+            self._code = max(self._code, int(StopReason.PREEMPTED))
+        if self._code != self._carried:
+            carrier.send(self._code > 0)
+            self._carried = self._code
+        if carrier.received():
+            return self._settle(self._step)
+        return None
+
+    def _settle(self, step: int) -> StopVerdict | None:
+        """Blocking all-reduce of every rank's flag now (all ranks call it at the same step)."""
+        flag = self._flag()
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
+        return self._decide(flag, step)
 
     def should_stop(self) -> bool:
         """Whether the pass must end after this step: :meth:`after_step` as a bool."""
@@ -217,7 +347,12 @@ class StopConsensus:
 
     def finish_pass(self) -> StopVerdict | None:
         """At the end of a training pass (also when it ended by a stop): wait the last flag.
-        Starts no new collective."""
+        Starts no new collective (with a carrier: one blocking all-reduce of the flag, for
+        the decisions of the last step, which no backward carried)."""
+        if self._carrier is not None:  # decisions of the pass's last step: agreed now
+            if self._verdict is None and self._distributed:
+                return self._settle(self._step)
+            return self._verdict
         pending, self._pending = self._pending, None
         if pending is not None:
             work, flag = pending

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from epochal.distributed.consensus import StopFlagCarrier
 from epochal.distributed.env import DistributedEnv
 from epochal.exceptions import ConfigurationError, DistributedError
 
@@ -236,8 +237,9 @@ def wrap_network(network: torch.nn.Module, device: torch.device, **ddp_options: 
 
 
 def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
-    """The plain network inside ``DistributedDataParallel`` (or ``DataParallel``) wrappers."""
-    while isinstance(network, (DistributedDataParallel, torch.nn.DataParallel)):
+    """The plain network inside ``DistributedDataParallel`` (or ``DataParallel``) wrappers
+    and :class:`~epochal.distributed.StopFlagCarrier`."""
+    while isinstance(network, (DistributedDataParallel, torch.nn.DataParallel, StopFlagCarrier)):
         inner = network.module
         assert isinstance(inner, torch.nn.Module)
         network = inner
