@@ -279,7 +279,9 @@ def start_data_parallel(
     options = ddp_options or {}
     carrier = None
     if (session.device.type == "cpu" and not isinstance(network, DistributedDataParallel)
-            and not options.get("find_unused_parameters") and not options.get("static_graph")):
+            and not options.get("find_unused_parameters") and not options.get("static_graph")
+            and any(p.requires_grad for p in network.parameters())):
+        # (a network without trainable parameters keeps DDP's own refusal of it)
         carrier = StopFlagCarrier(network)  # the stop flag rides on the gradient all-reduce
     wrapper = wrap_network(carrier if carrier is not None else network, session.device,
                            **options)

@@ -8,6 +8,9 @@ A commit happens in two stages so that the write can later leave the training pa
 2. :meth:`SnapshotStore.write_commit` *writes*: the best checkpoint, the state file, then the
    manifest (the commit point), then the derived files and the clean-up.
 
+A synchronous commit (:meth:`SnapshotStore.commit`) writes in the same order without the
+capture: each file is serialized right before its write, so it holds one copy at a time.
+
 Which manifest to trust, where to start and what to delete are decided by the pure
 :mod:`epochal.core.resume`; this module does the I/O.
 """
@@ -100,24 +103,13 @@ class Snapshot:
     data_seed: int | None = None
     partial: Mapping[str, Any] | None = None
 
-    def to_payload(self, *, network_bytes: builtins.bytes | None = None) -> dict[str, Any]:
-        """Plain containers for ``torch.save`` (loadable with ``weights_only=True``).
-
-        Args:
-            network_bytes: The weights already serialized (``torch.save`` of
-                ``dict(self.network)``, the bytes of the checkpoint files): stored as they are
-                under ``network_bytes`` (a uint8 tensor: written raw, where pickled ``bytes``
-                would grow by half) instead of serializing the weights a second time.
-        """
-        network: dict[str, Any] = (
-            {"network": dict(self.network)} if network_bytes is None
-            else {"network_bytes": torch.frombuffer(bytearray(network_bytes), dtype=torch.uint8)}
-        )
+    def to_payload(self) -> dict[str, Any]:
+        """Plain containers for ``torch.save`` (loadable with ``weights_only=True``)."""
         return {
             "format": resume.FORMAT,
             "epoch": self.epoch,
             "global_step": self.global_step,
-            **network,
+            "network": dict(self.network),
             "optimizer": self.optimizer,
             "optimizer_class": self.optimizer_class,
             "callbacks": dict(self.callbacks),
@@ -137,8 +129,8 @@ class Snapshot:
     def from_payload(cls, payload: Mapping[str, Any], *, source: str) -> Snapshot:
         """Inverse of :meth:`to_payload`.
 
-        Reads the weights from ``network_bytes`` (the checkpoint files' bytes, embedded), or
-        from ``network`` in state files written before the weights were serialized once.
+        Reads the weights from ``network``, or from ``network_bytes`` (the checkpoint files'
+        bytes, embedded) in state files written by earlier versions of epochal.
 
         Raises:
             CheckpointError: A field is missing; the message names ``source``.
@@ -244,14 +236,26 @@ def _log_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
 def prepare_commit(
     snapshot: Snapshot, *, is_best: bool, monitor: str | None
 ) -> Commit:
-    """Capture ``snapshot`` as bytes (the CPU part of a commit; no I/O).
-
-    The weights are serialized once: those bytes are the checkpoint files' content and are
-    embedded as they are in the state file."""
+    """Capture ``snapshot`` as bytes (the CPU part of a commit; no I/O): the checkpoint files'
+    content (the weights) and the state file's (everything, the weights as tensors), held
+    together until the commit is written."""
     weights = torch_bytes(dict(snapshot.network))
-    state = torch_bytes(snapshot.to_payload(network_bytes=weights))
+    state = torch_bytes(snapshot.to_payload())
     best = snapshot.best
-    manifest = Manifest(
+    return Commit(
+        manifest=_manifest(snapshot, state, monitor),
+        state_bytes=state,
+        weights_bytes=weights,
+        log_bytes=_log_bytes(snapshot.log_rows),
+        is_best=is_best,
+        best_epoch=best.get("best_epoch"),
+    )
+
+
+def _manifest(snapshot: Snapshot, state: bytes, monitor: str | None) -> Manifest:
+    """The manifest of ``snapshot`` whose state file holds ``state``."""
+    best = snapshot.best
+    return Manifest(
         epoch=snapshot.epoch,
         state=resume.state_name(snapshot.epoch),
         bytes=len(state),
@@ -262,14 +266,6 @@ def prepare_commit(
         monitor=monitor,
         stopped=snapshot.stopped,
         partial_step=snapshot.partial_step,
-    )
-    return Commit(
-        manifest=manifest,
-        state_bytes=state,
-        weights_bytes=weights,
-        log_bytes=_log_bytes(snapshot.log_rows),
-        is_best=is_best,
-        best_epoch=best.get("best_epoch"),
     )
 
 
@@ -515,9 +511,31 @@ class SnapshotStore:
         keep_only_last_best: bool,
         save_every_epoch: bool,
     ) -> None:
-        """Capture then write ``snapshot`` (see :func:`prepare_commit`, :meth:`write_commit`)."""
-        self.write_commit(
-            prepare_commit(snapshot, is_best=is_best, monitor=monitor),
+        """Write ``snapshot`` now, in :meth:`write_commit`'s order, holding one serialized
+        copy at a time (the network must not change until it returns).
+
+        :func:`prepare_commit` holds the weights' bytes and the state's bytes together (a
+        background commit needs both captured). Written at once, each file's bytes are
+        serialized just before their write and dropped after it: the best checkpoint, the
+        state file (with the network's tensors), the manifest, ``log.tsv``, then
+        ``checkpoint.ckpt`` serialized again. The peak memory of a commit is then one
+        snapshot's size, for the cost of serializing the weights once more.
+        """
+        store = self.store
+        epoch = snapshot.epoch
+        if is_best or save_every_epoch:
+            store.write(resume.best_name(epoch), torch_bytes(dict(snapshot.network)))
+        state = torch_bytes(snapshot.to_payload())
+        manifest = _manifest(snapshot, state, monitor)
+        store.write(manifest.state, state)
+        del state
+        store.write(resume.manifest_name(epoch), manifest.to_json())
+        store.write(resume.LOG, _log_bytes(snapshot.log_rows))
+        store.write(resume.LAST, torch_bytes(dict(snapshot.network)))
+        best_epoch = snapshot.best.get("best_epoch")
+        self.prune(
+            last_epoch=epoch,
+            best_epoch=best_epoch,
             keep_only_last_best=keep_only_last_best,
             save_every_epoch=save_every_epoch,
         )

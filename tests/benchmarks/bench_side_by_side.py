@@ -20,7 +20,8 @@ Sections:
    directory and on a simulated remote store (a fixed delay per write), with synchronous and
    background commits, as a share of the epoch.
 4. ``rss``: peak resident memory of a training run in a fresh process each: the hand-written
-   loop, ``Model``, and ``ModelBundle`` with synchronous and background commits.
+   loop, ``Model``, and ``ModelBundle`` with synchronous and background commits, on the FC
+   network and on a wide one (23 MB of weights, so that a snapshot stands out of the noise).
 
 Writes ``bench-results/side_by_side.{md,json}`` (``--output`` to change) and prints the table.
 
@@ -472,9 +473,19 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _train_kind(kind: str, loader: Any, epochs: int) -> None:
-    """One training of the given kind on a fresh FC network."""
-    network = fully_connected_network()
+def wide_network() -> nn.Module:
+    """A wide fully-connected network (5,823,498 parameters, 23 MB of weights): its snapshot
+    dwarfs the allocator's noise, so the peak-memory table shows what a commit holds."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 2048), nn.ReLU(),
+                         nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10))
+
+
+RSS_NETWORKS = {"FC": fully_connected_network, "wide FC": wide_network}
+
+
+def _train_kind(kind: str, loader: Any, epochs: int, network_name: str = "FC") -> None:
+    """One training of the given kind on a fresh network of ``RSS_NETWORKS``."""
+    network = RSS_NETWORKS[network_name]()
     if kind == "hand-written":
         optimizer = torch.optim.SGD(network.parameters(), lr=LR)
         for _ in range(epochs):
@@ -490,7 +501,7 @@ def _train_kind(kind: str, loader: Any, epochs: int) -> None:
             bundle.train(loader, epochs=epochs, verbose=False)
 
 
-def _rss_child(kind: str, images: int, epochs: int) -> None:
+def _rss_child(kind: str, images: int, epochs: int, network_name: str) -> None:
     """Run one training in this (fresh) process and print its memory as JSON.
 
     ``peak_kib`` is the process's peak RSS (``VmHWM``: ``ru_maxrss`` would carry the parent's
@@ -505,11 +516,11 @@ def _rss_child(kind: str, images: int, epochs: int) -> None:
 
     plots.plot_history = lambda *a, **k: []  # the curves are not part of the training
     warm = TensorDataset(data.tensors[0][:64], data.tensors[1][:64])
-    _train_kind(kind, DataLoader(warm, batch_size=BATCH, shuffle=True), 1)
+    _train_kind(kind, DataLoader(warm, batch_size=BATCH, shuffle=True), 1, network_name)
     setup_peak = _status_kib("VmHWM") or 0
     reset = _reset_peak_rss()
     before = _status_kib("VmRSS") or 0
-    _train_kind(kind, DataLoader(data, batch_size=BATCH, shuffle=True), epochs)
+    _train_kind(kind, DataLoader(data, batch_size=BATCH, shuffle=True), epochs, network_name)
     hwm = _status_kib("VmHWM") if reset else None
     peak = max(setup_peak, hwm or 0) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"peak_kib": peak,
@@ -517,15 +528,16 @@ def _rss_child(kind: str, images: int, epochs: int) -> None:
                       "training_rise_kib": (hwm - before) if hwm is not None else None}))
 
 
-def peak_rss(images: int, epochs: int) -> dict[str, Any]:
+def peak_rss(images: int, epochs: int, network_name: str = "FC") -> dict[str, Any]:
     kinds = ["hand-written", "epochal Model", "epochal ModelBundle, synchronous",
              "epochal ModelBundle, background"]
-    results: dict[str, Any] = {"images": images, "epochs": epochs, "runs": {}}
+    results: dict[str, Any] = {"network": network_name, "images": images, "epochs": epochs,
+                               "runs": {}}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for kind in kinds:
         out = subprocess.run(
             [sys.executable, __file__, "--rss-child", kind, "--rss-images", str(images),
-             "--rss-epochs", str(epochs)],
+             "--rss-epochs", str(epochs), "--rss-network", network_name],
             capture_output=True, text=True, env=env, check=True,
         )
         measured = json.loads(out.stdout.strip().splitlines()[-1])
@@ -536,7 +548,7 @@ def peak_rss(images: int, epochs: int) -> dict[str, Any]:
         if measured["training_rise_kib"] is not None and hand["training_rise_kib"] is not None:
             measured["rise_over_hand_kib"] = (measured["training_rise_kib"]
                                               - hand["training_rise_kib"])
-    network = fully_connected_network()
+    network = RSS_NETWORKS[network_name]()
     weights = sum(t.numel() * t.element_size() for t in network.state_dict().values())
     results["weights_bytes"] = weights
     with tempfile.TemporaryDirectory() as folder:  # one snapshot of this run's kind
@@ -552,7 +564,7 @@ def peak_rss(images: int, epochs: int) -> dict[str, Any]:
         finally:
             plots.plot_history = real_plot
         results["snapshot_bytes"] = sum(p.stat().st_size for p in Path(folder).rglob("*.state"))
-    _progress("peak RSS: " + ", ".join(
+    _progress(f"peak RSS ({network_name}): " + ", ".join(
         f"{k} {v['peak_kib'] / 1024:.0f} MiB" for k, v in results["runs"].items()))
     return results
 
@@ -676,11 +688,10 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{100 * v['share_of_epoch']:.2f}% | {v['epoch_s']:.2f} | "
                          f"{v['state_files_kept_bytes']} |")
         lines.append("")
-    if "rss" in report:
-        r = report["rss"]
+    for r in report.get("rss", []):
         lines += [
-            f"## Peak resident memory (FC network, {r['images']} images, {r['epochs']} epochs,"
-            " a fresh process each)", "",
+            f"## Peak resident memory ({r['network']} network, {r['images']} images, "
+            f"{r['epochs']} epochs, a fresh process each)", "",
             f"Weights: {r['weights_bytes']} bytes; one snapshot (state file): "
             f"{r.get('snapshot_bytes', 'n/a')} bytes.", "",
             "Peak: the process's peak RSS, imports included. Rise: after a warm-up training "
@@ -716,9 +727,10 @@ def main() -> None:
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rss-images", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rss-epochs", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-network", default="FC", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
-        _rss_child(args.rss_child, args.rss_images, args.rss_epochs)
+        _rss_child(args.rss_child, args.rss_images, args.rss_epochs, args.rss_network)
         return
     torch.set_num_threads(1)
     rounds = args.rounds or (3 if args.quick else 9)
@@ -738,7 +750,8 @@ def main() -> None:
     if "commit" in sections:
         report["commit"] = commit_cost(12_000 if args.quick else 60_000, 3, 0.05)
     if "rss" in sections:
-        report["rss"] = peak_rss(12_000 if args.quick else 60_000, 2)
+        report["rss"] = [peak_rss(12_000 if args.quick else 60_000, 2, "FC"),
+                         peak_rss(3_000 if args.quick else 6_000, 2, "wide FC")]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if args.profile:

@@ -209,13 +209,26 @@ def _rank_starts_own_group(rank: int, world: int) -> tuple[bool, int]:
     return started and not dist.is_initialized(), model._parallel.world_size
 
 
+class _StopAt(Callback):
+    """Stops the training after one training step of rank 0 (its flag rides along)."""
+
+    def on_train_batch_end(self, batch_number: int, logs: dict[str, Any]) -> None:
+        if batch_number == 3 and torch.distributed.get_rank() == 0:
+            self.model.stop_training = True
+
+
 def _rank_collectives(rank: int, world: int) -> tuple[bool, list[int]]:
     """The all-reduce calls made from Python (DDP's own are in C++) by a 2-epoch fit with 8
-    and with 16 steps per epoch."""
+    and with 16 steps per epoch, and by a 2-epoch fit (8 steps) of a model whose previous fit
+    a stop on rank 0 ended."""
     counts = []
     all_reduce = torch.distributed.all_reduce
-    for batch_size in (4, 2):
+    for batch_size in (4, 2, 4):
         model = _model()
+        if len(counts) == 2:
+            model.fit_generator(DataLoader(_data(N_TRAIN, 1), batch_size=4), epochs=1,
+                                verbose=False, callbacks=[_StopAt()])
+            assert model.global_step == 4  # decided at step 3, agreed after step 4
         calls = [0]
 
         def counted(*args: Any, calls: list[int] = calls, **kwargs: Any) -> Any:
@@ -239,9 +252,29 @@ class TestSetup:
         """On CPU ranks the stop flag rides on DDP's gradient all-reduce: the Python-side
         collectives of a fit do not grow with the steps (8 or 16 per epoch: same count)."""
         results = values(run_ranks(_rank_collectives))
-        for carried, (eight, sixteen) in results:
+        for carried, (eight, sixteen, after_a_stop) in results:
             assert carried
             assert eight == sixteen < 2 * 16  # per pass: its records; per epoch: flag, agree
+            assert after_a_stop == eight  # the earlier call's stop does not ride along
+
+
+def _rank_frozen(rank: int, world: int) -> str:
+    network = torch.nn.Linear(6, 3)
+    network.requires_grad_(False)
+    try:
+        Model(network, torch.optim.SGD(network.parameters(), lr=0.1), "cross_entropy",
+              strategy="ddp")
+    except RuntimeError as exc:
+        return str(exc)
+    return "no error"
+
+
+class TestFrozenNetwork:
+    def test_a_network_without_trainable_parameters_is_refused_as_ddp_does(self) -> None:
+        """No parameter needs a gradient: DDP's own refusal, not a carrier that would let the
+        ranks train apart once a callback unfreezes the network."""
+        for text in values(run_ranks(_rank_frozen)):
+            assert "doesn't have any parameter that requires a gradient" in text
 
 
     def test_model_starts_the_process_group_when_the_application_did_not(self) -> None:

@@ -151,6 +151,7 @@ class StopFlagCarrier(torch.nn.Module):
         self.stop_flag = torch.nn.Parameter(torch.zeros(1, device=device))
         self.value = torch.zeros(1, device=device)  # this rank's flag (not a buffer: unsynced)
         self.synced = False  # whether the last carried loss's backward was all-reduced
+        self.sending = False  # what ``value`` says
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The network's forward."""
@@ -163,8 +164,9 @@ class StopFlagCarrier(torch.nn.Module):
         return _CarryingLoss(loss_function, self, ddp)
 
     def send(self, wants_stop: bool) -> None:
-        """Set the flag the next synchronised backward carries."""
+        """Set the flag the next synchronised backward carries (``sending`` tells it)."""
         self.value.fill_(1.0 if wants_stop else 0.0)
+        self.sending = wants_stop
 
     def received(self) -> bool | None:
         """After a step: whether any rank's flag was set in the last all-reduced backward;
@@ -208,7 +210,6 @@ class StopConsensus:
     ) -> None:
         self._preemption = preemption
         self._carrier = carrier
-        self._carried = 0  # the code the carrier's flag was last set from
         self._distributed = dist.is_initialized()
         self._group = group
         if self._distributed:
@@ -253,8 +254,12 @@ class StopConsensus:
     # ---- per pass ----------------------------------------------------------------------
 
     def start_pass(self) -> None:
-        """Reset the step counter (a verdict already reached stays)."""
+        """Reset the step counter (a verdict already reached stays); with a carrier, set its
+        flag to this consensus's (an earlier call's stop must not ride along)."""
         self._step = 0
+        carrier = self._carrier
+        if carrier is not None and carrier.sending != (self._code > 0):
+            carrier.send(self._code > 0)
 
     def _flag(self) -> torch.Tensor:
         """This rank's flag in the next of two alternating buffers (one may still be in
@@ -308,9 +313,8 @@ class StopConsensus:
         assert carrier is not None
         if self._preemption is not None and self._preemption.signal_received is not None:
             self._code = max(self._code, int(StopReason.PREEMPTED))
-        if self._code != self._carried:
+        if carrier.sending != (self._code > 0):
             carrier.send(self._code > 0)
-            self._carried = self._code
         if carrier.received():
             return self._settle(self._step)
         return None
@@ -364,7 +368,8 @@ class StopConsensus:
     def agree(self) -> StopVerdict | None:
         """Blocking agreement on every decision taken so far (once per epoch, after the
         epoch-end callbacks, and after evaluation passes). Collective."""
-        self.finish_pass()
+        if self._carrier is None:  # (a carrier's finish_pass would all-reduce the flag twice)
+            self.finish_pass()
         if self._verdict is not None:
             return self._verdict
         flag = self._flag()
