@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import io
 import json
+import math
 import os
 import platform
 import resource
@@ -112,8 +112,26 @@ def interleaved(contenders: dict[str, Callable[[], tuple[float, float]]], rounds
             "cpu_median_s": statistics.median(cpu[name]),
             "cpu_ratio": statistics.median(s / h for s, h in zip(cpu[name], cpu[reference])),
             "cpu_diff_s": statistics.median(s - h for s, h in zip(cpu[name], cpu[reference])),
+            "cpu_diff_interval_s": median_interval(
+                [s - h for s, h in zip(cpu[name], cpu[reference])]),
         }
     return out
+
+
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95% confidence interval of the median of ``values``: the order
+    statistics of ranks ``floor(n/2 - 0.98 sqrt(n))`` and ``ceil(1 + n/2 + 0.98 sqrt(n))``
+    (1-based; the normal approximation of the binomial count of values below the median, as in
+    Conover, *Practical Nonparametric Statistics*, section 3.2). With fewer than 6 values it
+    is the range."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n < 6:
+        return ordered[0], ordered[-1]
+    half = 0.98 * n ** 0.5
+    low = max(1, math.floor(n / 2 - half))
+    high = min(n, math.ceil(1 + n / 2 + half))
+    return ordered[low - 1], ordered[high - 1]
 
 
 class _Stopwatch:
@@ -188,7 +206,7 @@ def _lightning_runner() -> Callable[[nn.Module, Iterable[Any]], None] | None:
     return run
 
 
-def overhead(rounds: int, steps: int) -> dict[str, Any]:
+def overhead(rounds: int, steps: int, networks: list[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     n = steps * BATCH
     data = TensorDataset(torch.rand(n, 1, 28, 28), torch.randint(0, 10, (n,)))
@@ -214,22 +232,30 @@ def overhead(rounds: int, steps: int) -> dict[str, Any]:
     results: dict[str, Any] = {"steps": steps, "rounds": rounds, "networks": {},
                                "skipped": [k for k, v in peers.items() if v is None]}
     for net_name, make in NETWORKS.items():
+        if networks and net_name not in networks:
+            continue
         torch.manual_seed(0)
+        # Every contender trains this one network, epoch after epoch: the same tensors at the
+        # same addresses (copies placed elsewhere in memory run a step a few percent faster
+        # or slower, which drowned the differences measured here). A step's cost does not
+        # depend on the weights' values.
         base = make()
         contenders: dict[str, Callable[[], tuple[float, float]]] = {
-            "hand-written": lambda base=base: hand(copy.deepcopy(base)),
-            "epochal": lambda base=base: ours(copy.deepcopy(base), False),
-            "epochal, display on": lambda base=base: ours(copy.deepcopy(base), True),
+            "hand-written": lambda base=base: hand(base),
+            "epochal": lambda base=base: ours(base, False),
+            "epochal, display on": lambda base=base: ours(base, True),
         }
         for peer, run in peers.items():
             if run is not None:
                 contenders[peer] = (lambda run=run, base=base: _timed(
-                    lambda: run(copy.deepcopy(base), loader())))
+                    lambda: run(base, loader())))
         measured = interleaved(contenders, rounds, "hand-written")
         for value in measured.values():
             value["us_per_step"] = value["median_s"] / steps * 1e6
             value["diff_us_per_step"] = value["diff_s"] / steps * 1e6
             value["cpu_diff_us_per_step"] = value["cpu_diff_s"] / steps * 1e6
+            value["cpu_diff_interval_us_per_step"] = [
+                t / steps * 1e6 for t in value["cpu_diff_interval_s"]]
         results["networks"][net_name] = measured
         _progress(f"overhead {net_name}: " + ", ".join(
             f"{k} {v['diff_us_per_step']:+.1f} us (CPU {v['cpu_diff_us_per_step']:+.1f})"
@@ -429,7 +455,8 @@ def commit_cost(images: int, epochs: int, delay_s: float) -> dict[str, Any]:
                 try:
                     with _commit_timer() as spent:
                         start = time.perf_counter()
-                        rows = bundle.train(loader, epochs=epochs, verbose=False)
+                        rows = bundle.train(loader, epochs=epochs, verbose=False,
+                                            disable_tensorboard=True)  # not the commit
                         total = time.perf_counter() - start
                 finally:
                     plots.plot_history = real_plot
@@ -533,7 +560,10 @@ def peak_rss(images: int, epochs: int, network_name: str = "FC") -> dict[str, An
              "epochal ModelBundle, background"]
     results: dict[str, Any] = {"network": network_name, "images": images, "epochs": epochs,
                                "runs": {}}
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A fixed mmap threshold: glibc then maps every block over 128 KiB on its own and returns
+    # it when freed, so the peak shows the memory alive at once, not the allocator's history
+    # (its adaptive threshold otherwise keeps freed snapshot-sized blocks in the heap).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
     for kind in kinds:
         out = subprocess.run(
             [sys.executable, __file__, "--rss-child", kind, "--rss-images", str(images),
@@ -648,14 +678,16 @@ def markdown(report: dict[str, Any]) -> str:
             "Same shuffling in-memory DataLoader; the reference is the seed's hand-written "
             "loop (which calls `float()` on the loss and the accuracy every step).", "",
             "| network | contender | µs/step | over hand-written (µs/step) | ratio "
-            "| CPU: over hand-written (µs/step) | CPU ratio |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| CPU: over hand-written (µs/step) | CPU: 95% interval | CPU ratio |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for net, measured in o["networks"].items():
             for name, v in measured.items():
+                low, high = v["cpu_diff_interval_us_per_step"]
                 lines.append(f"| {net} | {name} | {v['us_per_step']:.1f} | "
                              f"{v['diff_us_per_step']:+.1f} | {v['ratio']:.3f} | "
-                             f"{v['cpu_diff_us_per_step']:+.1f} | {v['cpu_ratio']:.3f} |")
+                             f"{v['cpu_diff_us_per_step']:+.1f} | {low:+.1f} .. {high:+.1f} | "
+                             f"{v['cpu_ratio']:.3f} |")
         if o["skipped"]:
             lines += ["", f"Not installed, skipped: {', '.join(o['skipped'])}."]
         lines.append("")
@@ -721,6 +753,8 @@ def main() -> None:
     parser.add_argument("--sections", default="overhead,pipeline,commit,rss")
     parser.add_argument("--rounds", type=int, default=None, help="default 9 (quick: 3)")
     parser.add_argument("--output", default="bench-results")
+    parser.add_argument("--networks", default="",
+                        help="overhead section: a comma-separated subset of one-layer,FC,conv")
     parser.add_argument("--profile", action="store_true",
                         help="also write pyinstrument profiles of the FC epoch (hand-written, "
                         "epochal with the display off and on)")
@@ -744,7 +778,11 @@ def main() -> None:
         "mode": "quick" if args.quick else "full", "machine": machine(),
     }
     if "overhead" in sections:
-        report["overhead"] = overhead(rounds, 200 if args.quick else 600)
+        chosen = [n.strip() for n in args.networks.split(",") if n.strip()]
+        if set(chosen) - set(NETWORKS):
+            parser.error(f"unknown networks {sorted(set(chosen) - set(NETWORKS))}; choose "
+                         f"among {', '.join(NETWORKS)}")
+        report["overhead"] = overhead(rounds, 200 if args.quick else 600, chosen or None)
     if "pipeline" in sections:
         report["pipeline"] = pipeline(rounds, 12_000 if args.quick else None)
     if "commit" in sections:
