@@ -487,16 +487,12 @@ class SnapshotStore:
     ) -> None:
         """Write a prepared commit: best checkpoint, state, manifest (the commit point), then
         derived files and clean-up (a kill after the manifest is repaired on resume)."""
-        store = self.store
-        epoch = commit.manifest.epoch
-        if commit.is_best or save_every_epoch:
-            store.write(resume.best_name(epoch), commit.weights_bytes)
-        store.write(commit.manifest.state, commit.state_bytes)
-        store.write(resume.manifest_name(epoch), commit.manifest.to_json())
-        store.write(resume.LOG, commit.log_bytes)
-        store.write(resume.LAST, commit.weights_bytes)
-        self.prune(
-            last_epoch=epoch,
+        self._write_in_order(
+            commit.manifest.epoch,
+            best=commit.is_best or save_every_epoch,
+            weights=lambda: commit.weights_bytes,
+            state=lambda: (commit.manifest, commit.state_bytes),
+            log=commit.log_bytes,
             best_epoch=commit.best_epoch,
             keep_only_last_best=keep_only_last_best,
             save_every_epoch=save_every_epoch,
@@ -518,21 +514,50 @@ class SnapshotStore:
         background commit needs both captured). Written at once, each file's bytes are
         serialized just before their write and dropped after it: the best checkpoint, the
         state file (with the network's tensors), the manifest, ``log.tsv``, then
-        ``checkpoint.ckpt`` serialized again. The peak memory of a commit is then one
-        snapshot's size, for the cost of serializing the weights once more.
+        ``checkpoint.ckpt`` serialized again. A commit then holds about one snapshot (plus
+        the serialization buffer's growth margin), for the cost of serializing the weights
+        once more.
         """
+
+        def state() -> tuple[Manifest, bytes]:
+            data = torch_bytes(snapshot.to_payload())
+            return _manifest(snapshot, data, monitor), data
+
+        self._write_in_order(
+            snapshot.epoch,
+            best=is_best or save_every_epoch,
+            weights=lambda: torch_bytes(dict(snapshot.network)),
+            state=state,
+            log=_log_bytes(snapshot.log_rows),
+            best_epoch=snapshot.best.get("best_epoch"),
+            keep_only_last_best=keep_only_last_best,
+            save_every_epoch=save_every_epoch,
+        )
+
+    def _write_in_order(
+        self,
+        epoch: int,
+        *,
+        best: bool,
+        weights: Callable[[], bytes],
+        state: Callable[[], tuple[Manifest, bytes]],
+        log: bytes,
+        best_epoch: int | None,
+        keep_only_last_best: bool,
+        save_every_epoch: bool,
+    ) -> None:
+        """The commit's writes in their order, each file's bytes asked for right before its
+        write: the best checkpoint (``best``), the state, the manifest (the commit point),
+        ``log.tsv``, ``checkpoint.ckpt``; then the clean-up."""
         store = self.store
-        epoch = snapshot.epoch
-        if is_best or save_every_epoch:
-            store.write(resume.best_name(epoch), torch_bytes(dict(snapshot.network)))
-        state = torch_bytes(snapshot.to_payload())
-        manifest = _manifest(snapshot, state, monitor)
-        store.write(manifest.state, state)
-        del state
+        if best:
+            store.write(resume.best_name(epoch), weights())
+        manifest, data = state()
+        store.write(manifest.state, data)
+        del data
         store.write(resume.manifest_name(epoch), manifest.to_json())
-        store.write(resume.LOG, _log_bytes(snapshot.log_rows))
-        store.write(resume.LAST, torch_bytes(dict(snapshot.network)))
-        best_epoch = snapshot.best.get("best_epoch")
+        store.write(resume.LOG, log)
+        store.write(resume.LAST, weights())
         self.prune(
             last_epoch=epoch,
             best_epoch=best_epoch,

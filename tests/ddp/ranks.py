@@ -44,6 +44,22 @@ def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
     }
 
 
+def torchrun_environment() -> dict[str, str]:
+    """``os.environ`` for a ``torchrun`` child: one thread per rank, the restart workaround
+    (pytorch#135712: see docs/scaling-out.md), epochal importable, and no rank variables
+    inherited from the test run."""
+    root = Path(__file__).resolve().parents[2]
+    environ = dict(os.environ)
+    environ.update(
+        OMP_NUM_THREADS="1",
+        TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",
+        PYTHONPATH=os.pathsep.join([str(root / "src"), str(root / "adapters"), str(root)]),
+    )
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        environ.pop(name, None)
+    return environ
+
+
 def _entry(
     index: int,
     fn: Callable[..., Any],

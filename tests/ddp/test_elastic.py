@@ -4,7 +4,6 @@ and finish bit-identical to an uninterrupted 2-rank run, with one log row per ep
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -15,24 +14,16 @@ from typing import Any
 import pytest
 import torch
 
-from tests.ddp.ranks import free_port, run_ranks, values
+from tests.ddp.ranks import free_port, run_ranks, torchrun_environment, values
 from tests.ddp.test_bundle_ddp import _rank_train
 
 pytestmark = pytest.mark.ddp
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("torchrun_bundle_worker.py")
 
 
 def _torchrun(directory: Path, out: Path, kill: str) -> None:
-    environ = dict(os.environ)
-    environ.update(
-        OMP_NUM_THREADS="1",
-        TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",  # pytorch#135712: see docs/scaling-out.md
-        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "adapters"), str(ROOT)]),
-    )
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        environ.pop(name, None)
+    environ = torchrun_environment()
     completed = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "--max-restarts", "3", "--monitor-interval", "0.2", str(WORKER), str(directory),
@@ -40,6 +31,21 @@ def _torchrun(directory: Path, out: Path, kill: str) -> None:
         env=environ, capture_output=True, text=True, timeout=240, check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
+
+
+def _assert_bit_identical(uninterrupted: Any, directory: Path, out: Path) -> list[Any]:
+    """Each rank's final weights and committed rows equal the uninterrupted run's (times
+    aside), and ``log.tsv`` has one row per epoch; returns the ranks' results."""
+    expected_weights, expected_rows = uninterrupted
+    results = [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2)]
+    for result in results:
+        for key, value in expected_weights.items():
+            assert torch.equal(result["weights"][key], value), key
+        assert [{k: v for k, v in r.items() if k != "time"} for r in result["rows"]] == [
+            {k: v for k, v in r.items() if k != "time"} for r in expected_rows
+        ]
+    assert len((directory / "log.tsv").read_text().splitlines()) == 5
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +67,8 @@ def test_a_killed_rank_is_restarted_and_the_run_ends_bit_identical(
     finished run equals the uninterrupted 2-rank run bit for bit, one log row per epoch."""
     directory, out = tmp_path / "bundle", tmp_path / "result"
     _torchrun(directory, out, kill)
-    expected_weights, expected_rows = uninterrupted
-    for rank in range(2):
-        result = torch.load(f"{out}.{rank}", weights_only=False)
-        assert result["restarts"] == 3  # every kill happened and torchrun restarted the ranks
-        for key, value in expected_weights.items():
-            assert torch.equal(result["weights"][key], value), key
-        assert [{k: v for k, v in r.items() if k != "time"} for r in result["rows"]] == [
-            {k: v for k, v in r.items() if k != "time"} for r in expected_rows
-        ]
-    assert len((directory / "log.tsv").read_text().splitlines()) == 5
+    results = _assert_bit_identical(uninterrupted, directory, out)
+    assert [r["restarts"] for r in results] == [3, 3]  # every kill happened, all restarted
 
 
 def test_two_nodes_rendezvous_restart_and_end_bit_identical(
@@ -82,14 +80,7 @@ def test_two_nodes_rendezvous_restart_and_end_bit_identical(
     new rendezvous round and restarts its rank too, and the run ends bit-identical to the
     uninterrupted 2-rank run, one log row per epoch."""
     directory, out = tmp_path / "bundle", tmp_path / "result"
-    environ = dict(os.environ)
-    environ.update(
-        OMP_NUM_THREADS="1",
-        TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",
-        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "adapters"), str(ROOT)]),
-    )
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        environ.pop(name, None)
+    environ = torchrun_environment()
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
@@ -100,16 +91,8 @@ def test_two_nodes_rendezvous_restart_and_end_bit_identical(
                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [node.communicate(timeout=240)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    expected_weights, expected_rows = uninterrupted
-    results = [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2)]
+    results = _assert_bit_identical(uninterrupted, directory, out)
     assert max(result["restarts"] for result in results) >= 1  # the kill happened
-    for result in results:
-        for key, value in expected_weights.items():
-            assert torch.equal(result["weights"][key], value), key
-        assert [{k: v for k, v in r.items() if k != "time"} for r in result["rows"]] == [
-            {k: v for k, v in r.items() if k != "time"} for r in expected_rows
-        ]
-    assert len((directory / "log.tsv").read_text().splitlines()) == 5
 
 
 def _random_kills(seed: int, launches: int) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from epochal.distributed import DistributedEnv, detect_env
 from epochal.exceptions import DistributedError
+from tests.ddp.ranks import torchrun_environment
 
 pytestmark = pytest.mark.ddp
 
@@ -68,15 +68,7 @@ class TestUnderTorchrun:
     ) -> None:
         """Under `torchrun --nproc-per-node 2` each worker detects its rank, joins the group
         and the evaluation pass over 1,001 examples counts 1,001 on both."""
-        root = Path(__file__).resolve().parents[2]
-        environ = dict(os.environ)
-        environ.update(
-            OMP_NUM_THREADS="1",
-            TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",
-            PYTHONPATH=os.pathsep.join([str(root / "src"), str(root / "adapters"), str(root)]),
-        )
-        for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-            environ.pop(name, None)
+        environ = torchrun_environment()
         out = tmp_path / "result"
         completed = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone",

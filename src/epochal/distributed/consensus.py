@@ -261,11 +261,15 @@ class StopConsensus:
         if carrier is not None and carrier.sending != (self._code > 0):
             carrier.send(self._code > 0)
 
+    def _note_preemption(self) -> None:
+        """Once the guard has seen a signal, this rank's code says at least ``PREEMPTED``."""
+        if self._preemption is not None and self._preemption.signal_received is not None:
+            self._code = max(self._code, int(StopReason.PREEMPTED))
+
     def _flag(self) -> torch.Tensor:
         """This rank's flag in the next of two alternating buffers (one may still be in
         flight): ``[code, world - rank if failed else 0]``, reduced by MAX."""
-        if self._preemption is not None and self._preemption.signal_received is not None:
-            self._code = max(self._code, int(StopReason.PREEMPTED))
+        self._note_preemption()
         self._turn ^= 1
         buffer = self._buffers[self._turn]
         if self._code == 0:
@@ -311,8 +315,7 @@ class StopConsensus:
         rank) by one blocking all-reduce only once a flag was seen."""
         carrier = self._carrier
         assert carrier is not None
-        if self._preemption is not None and self._preemption.signal_received is not None:
-            self._code = max(self._code, int(StopReason.PREEMPTED))
+        self._note_preemption()
         if carrier.sending != (self._code > 0):
             carrier.send(self._code > 0)
         if carrier.received():
