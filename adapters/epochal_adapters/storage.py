@@ -32,10 +32,11 @@ endpoint may be down (tests, health checks), shorten botocore's timeouts and ret
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
 
 import fsspec
 import fsspec.core
@@ -266,8 +267,49 @@ class FsspecCheckpointStore:
         except Exception as exc:
             raise _with_url(exc, "write", url) from exc
 
+    @contextlib.contextmanager
+    def open_write(self, name: str) -> Iterator[BinaryIO]:
+        """Stream the bytes of ``name``: what the block writes to the yielded binary file
+        becomes ``name`` atomically when it exits normally, as :meth:`write` would store it.
+
+        A local file is streamed to its temporary file (nothing is held in memory); a remote
+        object is buffered in memory and uploaded at the end, in one upload.
+
+        Args:
+            name: A store name, as for :meth:`write`.
+
+        Yields:
+            A binary file object with ``write`` and ``flush``.
+
+        Raises:
+            ValueError: ``name`` is not a valid store name (before anything is written).
+            OSError: The write failed; the message contains the URL. As when the block raises
+                anything, the previous bytes, if any, are still in place.
+        """
+        _validate_name(name)
+        url = self.url(name)
+        try:
+            if self._local:
+                with self._local_file(self._path(name)) as file:
+                    yield file
+            else:
+                buffer = io.BytesIO()
+                yield buffer
+                self._write_remote(self._path(name), buffer.getvalue())
+        except OSError as exc:
+            raise _with_url(exc, "write", url) from exc
+
     def _write_local(self, path: str, data: bytes | bytearray | memoryview) -> None:
         """Temp file in the same directory, flush, fsync, ``os.replace``, fsync the directory."""
+        with self._local_file(path) as file:
+            file.write(data)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _local_file(path: str) -> Iterator[BinaryIO]:
+        """The temporary file beside ``path`` to write; at a normal exit it is flushed,
+        fsynced and renamed onto ``path`` (then the directory is fsynced); at an exception it
+        is removed."""
         directory, basename = os.path.split(path)
         os.makedirs(directory, exist_ok=True)
         temp_path = os.path.join(
@@ -278,7 +320,7 @@ class FsspecCheckpointStore:
         fd = os.open(temp_path, flags, 0o666)
         try:
             with os.fdopen(fd, "wb") as file:
-                file.write(data)
+                yield file
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temp_path, path)

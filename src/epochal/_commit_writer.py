@@ -4,8 +4,8 @@ another thread while the next epoch trains.
 :class:`BackgroundCommits` stands in for a :class:`epochal._snapshots.SnapshotStore` during one
 ``ModelBundle.train`` call. Its ``commit`` first waits for the previous commit's write (so at
 most one commit is in flight, and commits reach the store in epoch order), then captures the
-snapshot as bytes with :func:`epochal._snapshots.prepare_commit` (a copy: the training may
-change the weights right after), then hands the write (best checkpoint, state, manifest,
+snapshot with :func:`epochal._snapshots.prepare_commit` (one copy of its tensors and
+containers, on the host: the training may change the weights right after), then hands the write (best checkpoint, state, manifest,
 derived files, pruning: the same operations, in the same order, as a synchronous commit) to a
 writer thread. :meth:`BackgroundCommits.close` waits for the last write at the end of training.
 
@@ -94,10 +94,10 @@ class BackgroundCommits(SnapshotStore):
         keep_only_last_best: bool,
         save_every_epoch: bool,
     ) -> None:
-        """Wait for the previous write, capture ``snapshot`` as bytes, start writing it.
+        """Wait for the previous write, capture ``snapshot`` (a copy), start writing it.
 
         Args:
-            snapshot: The epoch's snapshot (its tensors are serialized before this returns).
+            snapshot: The epoch's snapshot (its tensors are copied before this returns).
             is_best: Also write the epoch's best checkpoint.
             monitor: The monitored key, for the manifest.
             keep_only_last_best: Pruning option (see ``SnapshotStore.write_commit``).

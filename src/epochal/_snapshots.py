@@ -1,15 +1,16 @@
 """A bundle's snapshots on a :class:`~epochal.ports.CheckpointStore`: commit, read back, derive,
 prune, and open a working directory safely.
 
-A commit happens in two stages so that the write can later leave the training path:
+A commit writes the best checkpoint, the state file, then the manifest (the commit point),
+then the derived files and the clean-up. Each file is serialized by ``torch.save`` straight
+into the store where the store can stream (``open_write``: local files are streamed to disk,
+hashed on the way), so no whole file is held in memory; other stores receive each file's
+bytes whole, one file at a time.
 
-1. :func:`prepare_commit` *captures*: it serializes a :class:`Snapshot` into bytes (a copy of
-   the state; the network may change afterwards) and builds its :class:`Manifest`;
-2. :meth:`SnapshotStore.write_commit` *writes*: the best checkpoint, the state file, then the
-   manifest (the commit point), then the derived files and the clean-up.
-
-A synchronous commit (:meth:`SnapshotStore.commit`) writes in the same order without the
-capture: each file is serialized right before its write, so it holds one copy at a time.
+A synchronous commit (:meth:`SnapshotStore.commit`) serializes the live state. A background
+commit first *captures* it (:func:`prepare_commit`: one copy of the snapshot's tensors and
+containers, on the host, that training cannot change) and writes the capture later with
+:meth:`SnapshotStore.write_commit`; it writes the same bytes.
 
 Which manifest to trust, where to start and what to delete are decided by the pure
 :mod:`epochal.core.resume`; this module does the I/O.
@@ -18,11 +19,12 @@ Which manifest to trust, where to start and what to delete are decided by the pu
 from __future__ import annotations
 
 import builtins
+import copy
 import hashlib
 import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 import torch
@@ -38,6 +40,7 @@ __all__ = [
     "Manifest",
     "Snapshot",
     "SnapshotStore",
+    "capture",
     "log_columns",
     "prepare_commit",
 ]
@@ -208,23 +211,19 @@ class Manifest:
 
 @attrs.frozen(kw_only=True)
 class Commit:
-    """A captured snapshot, ready to write: bytes only, independent of the live training.
+    """A captured snapshot, ready to write, independent of the live training.
 
     Attributes:
-        manifest: The manifest to write last.
-        state_bytes: The serialized snapshot.
-        weights_bytes: The serialized network weights (best and last checkpoints).
+        snapshot: The snapshot, its tensors and containers copied (tensors on the host).
+        monitor: The monitored key, for the manifest.
         log_bytes: ``log.tsv``.
         is_best: Write ``checkpoint_epoch_{epoch}.ckpt``.
-        best_epoch: The best epoch after this commit (for pruning).
     """
 
-    manifest: Manifest
-    state_bytes: bytes
-    weights_bytes: bytes
+    snapshot: Snapshot
+    monitor: str | None
     log_bytes: bytes
     is_best: bool
-    best_epoch: int | None
 
 
 def _log_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
@@ -233,33 +232,55 @@ def _log_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
     return format_table(log_columns(rows), rows)
 
 
+def _host_copies(value: Any, memo: dict[int, Any]) -> None:
+    """Put a host copy of each tensor of ``value`` that lives on a device into ``memo`` (for
+    ``copy.deepcopy``): the capture then holds no device memory."""
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "cpu" and id(value) not in memo:
+            memo[id(value)] = value.detach().to("cpu", copy=True)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _host_copies(item, memo)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _host_copies(item, memo)
+
+
+def capture(snapshot: Snapshot) -> Snapshot:
+    """One copy of ``snapshot`` that training cannot change: ``copy.deepcopy`` of every field
+    (tensors that share a storage still share one; device tensors are copied to the host,
+    where ``torch.load(map_location='cpu')`` puts them back anyway). Memory: one snapshot."""
+    memo: dict[int, Any] = {}
+    fields = {f.name: getattr(snapshot, f.name) for f in attrs.fields(Snapshot)}
+    fields["network"] = dict(fields["network"])
+    _host_copies(list(fields.values()), memo)
+    return Snapshot(**copy.deepcopy(fields, memo))
+
+
 def prepare_commit(
     snapshot: Snapshot, *, is_best: bool, monitor: str | None
 ) -> Commit:
-    """Capture ``snapshot`` as bytes (the CPU part of a commit; no I/O): the checkpoint files'
-    content (the weights) and the state file's (everything, the weights as tensors), held
-    together until the commit is written."""
-    weights = torch_bytes(dict(snapshot.network))
-    state = torch_bytes(snapshot.to_payload())
-    best = snapshot.best
+    """Capture ``snapshot`` for a later :meth:`SnapshotStore.write_commit` (the CPU part of a
+    background commit; no I/O and no serialization): see :func:`capture`."""
     return Commit(
-        manifest=_manifest(snapshot, state, monitor),
-        state_bytes=state,
-        weights_bytes=weights,
+        snapshot=capture(snapshot),
+        monitor=monitor,
         log_bytes=_log_bytes(snapshot.log_rows),
         is_best=is_best,
-        best_epoch=best.get("best_epoch"),
     )
 
 
-def _manifest(snapshot: Snapshot, state: bytes, monitor: str | None) -> Manifest:
-    """The manifest of ``snapshot`` whose state file holds ``state``."""
+def _manifest(
+    snapshot: Snapshot, state: str, size: int, sha256: str, monitor: str | None
+) -> Manifest:
+    """The manifest of ``snapshot`` whose state file ``state`` has ``size`` bytes and SHA-256
+    ``sha256``."""
     best = snapshot.best
     return Manifest(
         epoch=snapshot.epoch,
-        state=resume.state_name(snapshot.epoch),
-        bytes=len(state),
-        sha256=hashlib.sha256(state).hexdigest(),
+        state=state,
+        bytes=size,
+        sha256=sha256,
         global_step=snapshot.global_step,
         best_epoch=best.get("best_epoch"),
         best_value=best.get("best"),
@@ -267,6 +288,25 @@ def _manifest(snapshot: Snapshot, state: bytes, monitor: str | None) -> Manifest
         stopped=snapshot.stopped,
         partial_step=snapshot.partial_step,
     )
+
+
+class _HashingWriter:
+    """A binary file that forwards each write to ``file`` and counts and hashes it."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.size = 0
+        self.hash = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.hash.update(view)
+        self.size += view.nbytes
+        self.file.write(view)
+        return view.nbytes
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 @attrs.frozen(kw_only=True)
@@ -485,15 +525,12 @@ class SnapshotStore:
     def write_commit(
         self, commit: Commit, *, keep_only_last_best: bool, save_every_epoch: bool
     ) -> None:
-        """Write a prepared commit: best checkpoint, state, manifest (the commit point), then
-        derived files and clean-up (a kill after the manifest is repaired on resume)."""
+        """Write a captured commit (:func:`prepare_commit`) in :meth:`commit`'s order."""
         self._write_in_order(
-            commit.manifest.epoch,
-            best=commit.is_best or save_every_epoch,
-            weights=lambda: commit.weights_bytes,
-            state=lambda: (commit.manifest, commit.state_bytes),
+            commit.snapshot,
+            is_best=commit.is_best,
+            monitor=commit.monitor,
             log=commit.log_bytes,
-            best_epoch=commit.best_epoch,
             keep_only_last_best=keep_only_last_best,
             save_every_epoch=save_every_epoch,
         )
@@ -507,68 +544,70 @@ class SnapshotStore:
         keep_only_last_best: bool,
         save_every_epoch: bool,
     ) -> None:
-        """Write ``snapshot`` now, in :meth:`write_commit`'s order, holding one serialized
-        copy at a time (the network must not change until it returns).
+        """Write ``snapshot`` now: the best checkpoint (when ``is_best`` or
+        ``save_every_epoch``), the state file, the manifest (the commit point: a kill after it
+        is repaired on resume), ``log.tsv``, ``checkpoint.ckpt``, then the clean-up.
 
-        :func:`prepare_commit` holds the weights' bytes and the state's bytes together (a
-        background commit needs both captured). Written at once, each file's bytes are
-        serialized just before their write and dropped after it: the best checkpoint, the
-        state file (with the network's tensors), the manifest, ``log.tsv``, then
-        ``checkpoint.ckpt`` serialized again. A commit then holds about one snapshot (plus
-        the serialization buffer's growth margin), for the cost of serializing the weights
-        once more.
+        The live tensors are serialized straight into the store (streamed where the store has
+        ``open_write``): the network must not change until this returns.
         """
-
-        def state() -> tuple[Manifest, bytes]:
-            data = torch_bytes(snapshot.to_payload())
-            return _manifest(snapshot, data, monitor), data
-
         self._write_in_order(
-            snapshot.epoch,
-            best=is_best or save_every_epoch,
-            weights=lambda: torch_bytes(dict(snapshot.network)),
-            state=state,
+            snapshot,
+            is_best=is_best,
+            monitor=monitor,
             log=_log_bytes(snapshot.log_rows),
-            best_epoch=snapshot.best.get("best_epoch"),
             keep_only_last_best=keep_only_last_best,
             save_every_epoch=save_every_epoch,
         )
 
     def _write_in_order(
         self,
-        epoch: int,
+        snapshot: Snapshot,
         *,
-        best: bool,
-        weights: Callable[[], bytes],
-        state: Callable[[], tuple[Manifest, bytes]],
+        is_best: bool,
+        monitor: str | None,
         log: bytes,
-        best_epoch: int | None,
         keep_only_last_best: bool,
         save_every_epoch: bool,
     ) -> None:
-        """The commit's writes in their order, each file's bytes asked for right before its
-        write: the best checkpoint (``best``), the state, the manifest (the commit point),
-        ``log.tsv``, ``checkpoint.ckpt``; then the clean-up."""
-        store = self.store
-        if best:
-            store.write(resume.best_name(epoch), weights())
-        manifest, data = state()
-        store.write(manifest.state, data)
-        del data
-        store.write(resume.manifest_name(epoch), manifest.to_json())
-        store.write(resume.LOG, log)
-        store.write(resume.LAST, weights())
+        epoch = snapshot.epoch
+        weights = dict(snapshot.network)
+        if is_best or save_every_epoch:
+            self.save_torch(resume.best_name(epoch), weights)
+        state = resume.state_name(epoch)
+        size, sha256 = self.save_torch(state, snapshot.to_payload())
+        manifest = _manifest(snapshot, state, size, sha256, monitor)
+        self.store.write(resume.manifest_name(epoch), manifest.to_json())
+        self.store.write(resume.LOG, log)
+        self.save_torch(resume.LAST, weights)
         self.prune(
             last_epoch=epoch,
-            best_epoch=best_epoch,
+            best_epoch=snapshot.best.get("best_epoch"),
             keep_only_last_best=keep_only_last_best,
             save_every_epoch=save_every_epoch,
         )
 
+    def save_torch(self, name: str, obj: Any) -> tuple[int, str]:
+        """``torch.save(obj)`` as ``name``: streamed into the store when it has ``open_write``
+        (no whole file in memory), else serialized to bytes and written.
+
+        Returns:
+            ``(size, sha256)``: the file's size in bytes and its hex SHA-256.
+        """
+        open_write: Callable[[str], Any] | None = getattr(self.store, "open_write", None)
+        if open_write is None:
+            data = torch_bytes(obj)
+            self.store.write(name, data)
+            return len(data), hashlib.sha256(data).hexdigest()
+        with open_write(name) as file:
+            writer = _HashingWriter(file)
+            torch.save(obj, writer)  # type: ignore[arg-type]
+        return writer.size, writer.hash.hexdigest()
+
     def write_derived(self, snapshot: Snapshot) -> None:
         """Rewrite ``log.tsv`` and ``checkpoint.ckpt`` from a committed snapshot."""
         self.store.write(resume.LOG, _log_bytes(snapshot.log_rows))
-        self.store.write(resume.LAST, torch_bytes(dict(snapshot.network)))
+        self.save_torch(resume.LAST, dict(snapshot.network))
 
     def prune(
         self,

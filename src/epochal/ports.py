@@ -44,6 +44,13 @@ class CheckpointStore(Protocol):
         * ``delete`` of a missing name is not an error.
         * ``url(name)`` is the full URL of a name, for messages and for other libraries.
 
+    Optional: ``open_write(name)``, a context manager yielding a binary file object (with
+    ``write`` and ``flush``) whose bytes become ``name`` atomically when the block exits
+    normally, with ``write``'s contract; an exception in the block leaves the old bytes. A
+    bundle then serializes its state files straight into the store, so that no whole file is
+    held in memory (``epochal_adapters``' store streams local files to disk). Stores without it
+    receive each file's bytes whole through ``write``.
+
     Run ``tests/contract/test_checkpoint_store.py`` against a new adapter.
     """
 

@@ -10,7 +10,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import io
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from epochal.bus import RecordBus, Subscription
@@ -57,6 +59,16 @@ class MemoryCheckpointStore:
         if name in self.fail_writes:
             raise OSError(f"simulated write failure for {self.url(name)}")
         self.blobs[name] = bytes(data)
+
+    @contextlib.contextmanager
+    def open_write(self, name: str) -> Iterator[io.BytesIO]:
+        """Stream ``name``'s bytes into a buffer; :meth:`write` stores them at a normal exit
+        (so ``fail_writes`` and overrides of ``write`` apply), nothing is stored at an
+        exception."""
+        self._check_name(name)
+        buffer = io.BytesIO()
+        yield buffer
+        self.write(name, buffer.getvalue())
 
     def read(self, name: str) -> bytes:
         self._check_name(name)

@@ -258,6 +258,49 @@ class TestCheckpointStoreContract:
             store.write("last.ckpt", "a str is not bytes")  # type: ignore[arg-type]
         assert state(store) == {"last.ckpt": b"old"}
 
+    def test_open_write_streams_the_bytes_of_a_name(self, store: CheckpointStore) -> None:
+        """What the block writes, in several pieces, becomes the name's bytes, as ``write``
+        would store them (the optional streaming write; every store here has it)."""
+        store.write("state/e.state", b"old")
+        with store.open_write("state/e.state") as file:  # type: ignore[attr-defined]
+            file.write(b"new ")
+            file.write(memoryview(b"bytes"))
+            file.flush()
+            assert store.read("state/e.state") == b"old"  # nothing visible before the end
+        assert state(store) == {"state/e.state": b"new bytes"}
+
+    def test_open_write_that_raises_keeps_old_bytes(self, store: CheckpointStore) -> None:
+        """An exception inside the block propagates and leaves the old bytes (or no object)
+        and no temporary file."""
+        store.write("last.ckpt", b"old bytes")
+        for name in ("last.ckpt", "d/new.ckpt"):
+            with pytest.raises(KeyError), store.open_write(name) as file:  # type: ignore[attr-defined]
+                file.write(b"half of the new")
+                raise KeyError("serializer failed")
+        assert state(store) == {"last.ckpt": b"old bytes"}
+
+    def test_open_write_that_fails_raises_os_error_and_keeps_old_bytes(
+        self, store: CheckpointStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A streamed write the store fails to complete raises OSError naming the URL and
+        leaves the old bytes."""
+        store.write("last.ckpt", b"old bytes")
+        with failing_writes(store, "last.ckpt", monkeypatch), pytest.raises(OSError) as caught, \
+                store.open_write("last.ckpt") as file:  # type: ignore[attr-defined]
+            file.write(b"new bytes that must not appear")
+        assert state(store) == {"last.ckpt": b"old bytes"}
+        if not isinstance(store, MemoryCheckpointStore):
+            assert store.url("last.ckpt") in str(caught.value)
+
+    def test_open_write_refuses_an_invalid_name_before_writing(
+        self, store: CheckpointStore
+    ) -> None:
+        """An invalid name raises ValueError when the block is entered."""
+        with pytest.raises(ValueError, match="name"), \
+                store.open_write("../x.ckpt"):  # type: ignore[attr-defined]
+            pass
+        assert store.names() == []
+
     @pytest.mark.parametrize("name", INVALID_NAMES)
     def test_invalid_name_raises_value_error(
         self, store: CheckpointStore, name: str, request: pytest.FixtureRequest

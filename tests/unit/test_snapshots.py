@@ -1,17 +1,23 @@
-"""A bundle snapshot's capture (:func:`epochal._snapshots.prepare_commit`) and synchronous
-commit: the state file reads back the same snapshot (old layout included), and a synchronous
-commit holds one serialized copy at a time."""
+"""A bundle snapshot's capture (:func:`epochal._snapshots.prepare_commit`) and its commits:
+the state file reads back the same snapshot (old layout included), a capture is a copy that
+keeps shared storages shared, and a commit to a streaming store never holds a whole file."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
+import json
 import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
+import attrs
+import pytest
 import torch
 
 from epochal._io import torch_from_bytes
-from epochal._snapshots import Snapshot, SnapshotStore, prepare_commit
+from epochal._snapshots import Snapshot, SnapshotStore, capture, prepare_commit
 from epochal.testing import MemoryCheckpointStore
 
 
@@ -22,28 +28,63 @@ def _snapshot() -> Snapshot:
                     log_rows=[{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}])
 
 
+class _BytesOnly:
+    """A store without ``open_write``: each file arrives whole through ``write``."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryCheckpointStore()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "open_write":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def _written(commit: Any, store: Any = None) -> dict[str, bytes]:
+    store = MemoryCheckpointStore() if store is None else store
+    commit(SnapshotStore(store, describe="t"))
+    return dict(getattr(store, "inner", store).blobs)
+
+
+def _sync(snapshot: Snapshot, is_best: bool = True) -> Any:
+    return lambda snapshots: snapshots.commit(snapshot, is_best=is_best, monitor=None,
+                                              keep_only_last_best=False,
+                                              save_every_epoch=False)
+
+
+def _captured(commit: Any) -> Any:
+    return lambda snapshots: snapshots.write_commit(commit, keep_only_last_best=False,
+                                                    save_every_epoch=False)
+
+
 class TestPrepareCommit:
-    def test_the_checkpoint_bytes_are_the_weights(self) -> None:
-        """The checkpoint files' bytes load to the snapshot's weights; the state file holds
-        them as tensors."""
-        commit = prepare_commit(_snapshot(), is_best=True, monitor=None)
-        payload = torch_from_bytes(commit.state_bytes)
+    def test_the_checkpoint_files_are_the_weights(self) -> None:
+        """The checkpoint files load to the snapshot's weights; the state file holds them as
+        tensors."""
+        blobs = _written(_captured(prepare_commit(_snapshot(), is_best=True, monitor=None)))
+        payload = torch_from_bytes(blobs["state/epoch_0002.state"])
         assert "network_bytes" not in payload
         assert torch.equal(payload["network"]["w"], _snapshot().network["w"])
-        weights = torch_from_bytes(commit.weights_bytes)
-        assert set(weights) == {"w", "b"}
-        assert torch.equal(weights["w"], _snapshot().network["w"])
+        for name in ("checkpoint.ckpt", "checkpoint_epoch_2.ckpt"):
+            weights = torch_from_bytes(blobs[name])
+            assert set(weights) == {"w", "b"}
+            assert torch.equal(weights["w"], _snapshot().network["w"])
 
     def test_state_file_reads_back_the_snapshot(self) -> None:
         """``Snapshot.from_payload`` of the state file gives the captured weights, step and
-        log rows."""
+        log rows; the manifest names its size and SHA-256."""
         snapshot = _snapshot()
-        commit = prepare_commit(snapshot, is_best=False, monitor="val_loss")
-        back = Snapshot.from_payload(torch_from_bytes(commit.state_bytes), source="test")
+        blobs = _written(_captured(prepare_commit(snapshot, is_best=False, monitor="val_loss")))
+        state = blobs["state/epoch_0002.state"]
+        back = Snapshot.from_payload(torch_from_bytes(state), source="test")
         assert back.epoch == 2 and back.global_step == 20
         assert [dict(r) for r in back.log_rows] == [dict(r) for r in snapshot.log_rows]
         for name, tensor in snapshot.network.items():
             assert torch.equal(back.network[name], tensor)
+        manifest = json.loads(blobs["manifests/epoch_0002.json"])
+        assert manifest["bytes"] == len(state)
+        assert manifest["sha256"] == hashlib.sha256(state).hexdigest()
+        assert manifest["monitor"] == "val_loss"
 
     def test_state_file_is_about_one_copy_of_the_weights(self) -> None:
         """The embedded weights are stored raw: the state file is the checkpoint's size plus a
@@ -51,17 +92,55 @@ class TestPrepareCommit:
         torch.manual_seed(0)
         snapshot = Snapshot(epoch=1, global_step=1, network={"w": torch.randn(256, 256)},
                             random_states=None)
-        commit = prepare_commit(snapshot, is_best=False, monitor=None)
-        assert len(commit.weights_bytes) > 256 * 256 * 4
-        assert len(commit.state_bytes) < len(commit.weights_bytes) + 16_384
+        blobs = _written(_sync(snapshot, is_best=False))
+        assert len(blobs["checkpoint.ckpt"]) > 256 * 256 * 4
+        assert len(blobs["state/epoch_0001.state"]) < len(blobs["checkpoint.ckpt"]) + 16_384
 
     def test_capture_is_a_copy(self) -> None:
-        """Changing the weights after the capture changes neither file's content."""
-        snapshot = _snapshot()
-        commit = prepare_commit(snapshot, is_best=False, monitor=None)
+        """Changing the weights, the optimizer state, the log rows and the callbacks' states
+        after the capture changes no file the commit writes."""
+        snapshot = attrs.evolve(
+            _snapshot(), optimizer={"state": {0: {"momentum_buffer": torch.ones(3)}},
+                                    "param_groups": [{"lr": 0.1, "params": [0]}]},
+            callbacks={"0:Keep": {"history": [1.0]}})
+        expected = _written(_sync(snapshot))
+        commit = prepare_commit(snapshot, is_best=True, monitor=None)
         snapshot.network["w"].add_(1.0)
-        weights = torch_from_bytes(commit.weights_bytes)
-        assert not torch.equal(weights["w"], snapshot.network["w"])
+        snapshot.optimizer["state"][0]["momentum_buffer"].mul_(3.0)  # type: ignore[index]
+        snapshot.log_rows.append({"epoch": 3, "loss": 0.125})  # type: ignore[attr-defined]
+        snapshot.callbacks["0:Keep"]["history"].append(2.0)
+        assert _written(_captured(commit)) == expected
+
+    def test_capture_keeps_shared_storages_shared(self) -> None:
+        """Tied weights (two names, one storage) stay one storage in the capture: the files
+        are byte-identical to a synchronous commit's, and a view stays a view."""
+        torch.manual_seed(0)
+        shared = torch.randn(4, 3)
+        snapshot = Snapshot(epoch=1, global_step=1, random_states=None,
+                            network={"encoder.weight": shared, "decoder.weight": shared,
+                                     "row": shared[1]})
+        captured = capture(snapshot)
+        network = captured.network
+        assert network["encoder.weight"].untyped_storage().data_ptr() == \
+            network["decoder.weight"].untyped_storage().data_ptr() == \
+            network["row"].untyped_storage().data_ptr()
+        assert network["encoder.weight"].data_ptr() != shared.data_ptr()
+        assert _written(_captured(prepare_commit(snapshot, is_best=True, monitor=None))) == \
+            _written(_sync(snapshot))
+
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+    def test_capture_holds_no_device_memory(self) -> None:
+        """Tensors on a device are copied to the host once per tensor, and the files load the
+        same weights."""
+        on_device = torch.randn(3, 4, device="cuda")
+        snapshot = Snapshot(epoch=1, global_step=1, random_states=None,
+                            network={"w": on_device},
+                            optimizer={"state": {0: {"buf": on_device}}, "param_groups": []})
+        captured = capture(snapshot)
+        assert captured.network["w"].device.type == "cpu"
+        assert captured.optimizer["state"][0]["buf"] is captured.network["w"]  # type: ignore[index]
+        blobs = _written(_captured(prepare_commit(snapshot, is_best=False, monitor=None)))
+        assert torch.equal(torch_from_bytes(blobs["checkpoint.ckpt"])["w"], on_device.cpu())
 
     def test_state_files_of_the_earlier_layout_still_load(self) -> None:
         """A state file that embeds the checkpoint's bytes under ``network_bytes`` (written by
@@ -80,29 +159,27 @@ class TestPrepareCommit:
 
 class TestSynchronousCommit:
     def test_it_writes_what_a_captured_commit_writes(self) -> None:
-        """SnapshotStore.commit (one serialized copy at a time) leaves the same files, byte
-        for byte, as write_commit(prepare_commit(...))."""
-        direct, captured = MemoryCheckpointStore(), MemoryCheckpointStore()
+        """SnapshotStore.commit (the live tensors streamed) leaves the same files, byte for
+        byte, as write_commit(prepare_commit(...)) and as a store without ``open_write``."""
         snapshot = _snapshot()
-        SnapshotStore(direct, describe="a").commit(
-            snapshot, is_best=True, monitor=None, keep_only_last_best=False,
-            save_every_epoch=False)
-        SnapshotStore(captured, describe="b").write_commit(
-            prepare_commit(snapshot, is_best=True, monitor=None), keep_only_last_best=False,
-            save_every_epoch=False)
-        assert direct.blobs == captured.blobs
-        assert len(direct.blobs) == 5  # best checkpoint, state, manifest, log.tsv, checkpoint
+        direct = _written(_sync(snapshot))
+        assert direct == _written(_captured(prepare_commit(snapshot, is_best=True,
+                                                           monitor=None)))
+        assert direct == _written(_sync(snapshot), _BytesOnly())
+        assert len(direct) == 5  # best checkpoint, state, manifest, log.tsv, checkpoint
 
-    def test_it_holds_one_serialized_copy_at_a_time(self) -> None:
-        """At every write of a synchronous commit the Python heap (where serialized files
-        live; tensors do not) holds about one file: at most 1.5 times the biggest file over
-        what it held before (1.2 measured). A captured commit holds two (weights and state) at its state
-        file's write, which the same measure shows."""
+    def test_a_streaming_store_never_holds_a_whole_file(self) -> None:
+        """With ``open_write`` no serialized file is ever whole in memory: at every write of
+        a commit, synchronous or captured, the Python heap (where serialized bytes live;
+        tensors do not) holds under a tenth of the biggest file over what it held before. A
+        store without ``open_write`` holds one file at a time (1.02 measured; streaming 0.03), which the
+        same measure shows."""
         torch.manual_seed(0)
-        big = Snapshot(epoch=1, global_step=1, network={"w": torch.randn(256, 256)},
+        big = Snapshot(epoch=1, global_step=1, network={"w": torch.randn(512, 512)},
                        random_states=None)
+        file_size = 512 * 512 * 4
 
-        def peak_over_file(commit: Any) -> float:
+        def peak_over_file(commit: Any, streaming: bool) -> float:
             held: list[int] = []
 
             class Forgetting(MemoryCheckpointStore):  # keeps the names, not the bytes
@@ -110,19 +187,35 @@ class TestSynchronousCommit:
                     held.append(tracemalloc.get_traced_memory()[0])
                     super().write(name, b"")
 
-            snapshots = SnapshotStore(Forgetting(), describe="w")
+                @contextlib.contextmanager
+                def open_write(self, name: str) -> Iterator[Any]:
+                    class Sink:
+                        def write(self, data: Any) -> int:
+                            held.append(tracemalloc.get_traced_memory()[0])
+                            return memoryview(data).nbytes
+
+                        def flush(self) -> None:
+                            pass
+
+                    yield Sink()
+                    super().write(name, b"")
+
+            store: Any = Forgetting() if streaming else _BytesOnly()
+            if not streaming:
+                store.inner = Forgetting()
+                store.inner.open_write = None
+            snapshots = SnapshotStore(store, describe="w")
+            commit(snapshots)  # a warm-up: the first commit imports the TSV writer
+            held.clear()
             tracemalloc.start()
             try:
                 before = tracemalloc.get_traced_memory()[0]
                 commit(snapshots)
             finally:
                 tracemalloc.stop()
-            return (max(held) - before) / (256 * 256 * 4)
+            return (max(held) - before) / file_size
 
-        direct = peak_over_file(lambda snapshots: snapshots.commit(
-            big, is_best=True, monitor=None, keep_only_last_best=False, save_every_epoch=False))
-        captured = peak_over_file(lambda snapshots: snapshots.write_commit(
-            prepare_commit(big, is_best=True, monitor=None), keep_only_last_best=False,
-            save_every_epoch=False))
-        assert direct < 1.5
-        assert captured > 1.8
+        captured = prepare_commit(big, is_best=True, monitor=None)
+        assert peak_over_file(_sync(big), streaming=True) < 0.1
+        assert peak_over_file(_captured(captured), streaming=True) < 0.1
+        assert 0.9 < peak_over_file(_sync(big), streaming=False) < 1.5
