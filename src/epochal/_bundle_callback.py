@@ -23,6 +23,7 @@ from epochal._preemption import (
     preempted,
 )
 from epochal._snapshots import Snapshot, SnapshotStore
+from epochal.callbacks._monitoring import non_finite_tensors
 from epochal.callbacks.base import Callback
 from epochal.core.monitor import Monitor, MonitorState
 from epochal.core.records import EpochRecord, PassPhase
@@ -202,10 +203,7 @@ class BundleCallback(Callback):
         if not self.model.epoch_complete:
             return  # a finished epoch is committed here; a preempted one by _on_record
         weights = self.model.network.state_dict()
-        finite = all(
-            bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point()
-        )
-        if not finite:
+        if non_finite_tensors(weights):
             # No state, checkpoint or log row from diverged weights replaces a good one: the
             # directory stays at the last finite epoch (which a resume would run again).
             where = self.snapshots.describe if self.snapshots else "the bundle"

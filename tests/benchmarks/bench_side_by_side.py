@@ -398,6 +398,13 @@ class _DelayedStore:
         time.sleep(self.delay_s)
         self.inner.write(name, data)
 
+    @contextlib.contextmanager
+    def open_write(self, name: str) -> Iterator[io.BytesIO]:
+        """A streamed write buffers in memory and is one upload at the end, as on S3."""
+        buffer = io.BytesIO()
+        yield buffer
+        self.write(name, buffer.getvalue())
+
     def delete(self, name: str) -> None:
         time.sleep(self.delay_s)
         self.inner.delete(name)

@@ -3,6 +3,8 @@ finiteness check."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from epochal.callbacks._monitoring import never_logged_message, non_finite_tensors
@@ -35,3 +37,28 @@ def test_non_finite_tensors_names_the_bad_ones():
                "c": torch.tensor([1, 2]), "d": torch.tensor([float("inf")])}
     assert non_finite_tensors(tensors) == ["b", "d"]
     assert non_finite_tensors({"a": torch.zeros(3)}) == []
+
+
+def test_non_finite_tensors_is_exact_where_a_sum_is_not():
+    """Finite values whose sum overflows are finite; +inf and -inf (whose sum is NaN) and a
+    NaN among large values are not."""
+    huge = torch.full((4,), 3e38)  # float32: the sum overflows to inf
+    tensors = {"huge": huge, "both": torch.tensor([float("inf"), float("-inf")]),
+               "nan": torch.tensor([3e38, float("nan")]), "empty": torch.zeros(0)}
+    assert non_finite_tensors(tensors) == ["both", "nan"]
+
+
+def test_non_finite_tensors_allocates_no_tensor_sized_temporary():
+    """Checking a 4 MiB layer allocates a few bytes, where ``torch.isfinite(t).all()``
+    allocates a 1 MiB flag tensor (PyTorch's profiler counts the allocations)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    layer = torch.randn(1024, 1024)
+
+    def biggest_allocation(check: Any) -> int:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            check()
+        return max((event.cpu_memory_usage for event in prof.events()), default=0)
+
+    assert biggest_allocation(lambda: torch.isfinite(layer).all()) >= layer.numel()
+    assert biggest_allocation(lambda: non_finite_tensors({"w": layer})) < 1024

