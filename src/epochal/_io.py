@@ -100,10 +100,20 @@ def torch_from_bytes(data: bytes, *, source: str = "<bytes>") -> Any:
 def save_torch(
     obj: Any, f: str | BinaryIO, *, storage_options: Mapping[str, Any] | None = None
 ) -> None:
-    """Save ``obj`` with ``torch.save`` to a path/URL (crash-safe) or a binary file object."""
+    """Save ``obj`` with ``torch.save`` to a path/URL (crash-safe) or a binary file object.
+
+    A local path is streamed to its temporary file (the store's ``open_write``): no copy of
+    the file is held in memory.
+    """
     if isinstance(f, (str, bytes)) or hasattr(f, "__fspath__"):
-        write_bytes(str(f if not isinstance(f, bytes) else f.decode()), torch_bytes(obj),
-                    storage_options=storage_options)
+        store, name = _store_and_name(str(f if not isinstance(f, bytes) else f.decode()),
+                                      storage_options)
+        open_write = getattr(store, "open_write", None)
+        if open_write is None:
+            store.write(name, torch_bytes(obj))
+            return
+        with open_write(name) as file:
+            torch.save(obj, file)
     else:
         torch.save(obj, f)
 

@@ -737,15 +737,18 @@ def markdown(report: dict[str, Any]) -> str:
             "of the same kind on 64 images, the peak RSS of the measured training over the RSS "
             "before it (the kernel's peak mark reset in between).", "",
             "| run | peak RSS (MiB) | peak over hand-written (MiB) | rise during training "
-            "(MiB) | rise over hand-written (MiB) |", "|---|---:|---:|---:|---:|",
+            "(MiB) | rise over hand-written (MiB) | in snapshots |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
+        snapshot = r.get("snapshot_bytes") or 0
         for name, v in r["runs"].items():
             rise = v.get("training_rise_kib")
             over = v.get("rise_over_hand_kib")
+            share = f"{over * 1024 / snapshot:+.2f}" if over is not None and snapshot else "n/a"
             lines.append(
                 f"| {name} | {v['peak_kib'] / 1024:.1f} | {v['over_hand_kib'] / 1024:+.1f} | "
-                + (f"{rise / 1024:.1f} | {over / 1024:+.1f} |" if over is not None
-                   else "n/a | n/a |"))
+                + (f"{rise / 1024:.1f} | {over / 1024:+.1f} | {share} |" if over is not None
+                   else "n/a | n/a | n/a |"))
         lines.append("")
     return "\n".join(lines)
 

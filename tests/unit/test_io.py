@@ -114,6 +114,34 @@ def test_save_and_load_through_a_path(tmp_path: Path) -> None:
     assert torch.equal(loaded["weights"]["weight"], state["weights"]["weight"])
 
 
+def test_save_to_a_path_streams_and_a_failed_save_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path is written through the store's streaming write (never as whole bytes), and a
+    save that fails half-way (here ``torch.save`` raises) leaves the old file and no
+    temporary file."""
+    from epochal_adapters.storage import FsspecCheckpointStore
+
+    def whole_bytes(*args: object, **kwargs: object) -> None:
+        raise AssertionError("save_torch wrote the whole bytes instead of streaming")
+
+    path = tmp_path / "w.ckpt"
+    with monkeypatch.context() as patch:
+        patch.setattr(FsspecCheckpointStore, "write", whole_bytes)
+        save_torch(_weights(), str(path))
+        assert set(load_torch(str(path))) == {"weight", "bias"}
+        before = path.read_bytes()
+
+        class Unsaveable:
+            def __reduce__(self) -> tuple[object, tuple[()]]:
+                raise RuntimeError("cannot pickle this")
+
+        with pytest.raises(RuntimeError, match="cannot pickle"):
+            save_torch({"weight": torch.ones(1000), "bad": Unsaveable()}, str(path))
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["w.ckpt"]
+
+
 def test_save_and_load_through_a_file_object() -> None:
     """A binary file object is written and read as is (no store involved)."""
     buffer = io.BytesIO()
