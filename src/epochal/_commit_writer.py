@@ -4,8 +4,8 @@ another thread while the next epoch trains.
 :class:`BackgroundCommits` stands in for a :class:`epochal._snapshots.SnapshotStore` during one
 ``ModelBundle.train`` call. Its ``commit`` first waits for the previous commit's write (so at
 most one commit is in flight, and commits reach the store in epoch order), then captures the
-snapshot with :func:`epochal._snapshots.prepare_commit` (one copy of its tensors and
-containers, on the host: the training may change the weights right after), then hands the write (best checkpoint, state, manifest,
+snapshot with :func:`capture` (one copy of its tensors and containers, on the host: the
+training may change the weights right after), then hands the write (best checkpoint, state, manifest,
 derived files, pruning: the same operations, in the same order, as a synchronous commit) to a
 writer thread. :meth:`BackgroundCommits.close` waits for the last write at the end of training.
 
@@ -19,15 +19,21 @@ commit.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from epochal._snapshots import Snapshot, SnapshotStore, prepare_commit
+import attrs
+import torch
+
+from epochal._snapshots import Snapshot, SnapshotStore
 from epochal.exceptions import ConfigurationError
 from epochal.ports import CheckpointStore
 
-__all__ = ["BackgroundCommits", "committing", "open_commits", "wants_background_commits"]
+__all__ = [
+    "BackgroundCommits", "capture", "committing", "open_commits", "wants_background_commits",
+]
 
 _IN_PROCESS_SCHEMES = frozenset({"file", "local", "memory", "fake-memory"})
 
@@ -62,6 +68,34 @@ def wants_background_commits(store: CheckpointStore, requested: bool | None) -> 
             return False
     scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
     return scheme not in _IN_PROCESS_SCHEMES
+
+
+def _host_copies(value: Any, memo: dict[int, Any]) -> None:
+    """Put into ``memo`` (for ``copy.deepcopy``) a detached host copy of each tensor of
+    ``value`` that lives on a device (the capture then holds no device memory) or is the
+    output of an operation (``deepcopy`` refuses those; a callback's state may hold one)."""
+    if isinstance(value, torch.Tensor):
+        if (value.device.type != "cpu" or value.grad_fn is not None) and id(value) not in memo:
+            memo[id(value)] = value.detach().to("cpu", copy=True)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _host_copies(item, memo)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _host_copies(item, memo)
+
+
+def capture(snapshot: Snapshot) -> Snapshot:
+    """One copy of ``snapshot`` that training cannot change: ``copy.deepcopy`` of every field
+    (tensors that share a storage still share one; device tensors are copied to the host,
+    where ``torch.load(map_location='cpu')`` puts them back anyway). Committed, the copy gives
+    the same files, byte for byte, as the snapshot would (on the CPU). Memory: one snapshot.
+    """
+    memo: dict[int, Any] = {}
+    fields = {f.name: getattr(snapshot, f.name) for f in attrs.fields(Snapshot)}
+    fields["network"] = dict(fields["network"])
+    _host_copies(list(fields.values()), memo)
+    return Snapshot(**copy.deepcopy(fields, memo))
 
 
 class BackgroundCommits(SnapshotStore):
@@ -100,20 +134,21 @@ class BackgroundCommits(SnapshotStore):
             snapshot: The epoch's snapshot (its tensors are copied before this returns).
             is_best: Also write the epoch's best checkpoint.
             monitor: The monitored key, for the manifest.
-            keep_only_last_best: Pruning option (see ``SnapshotStore.write_commit``).
-            save_every_epoch: Pruning option (see ``SnapshotStore.write_commit``).
+            keep_only_last_best: Pruning option (see ``SnapshotStore.commit``).
+            save_every_epoch: Pruning option (see ``SnapshotStore.commit``).
 
         Raises:
             BaseException: Whatever the previous background write raised (not committed).
         """
         self.wait()
-        prepared = prepare_commit(snapshot, is_best=is_best, monitor=monitor)
-        options = {"keep_only_last_best": keep_only_last_best,
+        captured = capture(snapshot)
+        options = {"is_best": is_best, "monitor": monitor,
+                   "keep_only_last_best": keep_only_last_best,
                    "save_every_epoch": save_every_epoch}
 
         def write() -> None:
             try:
-                self._snapshots.write_commit(prepared, **options)
+                self._snapshots.commit(captured, **options)  # type: ignore[arg-type]
             except BaseException as exc:  # re-raised on the training thread
                 self._error = exc
 

@@ -8,9 +8,9 @@ hashed on the way), so no whole file is held in memory; other stores receive eac
 bytes whole, one file at a time.
 
 A synchronous commit (:meth:`SnapshotStore.commit`) serializes the live state. A background
-commit first *captures* it (:func:`prepare_commit`: one copy of the snapshot's tensors and
-containers, on the host, that training cannot change) and writes the capture later with
-:meth:`SnapshotStore.write_commit`; it writes the same bytes.
+commit (:mod:`epochal._commit_writer`) first *captures* it (one copy of the snapshot's tensors
+and containers, on the host, that training cannot change) and commits the copy from a writer
+thread; it writes the same bytes.
 
 Which manifest to trust, where to start and what to delete are decided by the pure
 :mod:`epochal.core.resume`; this module does the I/O.
@@ -19,7 +19,6 @@ Which manifest to trust, where to start and what to delete are decided by the pu
 from __future__ import annotations
 
 import builtins
-import copy
 import hashlib
 import json
 import warnings
@@ -34,16 +33,7 @@ from epochal.core import resume
 from epochal.exceptions import CheckpointError, ResumeError, StorageError
 from epochal.ports import CheckpointStore
 
-__all__ = [
-    "Commit",
-    "Latest",
-    "Manifest",
-    "Snapshot",
-    "SnapshotStore",
-    "capture",
-    "log_columns",
-    "prepare_commit",
-]
+__all__ = ["Latest", "Manifest", "Snapshot", "SnapshotStore", "log_columns"]
 
 
 def _is_lr_key(key: str) -> bool:
@@ -209,65 +199,10 @@ class Manifest:
         return cls(**{k: v for k, v in content.items() if k in names})
 
 
-@attrs.frozen(kw_only=True)
-class Commit:
-    """A captured snapshot, ready to write, independent of the live training.
-
-    Attributes:
-        snapshot: The snapshot, its tensors and containers copied (tensors on the host).
-        monitor: The monitored key, for the manifest.
-        log_bytes: ``log.tsv``.
-        is_best: Write ``checkpoint_epoch_{epoch}.ckpt``.
-    """
-
-    snapshot: Snapshot
-    monitor: str | None
-    log_bytes: bytes
-    is_best: bool
-
-
 def _log_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
     from epochal_adapters.tsv import format_table
 
     return format_table(log_columns(rows), rows)
-
-
-def _host_copies(value: Any, memo: dict[int, Any]) -> None:
-    """Put a host copy of each tensor of ``value`` that lives on a device into ``memo`` (for
-    ``copy.deepcopy``): the capture then holds no device memory."""
-    if isinstance(value, torch.Tensor):
-        if value.device.type != "cpu" and id(value) not in memo:
-            memo[id(value)] = value.detach().to("cpu", copy=True)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _host_copies(item, memo)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _host_copies(item, memo)
-
-
-def capture(snapshot: Snapshot) -> Snapshot:
-    """One copy of ``snapshot`` that training cannot change: ``copy.deepcopy`` of every field
-    (tensors that share a storage still share one; device tensors are copied to the host,
-    where ``torch.load(map_location='cpu')`` puts them back anyway). Memory: one snapshot."""
-    memo: dict[int, Any] = {}
-    fields = {f.name: getattr(snapshot, f.name) for f in attrs.fields(Snapshot)}
-    fields["network"] = dict(fields["network"])
-    _host_copies(list(fields.values()), memo)
-    return Snapshot(**copy.deepcopy(fields, memo))
-
-
-def prepare_commit(
-    snapshot: Snapshot, *, is_best: bool, monitor: str | None
-) -> Commit:
-    """Capture ``snapshot`` for a later :meth:`SnapshotStore.write_commit` (the CPU part of a
-    background commit; no I/O and no serialization): see :func:`capture`."""
-    return Commit(
-        snapshot=capture(snapshot),
-        monitor=monitor,
-        log_bytes=_log_bytes(snapshot.log_rows),
-        is_best=is_best,
-    )
 
 
 def _manifest(
@@ -522,19 +457,6 @@ class SnapshotStore:
 
     # ------------------------------------------------------------------ writing
 
-    def write_commit(
-        self, commit: Commit, *, keep_only_last_best: bool, save_every_epoch: bool
-    ) -> None:
-        """Write a captured commit (:func:`prepare_commit`) in :meth:`commit`'s order."""
-        self._write_in_order(
-            commit.snapshot,
-            is_best=commit.is_best,
-            monitor=commit.monitor,
-            log=commit.log_bytes,
-            keep_only_last_best=keep_only_last_best,
-            save_every_epoch=save_every_epoch,
-        )
-
     def commit(
         self,
         snapshot: Snapshot,
@@ -548,28 +470,10 @@ class SnapshotStore:
         ``save_every_epoch``), the state file, the manifest (the commit point: a kill after it
         is repaired on resume), ``log.tsv``, ``checkpoint.ckpt``, then the clean-up.
 
-        The live tensors are serialized straight into the store (streamed where the store has
-        ``open_write``): the network must not change until this returns.
+        The tensors are serialized straight into the store (streamed where the store has
+        ``open_write``): they must not change until this returns (a background commit passes
+        a copy, :func:`epochal._commit_writer.capture`).
         """
-        self._write_in_order(
-            snapshot,
-            is_best=is_best,
-            monitor=monitor,
-            log=_log_bytes(snapshot.log_rows),
-            keep_only_last_best=keep_only_last_best,
-            save_every_epoch=save_every_epoch,
-        )
-
-    def _write_in_order(
-        self,
-        snapshot: Snapshot,
-        *,
-        is_best: bool,
-        monitor: str | None,
-        log: bytes,
-        keep_only_last_best: bool,
-        save_every_epoch: bool,
-    ) -> None:
         epoch = snapshot.epoch
         weights = dict(snapshot.network)
         if is_best or save_every_epoch:
@@ -578,7 +482,7 @@ class SnapshotStore:
         size, sha256 = self.save_torch(state, snapshot.to_payload())
         manifest = _manifest(snapshot, state, size, sha256, monitor)
         self.store.write(resume.manifest_name(epoch), manifest.to_json())
-        self.store.write(resume.LOG, log)
+        self.store.write(resume.LOG, _log_bytes(snapshot.log_rows))
         self.save_torch(resume.LAST, weights)
         self.prune(
             last_epoch=epoch,
