@@ -5,9 +5,10 @@ another thread while the next epoch trains.
 ``ModelBundle.train`` call. Its ``commit`` first waits for the previous commit's write (so at
 most one commit is in flight, and commits reach the store in epoch order), then captures the
 snapshot with :func:`capture` (one copy of its tensors and containers, on the host: the
-training may change the weights right after), then hands the write (best checkpoint, state, manifest,
-derived files, pruning: the same operations, in the same order, as a synchronous commit) to a
-writer thread. :meth:`BackgroundCommits.close` waits for the last write at the end of training.
+training may change the weights right after), then hands the copy to a writer thread, which
+commits it with :meth:`epochal._snapshots.SnapshotStore.commit` (best checkpoint, state,
+manifest, derived files, pruning: the synchronous commit's operations, in the same order).
+:meth:`BackgroundCommits.close` waits for the last write at the end of training.
 
 An exception raised by a background write is re-raised on the training thread, by the next
 ``commit`` or by ``close``: the epoch whose write failed is not committed, so a resume starts
