@@ -288,15 +288,18 @@ class FsspecCheckpointStore:
         """
         _validate_name(name)
         url = self.url(name)
-        try:
-            if self._local:
+        if self._local:
+            try:
                 with self._local_file(self._path(name)) as file:
                     yield file
-            else:
-                buffer = io.BytesIO()
-                yield buffer
-                self._write_remote(self._path(name), buffer.getvalue())
-        except OSError as exc:
+            except OSError as exc:  # the disk's errors, the block's writes included
+                raise _with_url(exc, "write", url) from exc
+            return
+        buffer = io.BytesIO()
+        yield buffer  # what the block raises propagates as it is; nothing is uploaded
+        try:
+            self._write_remote(self._path(name), buffer.getvalue())
+        except Exception as exc:  # as write(): e.g. botocore's connection errors
             raise _with_url(exc, "write", url) from exc
 
     def _write_local(self, path: str, data: bytes | bytearray | memoryview) -> None:

@@ -71,31 +71,41 @@ def wants_background_commits(store: CheckpointStore, requested: bool | None) -> 
     return scheme not in _IN_PROCESS_SCHEMES
 
 
-def _host_copies(value: Any, memo: dict[int, Any]) -> None:
-    """Put into ``memo`` (for ``copy.deepcopy``) a detached host copy of each tensor of
-    ``value`` that lives on a device (the capture then holds no device memory) or is the
-    output of an operation (``deepcopy`` refuses those; a callback's state may hold one)."""
+def _prepare_memo(value: Any, memo: dict[int, Any], seen: set[int]) -> None:
+    """Put into ``memo`` (for ``copy.deepcopy``) the copies ``deepcopy`` would get wrong:
+    a host copy of each tensor on a device (the capture then holds no device memory), and a
+    copy of each tensor computed by an operation (``deepcopy`` refuses those; a callback's
+    state may hold one): its values, detached, through the same memo (so a view of it stays
+    a view), with its ``requires_grad``. ``seen`` guards against containers holding
+    themselves."""
     if isinstance(value, torch.Tensor):
-        if (value.device.type != "cpu" or value.grad_fn is not None) and id(value) not in memo:
+        if id(value) in memo:
+            return
+        if value.device.type != "cpu":
             memo[id(value)] = value.detach().to("cpu", copy=True)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _host_copies(item, memo)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _host_copies(item, memo)
+        elif value.grad_fn is not None:
+            copied = copy.deepcopy(value.detach(), memo)
+            memo[id(value)] = copied.requires_grad_(value.requires_grad)
+    elif isinstance(value, (Mapping, list, tuple)):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        for item in value.values() if isinstance(value, Mapping) else value:
+            _prepare_memo(item, memo, seen)
 
 
 def capture(snapshot: Snapshot) -> Snapshot:
     """One copy of ``snapshot`` that training cannot change: ``copy.deepcopy`` of every field
     (tensors that share a storage still share one; device tensors are copied to the host,
-    where ``torch.load(map_location='cpu')`` puts them back anyway). Committed, the copy gives
-    the same files, byte for byte, as the snapshot would (on the CPU). Memory: one snapshot.
+    where ``torch.load(map_location='cpu')`` puts them back anyway, each on its own: tied
+    weights on a GPU are stored twice in a background commit's files). Committed, the copy
+    gives the same files, byte for byte, as the snapshot would on the CPU (a complex tensor's
+    lazy conjugation is resolved: same values, other bytes). Memory: one snapshot.
     """
     memo: dict[int, Any] = {}
     fields = {f.name: getattr(snapshot, f.name) for f in attrs.fields(Snapshot)}
     fields["network"] = dict(fields["network"])
-    _host_copies(list(fields.values()), memo)
+    _prepare_memo(list(fields.values()), memo, set())
     return Snapshot(**copy.deepcopy(fields, memo))
 
 

@@ -9,6 +9,7 @@ run code.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 from collections.abc import Mapping
@@ -18,7 +19,10 @@ import torch
 
 from epochal.exceptions import CheckpointError
 
-__all__ = ["load_torch", "read_bytes", "save_torch", "torch_bytes", "torch_from_bytes", "write_bytes"]
+__all__ = [
+    "load_torch", "read_bytes", "save_torch", "save_torch_into", "torch_bytes",
+    "torch_from_bytes", "write_bytes",
+]
 
 
 def _store_and_name(path: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
@@ -45,6 +49,58 @@ def read_bytes(path: str, *, storage_options: Mapping[str, Any] | None = None) -
     store, name = _store_and_name(str(path), storage_options)
     data: bytes = store.read(name)
     return data
+
+
+class _CountingWriter:
+    """A binary file that forwards each write to ``file``, counts (and optionally hashes) it,
+    and remembers the exception a write raised."""
+
+    def __init__(self, file: BinaryIO, *, hashed: bool) -> None:
+        self.file = file
+        self.size = 0
+        self.hash = hashlib.sha256() if hashed else None
+        self.error: BaseException | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        try:
+            self.file.write(view)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        if self.hash is not None:
+            self.hash.update(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def save_torch_into(file: BinaryIO, obj: Any, *, hashed: bool = False) -> tuple[int, str]:
+    """``torch.save(obj, file)``, counting what it writes.
+
+    An exception raised by ``file.write`` (a full disk, an interrupt) is raised as itself:
+    ``torch.save``'s zip writer would otherwise replace it with a ``RuntimeError`` about the
+    archive's position when it finishes the archive on the way out.
+
+    Args:
+        file: A binary file object with ``write`` (and ``flush``).
+        obj: What to save.
+        hashed: Also compute the SHA-256 of the bytes.
+
+    Returns:
+        ``(size, sha256)``: the bytes written and their hex SHA-256 (``""`` unless
+        ``hashed``).
+    """
+    writer = _CountingWriter(file, hashed=hashed)
+    try:
+        torch.save(obj, writer)  # type: ignore[arg-type]
+    except BaseException:
+        if writer.error is not None:
+            raise writer.error from None
+        raise
+    return writer.size, writer.hash.hexdigest() if writer.hash is not None else ""
 
 
 def torch_bytes(obj: Any) -> bytes:
@@ -113,7 +169,7 @@ def save_torch(
             store.write(name, torch_bytes(obj))
             return
         with open_write(name) as file:
-            torch.save(obj, file)
+            save_torch_into(file, obj)
     else:
         torch.save(obj, f)
 

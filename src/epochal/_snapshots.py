@@ -23,12 +23,12 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
 import attrs
 import torch
 
-from epochal._io import torch_bytes, torch_from_bytes
+from epochal._io import save_torch_into, torch_bytes, torch_from_bytes
 from epochal.core import resume
 from epochal.exceptions import CheckpointError, ResumeError, StorageError
 from epochal.ports import CheckpointStore
@@ -223,25 +223,6 @@ def _manifest(
         stopped=snapshot.stopped,
         partial_step=snapshot.partial_step,
     )
-
-
-class _HashingWriter:
-    """A binary file that forwards each write to ``file`` and counts and hashes it."""
-
-    def __init__(self, file: BinaryIO) -> None:
-        self.file = file
-        self.size = 0
-        self.hash = hashlib.sha256()
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self.hash.update(view)
-        self.size += view.nbytes
-        self.file.write(view)
-        return view.nbytes
-
-    def flush(self) -> None:
-        self.file.flush()
 
 
 @attrs.frozen(kw_only=True)
@@ -504,9 +485,7 @@ class SnapshotStore:
             self.store.write(name, data)
             return len(data), hashlib.sha256(data).hexdigest()
         with open_write(name) as file:
-            writer = _HashingWriter(file)
-            torch.save(obj, writer)  # type: ignore[arg-type]
-        return writer.size, writer.hash.hexdigest()
+            return save_torch_into(file, obj, hashed=True)
 
     def write_derived(self, snapshot: Snapshot) -> None:
         """Rewrite ``log.tsv`` and ``checkpoint.ckpt`` from a committed snapshot."""

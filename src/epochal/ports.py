@@ -46,7 +46,10 @@ class CheckpointStore(Protocol):
 
     Optional: ``open_write(name)``, a context manager yielding a binary file object (with
     ``write`` and ``flush``) whose bytes become ``name`` atomically when the block exits
-    normally, with ``write``'s contract; an exception in the block leaves the old bytes. A
+    normally, with ``write``'s contract; an exception in the block leaves the old bytes and
+    propagates (an ``OSError`` with the URL added to its message). The file's ``write`` receives memoryviews that are valid only during
+    the call (``torch.save`` passes views of its own buffers): it must copy or write them
+    before it returns. A
     bundle then serializes its state files straight into the store, so that no whole file is
     held in memory (``epochal_adapters``' store streams local files to disk). Stores without it
     receive each file's bytes whole through ``write``.

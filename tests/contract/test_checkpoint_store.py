@@ -292,6 +292,32 @@ class TestCheckpointStoreContract:
         if not isinstance(store, MemoryCheckpointStore):
             assert store.url("last.ckpt") in str(caught.value)
 
+    def test_open_write_wraps_any_store_error_with_the_url(
+        self, store: CheckpointStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A remote upload that fails with an error that is not an OSError (botocore's
+        connection errors) comes back as an OSError naming the URL, as from ``write``; a
+        local disk error raised by the block's writes too, with its errno."""
+        if not isinstance(store, FsspecCheckpointStore):
+            pytest.skip("the fake has no disk and no remote endpoint")
+        store.write("last.ckpt", b"old")
+        if isinstance(store.fs, LocalFileSystem):
+            with pytest.raises(OSError) as caught, \
+                    store.open_write("last.ckpt"):  # type: ignore[attr-defined]
+                raise OSError(28, "No space left on device")
+            assert caught.value.errno == 28
+        else:
+            def unreachable(*args: object, **kwargs: object) -> None:
+                raise RuntimeError("endpoint unreachable")
+
+            monkeypatch.setattr(store.fs, "pipe_file", unreachable)
+            with pytest.raises(OSError) as caught, \
+                    store.open_write("last.ckpt") as file:  # type: ignore[attr-defined]
+                file.write(b"new")
+            monkeypatch.undo()
+        assert store.url("last.ckpt") in str(caught.value)
+        assert state(store) == {"last.ckpt": b"old"}
+
     def test_open_write_refuses_an_invalid_name_before_writing(
         self, store: CheckpointStore
     ) -> None:

@@ -14,6 +14,7 @@ from epochal._io import (
     load_torch,
     read_bytes,
     save_torch,
+    save_torch_into,
     torch_bytes,
     torch_from_bytes,
     write_bytes,
@@ -154,3 +155,31 @@ def test_load_torch_of_a_missing_path_raises_file_not_found(tmp_path: Path) -> N
     """load_torch of a missing file raises FileNotFoundError, not CheckpointError."""
     with pytest.raises(FileNotFoundError):
         load_torch(str(tmp_path / "nothing.ckpt"))
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_an_error_of_the_file_is_raised_as_itself(error: BaseException) -> None:
+    """torch.save's zip writer finishes its archive on the way out of an error and raises a
+    RuntimeError of its own; save_torch_into raises the file's error instead (a full disk
+    stays an OSError with its errno, an interrupt an interrupt)."""
+
+    class FullDisk(io.BytesIO):
+        def write(self, data: object) -> int:
+            if self.tell() > 500:
+                raise error
+            return super().write(data)  # type: ignore[arg-type]
+
+    with pytest.raises(type(error)) as caught:
+        save_torch_into(FullDisk(), {"w": torch.ones(1000)})
+    assert caught.value is error
+
+
+def test_save_torch_into_counts_and_hashes_what_torch_save_writes() -> None:
+    """Size and SHA-256 are those of the bytes torch.save produces."""
+    import hashlib
+
+    buffer = io.BytesIO()
+    size, digest = save_torch_into(buffer, _weights(), hashed=True)
+    assert buffer.getvalue() == torch_bytes(_weights())
+    assert (size, digest) == (len(buffer.getvalue()),
+                              hashlib.sha256(buffer.getvalue()).hexdigest())

@@ -128,3 +128,14 @@ def test_accuracy_with_a_float_ignore_index_compares_as_a_float():
     """A non-integral ``ignore_index`` ignores nothing (it equals no class index)."""
     y_pred = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     assert acc(y_pred, torch.tensor([1, 1]), ignore_index=0.5).item() == 50.0  # type: ignore[arg-type]
+
+
+def test_accuracy_operands_ignore_the_default_device_and_any_int_index():
+    """The cached operands are made on the CPU even when the first call runs under another
+    default device, and an index outside int64 falls back to a Python number."""
+    y_pred = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    y_true = torch.tensor([1, 1, 0])
+    with torch.device("meta"):  # CPU inputs, another default device: the first call
+        assert acc(y_pred, y_true, ignore_index=-7).item() == pytest.approx(200 / 3)
+    assert acc(y_pred, y_true, ignore_index=-7).item() == pytest.approx(200 / 3)
+    assert acc(y_pred, y_true, ignore_index=2**63).item() == pytest.approx(200 / 3)

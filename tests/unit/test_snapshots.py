@@ -131,14 +131,23 @@ class TestPrepareCommit:
         assert _written(_captured(snapshot, is_best=True)) == \
             _written(_sync(snapshot))
 
-    def test_capture_takes_a_callback_state_holding_a_computed_tensor(self) -> None:
-        """A callback's state may hold a tensor with a graph (``deepcopy`` refuses those):
-        the capture holds its values, detached."""
+    def test_capture_takes_callback_states_with_computed_tensors_and_cycles(self) -> None:
+        """A callback's state may hold a tensor with a graph (``deepcopy`` refuses those) and
+        a view of it, or hold itself: the capture writes the same bytes as a synchronous
+        commit (the view still shares the tensor's storage)."""
         weight = torch.ones(3, requires_grad=True)
-        snapshot = attrs.evolve(_snapshot(), callbacks={"0:Ema": {"shadow": weight * 2}})
-        captured = capture(snapshot)
-        shadow = captured.callbacks["0:Ema"]["shadow"]
-        assert torch.equal(shadow, torch.full((3,), 2.0)) and shadow.grad_fn is None
+        shadow = weight * 2
+        state: dict[str, Any] = {"shadow": shadow, "first": shadow[:1]}
+        state["itself"] = state
+        snapshot = attrs.evolve(_snapshot(), callbacks={"0:Ema": state})
+        captured = capture(snapshot).callbacks["0:Ema"]
+        assert captured["itself"] is captured
+        assert captured["shadow"].grad_fn is None and captured["shadow"].requires_grad
+        assert captured["first"].untyped_storage().data_ptr() == \
+            captured["shadow"].untyped_storage().data_ptr()
+        plain = attrs.evolve(snapshot, callbacks={"0:Ema": {k: state[k] for k in
+                                                           ("shadow", "first")}})
+        assert _written(_captured(plain)) == _written(_sync(plain))
 
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
     def test_capture_holds_no_device_memory(self) -> None:

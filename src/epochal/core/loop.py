@@ -395,7 +395,8 @@ def _put_back(start: PassStart, setup: EpochSetup, accumulator: _PassAccumulator
     for entry, statistics in zip(setup.epoch_metrics, start.epoch_metrics):
         load_metric_statistics(entry.metric, statistics, setup.device)
     for i, size in enumerate(start.sizes):
-        values = [torch.tensor(column[i], dtype=torch.float64) for column in start.columns]
+        values = [torch.tensor(column[i], dtype=torch.float64, device=setup.device)
+                  for column in start.columns]  # where the pass's own values are (CUDA)
         accumulator.add(values[0], tuple(values[1:]), size)
     return start.steps, sum(start.sizes)
 

@@ -35,15 +35,18 @@ REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 #: number, but without wrapping one into a tensor per call (measured under callgrind:
 #: ``r.mul_(_HUNDRED)`` runs 7.3k instructions, ``r.mul_(100.0)`` 18.0k). 100 is exact in
 #: every floating dtype, so the product is the same to the bit.
-_HUNDRED = torch.tensor(100.0)
+_HUNDRED = torch.tensor(100.0, dtype=torch.float32, device="cpu")  # not the default device
 _INDEX_OPERANDS: dict[int, Tensor] = {}
+_INT64 = range(-(2**63), 2**63)
 
 
 def _index_operand(index: int) -> Tensor:
-    """``index`` as a CPU 0-dim int64 tensor (see ``_HUNDRED``), made once per value."""
+    """``index`` (an int64 value) as a CPU 0-dim int64 tensor (see ``_HUNDRED``), made once
+    per value."""
     operand = _INDEX_OPERANDS.get(index)
     if operand is None:
-        operand = _INDEX_OPERANDS[index] = torch.tensor(index, dtype=torch.int64)
+        operand = torch.tensor(index, dtype=torch.int64, device="cpu")
+        _INDEX_OPERANDS[index] = operand
     return operand
 
 
@@ -123,7 +126,8 @@ def acc(
     ):
         raise _class_dim_error("accuracy", y_pred, y_true)
     plain = y_true.is_cpu or y_true.is_cuda  # devices whose ops take a CPU 0-dim operand
-    if plain and y_true.dtype is torch.int64 and type(ignore_index) is int:
+    if (plain and y_true.dtype is torch.int64 and type(ignore_index) is int
+            and ignore_index in _INT64):
         counted_mask = y_true.ne(_index_operand(ignore_index))
     else:
         counted_mask = y_true != ignore_index
