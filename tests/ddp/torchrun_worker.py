@@ -38,6 +38,10 @@ def main(out_path: str) -> None:
     with open(f"{out_path}.{env.rank}", "w") as out:
         json.dump({"rank": env.rank, "world": env.world_size, "local": record.samples,
                    "samples": reduced.samples, "loss": reduced.loss}, out)
+    # Both ranks leave the group together: a rank that destroyed it while its peer was still
+    # writing was seen to abort in gloo's teardown ("terminate called without an active
+    # exception") in bursts on this machine.
+    torch.distributed.barrier()
     session.close()
 
 
