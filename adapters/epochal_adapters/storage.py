@@ -43,124 +43,20 @@ import fsspec.core
 from fsspec.implementations.local import LocalFileSystem
 
 from epochal.ports import CheckpointStore
+from epochal_adapters._storage_paths import (
+    OBJECT_STORE_PROTOCOLS,
+    PROBE_PREFIX,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    fsync_directory,
+    is_temp_file,
+    strip_trailing_slashes,
+    validate_name,
+    validate_prefix,
+    with_url,
+)
 
 __all__ = ["FsspecCheckpointStore", "open_store", "split_url"]
-
-#: Protocols of object stores: directories are implicit, so no ``makedirs`` before a write
-#: (on S3, ``makedirs`` of a bare bucket path would try to create the bucket).
-_OBJECT_STORE_PROTOCOLS = frozenset(
-    {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"}
-)
-
-#: Built-in ``OSError`` subclasses kept when an error is re-raised with the URL in its message.
-_KEPT_OS_ERRORS: tuple[type[OSError], ...] = (
-    FileNotFoundError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-    FileExistsError,
-    TimeoutError,
-    ConnectionError,
-)
-
-_TEMP_PREFIX = "."
-_TEMP_SUFFIX = ".tmp"
-_PROBE_PREFIX = "._probe-"
-
-
-def _is_temp_file(basename: str) -> bool:
-    """Whether ``basename`` has the form of this module's temporary files (``.*.tmp``)."""
-    return basename.startswith(_TEMP_PREFIX) and basename.endswith(_TEMP_SUFFIX)
-
-
-def _validate_name(name: str) -> None:
-    """Check that ``name`` is a store name: relative, ``/``-separated, no ``..``.
-
-    Raises:
-        TypeError: ``name`` is not a string.
-        ValueError: ``name`` is empty, absolute, has an empty, ``.`` or ``..`` part, contains a
-            backslash, or has the form of a temporary file (``.*.tmp``); the message names it.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"a checkpoint name must be a str, got {type(name).__name__}: {name!r}")
-    expected = (
-        "expected a relative, '/'-separated name such as 'checkpoints/epoch_3.ckpt' "
-        "(no leading '/', no empty, '.' or '..' parts, no backslash)"
-    )
-    if not name:
-        raise ValueError(f"invalid checkpoint name {name!r}: it is empty; {expected}")
-    if "\\" in name:
-        raise ValueError(f"invalid checkpoint name {name!r}: it contains a backslash; {expected}")
-    if name.startswith("/"):
-        raise ValueError(f"invalid checkpoint name {name!r}: it starts with '/'; {expected}")
-    parts = name.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise ValueError(
-            f"invalid checkpoint name {name!r}: it has an empty, '.' or '..' part; {expected}"
-        )
-    if _is_temp_file(parts[-1]):
-        raise ValueError(
-            f"invalid checkpoint name {name!r}: names of the form '.*.tmp' are reserved for "
-            f"temporary files of in-flight writes; choose another file name"
-        )
-
-
-def _validate_prefix(prefix: str) -> None:
-    """Check a ``names()`` prefix: a string prefix of names, so it may end in a partial part.
-
-    Raises:
-        TypeError: ``prefix`` is not a string.
-        ValueError: ``prefix`` starts with ``/``, contains a backslash or a ``..`` part.
-    """
-    if not isinstance(prefix, str):
-        raise TypeError(f"a names() prefix must be a str, got {type(prefix).__name__}")
-    if prefix.startswith("/") or "\\" in prefix or ".." in prefix.split("/"):
-        raise ValueError(
-            f"invalid names() prefix {prefix!r}: expected the start of a relative, "
-            "'/'-separated name such as 'checkpoints/' or 'checkpoints/epoch_' "
-            "(no leading '/', no '..' part, no backslash)"
-        )
-
-
-def _with_url(exc: BaseException, action: str, url: str) -> OSError:
-    """An ``OSError`` saying that ``action`` on ``url`` failed because of ``exc``.
-
-    Keeps the built-in ``OSError`` subclass of ``exc`` where there is one (``FileNotFoundError``,
-    ``PermissionError``, ...); anything else (e.g. a botocore connection error) becomes a plain
-    ``OSError``.
-    """
-    message = f"could not {action} {url}: {type(exc).__name__}: {exc}"
-    for error_type in _KEPT_OS_ERRORS:
-        if isinstance(exc, error_type):
-            wrapped: OSError = error_type(message)
-            break
-    else:
-        wrapped = OSError(message)
-    if isinstance(exc, OSError) and exc.errno is not None:
-        wrapped.errno = exc.errno
-    return wrapped
-
-
-def _fsync_directory(directory: str) -> None:
-    """Flush a directory entry to disk so that a rename in it survives a power loss.
-
-    A no-op on platforms that cannot open a directory (Windows).
-    """
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _strip_trailing_slashes(url: str) -> str:
-    """``url`` without trailing ``/``, keeping a bare ``protocol://``."""
-    while url.endswith("/") and not url.endswith("://") and url != "/":
-        url = url[:-1]
-    return url
-
 
 class FsspecCheckpointStore:
     """A ``CheckpointStore`` under one fsspec URL: a local directory, ``memory://``, ``s3://``.
@@ -191,15 +87,15 @@ class FsspecCheckpointStore:
         fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
         self._fs: Any = fs
         self._local = isinstance(fs, LocalFileSystem)
-        self._root: str = _strip_trailing_slashes(root) if root != "/" else ""
+        self._root: str = strip_trailing_slashes(root) if root != "/" else ""
         protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-        self._object_store = bool(_OBJECT_STORE_PROTOCOLS.intersection(protocols))
+        self._object_store = bool(OBJECT_STORE_PROTOCOLS.intersection(protocols))
         if self._local:
             # fsspec made the path absolute; keep the user's choice of plain path or file://.
             given_protocol = fsspec.core.split_protocol(url)[0]
             self._base_url = f"file://{self._root}" if given_protocol else (self._root or "/")
         else:
-            self._base_url = _strip_trailing_slashes(url)
+            self._base_url = strip_trailing_slashes(url)
 
     @property
     def base_url(self) -> str:
@@ -227,7 +123,7 @@ class FsspecCheckpointStore:
         Raises:
             ValueError: ``name`` is not a valid store name.
         """
-        _validate_name(name)
+        validate_name(name)
         return self._join(self._base_url, name)
 
     @staticmethod
@@ -252,7 +148,7 @@ class FsspecCheckpointStore:
             OSError: The write failed (disk full, permission, endpoint unreachable); the
                 message contains the URL. The previous bytes, if any, are still in place.
         """
-        _validate_name(name)
+        validate_name(name)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"write() takes bytes, got {type(data).__name__} for {self.url(name)}; "
@@ -265,7 +161,7 @@ class FsspecCheckpointStore:
             else:
                 self._write_remote(self._path(name), bytes(data))
         except Exception as exc:
-            raise _with_url(exc, "write", url) from exc
+            raise with_url(exc, "write", url) from exc
 
     @contextlib.contextmanager
     def open_write(self, name: str) -> Iterator[BinaryIO]:
@@ -286,21 +182,21 @@ class FsspecCheckpointStore:
             OSError: The write failed; the message contains the URL. As when the block raises
                 anything, the previous bytes, if any, are still in place.
         """
-        _validate_name(name)
+        validate_name(name)
         url = self.url(name)
         if self._local:
             try:
                 with self._local_file(self._path(name)) as file:
                     yield file
             except OSError as exc:  # the disk's errors, the block's writes included
-                raise _with_url(exc, "write", url) from exc
+                raise with_url(exc, "write", url) from exc
             return
         buffer = io.BytesIO()
         yield buffer  # what the block raises propagates as it is; nothing is uploaded
         try:
             self._write_remote(self._path(name), buffer.getvalue())
         except Exception as exc:  # as write(): e.g. botocore's connection errors
-            raise _with_url(exc, "write", url) from exc
+            raise with_url(exc, "write", url) from exc
 
     def _write_local(self, path: str, data: bytes | bytearray | memoryview) -> None:
         """Temp file in the same directory, flush, fsync, ``os.replace``, fsync the directory."""
@@ -316,7 +212,7 @@ class FsspecCheckpointStore:
         directory, basename = os.path.split(path)
         os.makedirs(directory, exist_ok=True)
         temp_path = os.path.join(
-            directory, f"{_TEMP_PREFIX}{basename}.{uuid.uuid4().hex}{_TEMP_SUFFIX}"
+            directory, f"{TEMP_PREFIX}{basename}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
         )
         # O_EXCL: never reuse a file; 0o666 lets the umask decide the final permissions.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -331,7 +227,7 @@ class FsspecCheckpointStore:
             with contextlib.suppress(OSError):
                 os.remove(temp_path)
             raise
-        _fsync_directory(directory)
+        fsync_directory(directory)
 
     def _write_remote(self, path: str, data: bytes) -> None:
         """One upload (``pipe_file``): the object appears whole or not at all."""
@@ -356,7 +252,7 @@ class FsspecCheckpointStore:
             FileNotFoundError: No object named ``name``; the message gives its URL.
             OSError: Reading failed otherwise; the message contains the URL.
         """
-        _validate_name(name)
+        validate_name(name)
         url = self.url(name)
         path = self._path(name)
         try:
@@ -369,7 +265,7 @@ class FsspecCheckpointStore:
                 f"no checkpoint named {name!r} at {url}; names() lists what this store holds"
             ) from exc
         except Exception as exc:
-            raise _with_url(exc, "read", url) from exc
+            raise with_url(exc, "read", url) from exc
         return bytes(data)
 
     def exists(self, name: str) -> bool:
@@ -385,7 +281,7 @@ class FsspecCheckpointStore:
             ValueError: ``name`` is not a valid store name.
             OSError: The check failed (e.g. endpoint unreachable); the message contains the URL.
         """
-        _validate_name(name)
+        validate_name(name)
         path = self._path(name)
         if self._local:
             return os.path.isfile(path)
@@ -396,7 +292,7 @@ class FsspecCheckpointStore:
         except FileNotFoundError:
             return False
         except Exception as exc:
-            raise _with_url(exc, "check", self.url(name)) from exc
+            raise with_url(exc, "check", self.url(name)) from exc
         return bool(info.get("type") == "file")
 
     def names(self, prefix: str = "") -> list[str]:
@@ -415,7 +311,7 @@ class FsspecCheckpointStore:
             ValueError: ``prefix`` starts with ``/``, contains a backslash or a ``..`` part.
             OSError: Listing failed (e.g. endpoint unreachable); the message contains the URL.
         """
-        _validate_prefix(prefix)
+        validate_prefix(prefix)
         directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         top = f"{self._root}/{directory}" if directory else self._root
         try:
@@ -424,13 +320,13 @@ class FsspecCheckpointStore:
             else:
                 found = self._list_remote(top)
         except Exception as exc:
-            raise _with_url(exc, "list", self._base_url) from exc
+            raise with_url(exc, "list", self._base_url) from exc
         start = f"{self._root}/"
         names = (path[len(start) :] for path in found if path.startswith(start))
         return sorted(
             name
             for name in names
-            if name.startswith(prefix) and not _is_temp_file(name.rsplit("/", 1)[-1])
+            if name.startswith(prefix) and not is_temp_file(name.rsplit("/", 1)[-1])
         )
 
     @staticmethod
@@ -460,7 +356,7 @@ class FsspecCheckpointStore:
             OSError: Removing failed (permission, endpoint unreachable); the message contains
                 the URL.
         """
-        _validate_name(name)
+        validate_name(name)
         path = self._path(name)
         try:
             if self._local:
@@ -469,7 +365,7 @@ class FsspecCheckpointStore:
                 return
             self._rm_remote(path)
         except Exception as exc:
-            raise _with_url(exc, "delete", self.url(name)) from exc
+            raise with_url(exc, "delete", self.url(name)) from exc
 
     def _rm_remote(self, path: str) -> None:
         """One delete request; a missing object is not an error."""
@@ -500,12 +396,12 @@ class FsspecCheckpointStore:
         start = f"{self._root}/"
         try:
             for path in self._list_local(self._root):
-                if _is_temp_file(path.rsplit("/", 1)[-1]) and path.startswith(start):
+                if is_temp_file(path.rsplit("/", 1)[-1]) and path.startswith(start):
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(path)
                     removed.append(path[len(start):])
         except Exception as exc:
-            raise _with_url(exc, "clean temporary files of", self._base_url) from exc
+            raise with_url(exc, "clean temporary files of", self._base_url) from exc
         return removed
 
     def _remove_remote_probe_files(self) -> list[str]:
@@ -519,12 +415,12 @@ class FsspecCheckpointStore:
                 return []
             for path in found:
                 name = str(path)[len(start):] if str(path).startswith(start) else ""
-                if name.startswith(_PROBE_PREFIX) and _is_temp_file(name) and "/" not in name:
+                if name.startswith(PROBE_PREFIX) and is_temp_file(name) and "/" not in name:
                     self._rm_remote(str(path))
                     removed.append(name)
             self._fs.invalidate_cache(self._root)
         except Exception as exc:
-            raise _with_url(exc, "clean probe files of", self._base_url) from exc
+            raise with_url(exc, "clean probe files of", self._base_url) from exc
         return removed
 
     def probe(self) -> None:
@@ -572,7 +468,7 @@ class FsspecCheckpointStore:
                 )
         # Shaped as a temporary file: names() skips it, and remove_temp_files deletes it when
         # a kill left it behind.
-        path = self._path(f"{_PROBE_PREFIX}{uuid.uuid4().hex}{_TEMP_SUFFIX}")
+        path = self._path(f"{PROBE_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}")
         try:
             try:
                 if self._local:
@@ -582,7 +478,7 @@ class FsspecCheckpointStore:
                     self._write_remote(path, b"")
                     self._rm_remote(path)
             except Exception as exc:
-                raise _with_url(exc, "write", url) from exc
+                raise with_url(exc, "write", url) from exc
         except OSError as exc:
             reason = (
                 "permission denied (read-only?)"

@@ -20,8 +20,8 @@ import torch
 from epochal.exceptions import CheckpointError
 
 __all__ = [
-    "load_torch", "read_bytes", "save_torch", "save_torch_into", "torch_bytes",
-    "torch_from_bytes", "write_bytes",
+    "load_torch", "read_bytes", "save_torch", "save_torch_into", "save_torch_to_store",
+    "torch_bytes", "torch_from_bytes", "write_bytes",
 ]
 
 
@@ -103,6 +103,33 @@ def save_torch_into(file: BinaryIO, obj: Any, *, hashed: bool = False) -> tuple[
     return writer.size, writer.hash.hexdigest() if writer.hash is not None else ""
 
 
+def save_torch_to_store(store: Any, name: str, obj: Any, *, hashed: bool = False
+                        ) -> tuple[int, str]:
+    """``torch.save(obj)`` as ``name`` in a :class:`~epochal.ports.CheckpointStore`.
+
+    Streamed into the store when it has the optional ``open_write`` (no whole file in
+    memory), else serialized to bytes and written with ``write``; the stored bytes are the
+    same either way.
+
+    Args:
+        store: A ``CheckpointStore``.
+        name: The file's name in the store.
+        obj: What to save.
+        hashed: Also compute the SHA-256 of the bytes.
+
+    Returns:
+        ``(size, sha256)``: the file's size in bytes and its hex SHA-256 (``""`` unless
+        ``hashed``).
+    """
+    open_write = getattr(store, "open_write", None)
+    if open_write is None:
+        data = torch_bytes(obj)
+        store.write(name, data)
+        return len(data), hashlib.sha256(data).hexdigest() if hashed else ""
+    with open_write(name) as file:
+        return save_torch_into(file, obj, hashed=hashed)
+
+
 def torch_bytes(obj: Any) -> bytes:
     """``torch.save(obj)`` into bytes."""
     buffer = io.BytesIO()
@@ -164,12 +191,7 @@ def save_torch(
     if isinstance(f, (str, bytes)) or hasattr(f, "__fspath__"):
         store, name = _store_and_name(str(f if not isinstance(f, bytes) else f.decode()),
                                       storage_options)
-        open_write = getattr(store, "open_write", None)
-        if open_write is None:
-            store.write(name, torch_bytes(obj))
-            return
-        with open_write(name) as file:
-            save_torch_into(file, obj)
+        save_torch_to_store(store, name, obj)
     else:
         torch.save(obj, f)
 

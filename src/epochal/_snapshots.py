@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import torch
 
-from epochal._io import save_torch_into, torch_bytes, torch_from_bytes
+from epochal._io import save_torch_to_store, torch_from_bytes
 from epochal.core import resume
 from epochal.exceptions import CheckpointError, ResumeError, StorageError
 from epochal.ports import CheckpointStore
@@ -479,13 +479,7 @@ class SnapshotStore:
         Returns:
             ``(size, sha256)``: the file's size in bytes and its hex SHA-256.
         """
-        open_write: Callable[[str], Any] | None = getattr(self.store, "open_write", None)
-        if open_write is None:
-            data = torch_bytes(obj)
-            self.store.write(name, data)
-            return len(data), hashlib.sha256(data).hexdigest()
-        with open_write(name) as file:
-            return save_torch_into(file, obj, hashed=True)
+        return save_torch_to_store(self.store, name, obj, hashed=True)
 
     def write_derived(self, snapshot: Snapshot) -> None:
         """Rewrite ``log.tsv`` and ``checkpoint.ckpt`` from a committed snapshot."""

@@ -398,12 +398,10 @@ class _DelayedStore:
         time.sleep(self.delay_s)
         self.inner.write(name, data)
 
-    @contextlib.contextmanager
-    def open_write(self, name: str) -> Iterator[io.BytesIO]:
-        """A streamed write buffers in memory and is one upload at the end, as on S3."""
-        buffer = io.BytesIO()
-        yield buffer
-        self.write(name, buffer.getvalue())
+    # No streaming: each file arrives whole through ``write``, one delayed upload, as
+    # FsspecCheckpointStore does on S3 (``None`` also keeps ``__getattr__`` from handing out
+    # the local store's ``open_write``, which would skip the delay).
+    open_write = None
 
     def delete(self, name: str) -> None:
         time.sleep(self.delay_s)

@@ -15,6 +15,7 @@ from epochal._io import (
     read_bytes,
     save_torch,
     save_torch_into,
+    save_torch_to_store,
     torch_bytes,
     torch_from_bytes,
     write_bytes,
@@ -183,3 +184,32 @@ def test_save_torch_into_counts_and_hashes_what_torch_save_writes() -> None:
     assert buffer.getvalue() == torch_bytes(_weights())
     assert (size, digest) == (len(buffer.getvalue()),
                               hashlib.sha256(buffer.getvalue()).hexdigest())
+
+
+class _WriteOnlyStore:
+    """A store with ``write`` and no optional ``open_write``: whole bytes only."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def write(self, name: str, data: bytes) -> None:
+        self.blobs[name] = data
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["open_write", "write only"])
+def test_save_torch_to_store_gives_the_same_bytes_size_and_hash_either_way(
+    streaming: bool,
+) -> None:
+    """A store with open_write is streamed into, one without gets whole bytes; the stored
+    file, the size and the SHA-256 are those of torch.save's bytes in both cases, and the
+    hash is left empty unless asked for."""
+    import hashlib
+
+    from epochal.testing import MemoryCheckpointStore
+
+    store = MemoryCheckpointStore() if streaming else _WriteOnlyStore()
+    expected = torch_bytes(_weights())
+    size, digest = save_torch_to_store(store, "w.pt", _weights(), hashed=True)
+    assert store.blobs["w.pt"] == expected
+    assert (size, digest) == (len(expected), hashlib.sha256(expected).hexdigest())
+    assert save_torch_to_store(store, "v.pt", _weights()) == (len(expected), "")
