@@ -101,10 +101,11 @@ class _FirstWriteOpens:
 
     def _open(self) -> Any:
         if self._writer is None:
-            from epochal_adapters.tensorboard import resumed_summary_writer, summary_writer
+            from epochal_adapters.tensorboard import same_thread_summary_writer
 
-            self._writer = (resumed_summary_writer(self.directory, self.first_epoch)
-                            if self.first_epoch > 1 else summary_writer(self.directory))
+            # Written once per epoch: on this thread, with no writer thread per event file.
+            self._writer = same_thread_summary_writer(
+                self.directory, purge_step=self.first_epoch if self.first_epoch > 1 else None)
         return self._writer
 
     def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> Any:

@@ -560,29 +560,43 @@ def _rss_child(kind: str, images: int, epochs: int, network_name: str) -> None:
                       "training_rise_kib": (hwm - before) if hwm is not None else None}))
 
 
-def peak_rss(images: int, epochs: int, network_name: str = "FC") -> dict[str, Any]:
+def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
+             ) -> dict[str, Any]:
+    """Each kind's peak RSS, in ``rounds`` interleaved rounds of fresh processes: medians,
+    with each kind's per-round rise over the hand-written loop of the same round (the rise of
+    a run moves by a few hundred KiB from one process to the next)."""
     kinds = ["hand-written", "epochal Model", "epochal ModelBundle, synchronous",
              "epochal ModelBundle, background"]
     results: dict[str, Any] = {"network": network_name, "images": images, "epochs": epochs,
-                               "runs": {}}
+                               "rounds": rounds, "runs": {}}
     # A fixed mmap threshold: glibc then maps every block over 128 KiB on its own and returns
     # it when freed, so the peak shows the memory alive at once, not the allocator's history
     # (its adaptive threshold otherwise keeps freed snapshot-sized blocks in the heap).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
-    for kind in kinds:
-        out = subprocess.run(
-            [sys.executable, __file__, "--rss-child", kind, "--rss-images", str(images),
-             "--rss-epochs", str(epochs), "--rss-network", network_name],
-            capture_output=True, text=True, env=env, check=True,
-        )
-        measured = json.loads(out.stdout.strip().splitlines()[-1])
-        results["runs"][kind] = measured
-    hand = results["runs"]["hand-written"]
-    for measured in results["runs"].values():
-        measured["over_hand_kib"] = measured["peak_kib"] - hand["peak_kib"]
-        if measured["training_rise_kib"] is not None and hand["training_rise_kib"] is not None:
-            measured["rise_over_hand_kib"] = (measured["training_rise_kib"]
-                                              - hand["training_rise_kib"])
+    measured: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind in kinds:
+            out = subprocess.run(
+                [sys.executable, __file__, "--rss-child", kind, "--rss-images", str(images),
+                 "--rss-epochs", str(epochs), "--rss-network", network_name],
+                capture_output=True, text=True, env=env, check=True,
+            )
+            measured[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    hand = measured["hand-written"]
+    for kind, runs in measured.items():
+        rises = [r["training_rise_kib"] for r in runs]
+        row: dict[str, Any] = {
+            "peak_kib": statistics.median(r["peak_kib"] for r in runs),
+            "over_hand_kib": statistics.median(
+                r["peak_kib"] - h["peak_kib"] for r, h in zip(runs, hand)),
+            "training_rise_kib": None, "per_round": runs,
+        }
+        if None not in rises and None not in (h["training_rise_kib"] for h in hand):
+            over = [r["training_rise_kib"] - h["training_rise_kib"] for r, h in zip(runs, hand)]
+            row.update(training_rise_kib=statistics.median(rises),
+                       rise_over_hand_kib=statistics.median(over),
+                       rise_over_hand_range_kib=[min(over), max(over)])
+        results["runs"][kind] = row
     network = RSS_NETWORKS[network_name]()
     weights = sum(t.numel() * t.element_size() for t in network.state_dict().values())
     results["weights_bytes"] = weights
@@ -728,25 +742,28 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report.get("rss", []):
         lines += [
             f"## Peak resident memory ({r['network']} network, {r['images']} images, "
-            f"{r['epochs']} epochs, a fresh process each)", "",
+            f"{r['epochs']} epochs, a fresh process each, medians of {r.get('rounds', 1)} "
+            "interleaved rounds)", "",
             f"Weights: {r['weights_bytes']} bytes; one snapshot (state file): "
             f"{r.get('snapshot_bytes', 'n/a')} bytes.", "",
             "Peak: the process's peak RSS, imports included. Rise: after a warm-up training "
             "of the same kind on 64 images, the peak RSS of the measured training over the RSS "
             "before it (the kernel's peak mark reset in between).", "",
             "| run | peak RSS (MiB) | peak over hand-written (MiB) | rise during training "
-            "(MiB) | rise over hand-written (MiB) | in snapshots |",
-            "|---|---:|---:|---:|---:|---:|",
+            "(MiB) | rise over hand-written (MiB) | lowest..highest round (MiB) | in snapshots |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         snapshot = r.get("snapshot_bytes") or 0
         for name, v in r["runs"].items():
             rise = v.get("training_rise_kib")
             over = v.get("rise_over_hand_kib")
             share = f"{over * 1024 / snapshot:+.2f}" if over is not None and snapshot else "n/a"
+            low, high = v.get("rise_over_hand_range_kib") or (None, None)
+            spread = f"{low / 1024:+.1f}..{high / 1024:+.1f}" if low is not None else "n/a"
             lines.append(
                 f"| {name} | {v['peak_kib'] / 1024:.1f} | {v['over_hand_kib'] / 1024:+.1f} | "
-                + (f"{rise / 1024:.1f} | {over / 1024:+.1f} | {share} |" if over is not None
-                   else "n/a | n/a | n/a |"))
+                + (f"{rise / 1024:.1f} | {over / 1024:+.1f} | {spread} | {share} |"
+                   if over is not None else "n/a | n/a | n/a | n/a |"))
         lines.append("")
     return "\n".join(lines)
 
@@ -796,8 +813,9 @@ def main() -> None:
     if "commit" in sections:
         report["commit"] = commit_cost(12_000 if args.quick else 60_000, 3, 0.05)
     if "rss" in sections:
-        report["rss"] = [peak_rss(12_000 if args.quick else 60_000, 2, "FC"),
-                         peak_rss(3_000 if args.quick else 6_000, 2, "wide FC")]
+        rss_rounds = 1 if args.quick else 5
+        report["rss"] = [peak_rss(12_000 if args.quick else 60_000, 2, "FC", rss_rounds),
+                         peak_rss(3_000 if args.quick else 6_000, 2, "wide FC", rss_rounds)]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if args.profile:

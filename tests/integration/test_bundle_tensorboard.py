@@ -54,6 +54,29 @@ def test_a_resume_purges_the_epochs_after_the_commit(tmp_path: Path) -> None:
     assert points[-1][1] == pytest.approx(rows[-1]["loss"], rel=1e-6)
 
 
+def test_the_bundle_writes_its_logs_without_writer_threads(tmp_path: Path) -> None:
+    """The bundle's writer writes on the training thread: no thread is started for the six
+    event files of this run (SummaryWriter would start one per file), and every epoch's
+    scalars are in them."""
+    import threading
+
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threading.Thread, "start", start)
+        rows = _bundle(str(tmp_path)).train(*_loaders(), epochs=2, verbose=False)
+    assert started == []
+    folders = {p.parent.name for p in (tmp_path / "tensorboard").rglob("events.out.tfevents.*")}
+    assert {"loss_loss", "loss_val_loss", "acc_acc", "acc_val_acc"} <= folders
+    assert [v for _, v in _points(tmp_path / "tensorboard" / "acc_val_acc", "acc")] == (
+        pytest.approx([r["val_acc"] for r in rows], rel=1e-6))
+
+
 def test_disable_tensorboard_writes_nothing(tmp_path: Path) -> None:
     """disable_tensorboard=True: no tensorboard/ directory."""
     _bundle(str(tmp_path)).train(*_loaders(), epochs=1, verbose=False, disable_tensorboard=True)
