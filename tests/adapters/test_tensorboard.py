@@ -70,9 +70,14 @@ def test_same_thread_writer_writes_what_summary_writer_writes_without_a_thread(t
     assert same == sorted(p.relative_to(tmp_path / "threaded").parent for p in
                           (tmp_path / "threaded").rglob("events.out.tfevents.*"))
     assert len(same) == 3
+    import os
+    import re
+    import socket
+
+    form = re.compile(rf"events\.out\.tfevents\.\d{{10}}\.{re.escape(socket.gethostname())}"
+                      rf"\.{os.getpid()}\.\d+")
     for path in (tmp_path / "same").rglob("events.out.tfevents.*"):
-        stamp, host, pid, _ = path.name.split(".", 3)[3].split(".", 3)
-        assert len(stamp) == 10 and pid == str(__import__("os").getpid())
+        assert form.fullmatch(path.name), path.name
 
 
 def test_same_thread_writer_purges_from_its_step_in_every_folder(tmp_path):
