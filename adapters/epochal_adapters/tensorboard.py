@@ -4,8 +4,9 @@
 ``epochal[tensorboard]`` extra); :func:`summary_writer` builds one and says how to install
 it when it is missing. :func:`resumed_summary_writer` builds one for a training that resumes
 at a step: TensorBoard hides the points a crashed run left at that step and later.
-:func:`same_thread_summary_writer` writes its event files on the caller's thread (the bundle's
-writer, called once per epoch).
+:class:`ScalarEventFiles` writes the same event files of scalars on the caller's thread, with
+no writer thread and without importing ``SummaryWriter`` (the bundle's writer, called once per
+epoch).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import struct
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 __all__ = [
-    "ScalarWriter", "resumed_summary_writer", "same_thread_summary_writer", "summary_writer",
+    "ScalarEventFiles", "ScalarWriter", "masked_crc32c", "resumed_summary_writer",
+    "same_thread_summary_writer", "summary_writer",
 ]
 
 #: The last part of the event file names this module opens (unique within the process).
@@ -70,7 +73,8 @@ def _summary_writer_class() -> Any:
     return SummaryWriter
 
 
-def resumed_summary_writer(log_dir: str | os.PathLike[str], purge_step: int) -> Any:
+def resumed_summary_writer(log_dir: str | os.PathLike[str], purge_step: int
+                           ) -> ScalarEventFiles:
     """A ``SummaryWriter`` for a training resumed at ``purge_step``: the points that an
     earlier run wrote at ``purge_step`` or later (epochs it ran but never committed) are
     hidden by TensorBoard, in ``log_dir`` and in every per-tag folder ``add_scalars`` writes.
@@ -79,14 +83,14 @@ def resumed_summary_writer(log_dir: str | os.PathLike[str], purge_step: int) -> 
     each value in a folder of its own (``<log_dir>/<main_tag>_<tag>``), which this writer
     marks the same way (a ``file_version`` event and a ``SessionLog.START`` event at
     ``purge_step``, TensorBoard's purge marker) before its first value there. It writes on
-    the caller's thread, as :func:`same_thread_summary_writer` does.
+    the caller's thread (:class:`ScalarEventFiles`).
 
     Args:
         log_dir: The run's directory (a local path).
         purge_step: The first step this run writes (the epoch it resumes at).
 
     Returns:
-        The writer (a ``torch.utils.tensorboard.SummaryWriter``).
+        The writer (a :class:`ScalarEventFiles`).
 
     Raises:
         ImportError: The ``tensorboard`` package is not installed.
@@ -95,99 +99,164 @@ def resumed_summary_writer(log_dir: str | os.PathLike[str], purge_step: int) -> 
 
 
 def same_thread_summary_writer(log_dir: str | os.PathLike[str],
-                               purge_step: int | None = None) -> Any:
-    """A ``SummaryWriter`` whose event files are written on the caller's thread.
+                               purge_step: int | None = None) -> ScalarEventFiles:
+    """A :class:`ScalarWriter` writing TensorBoard event files on the caller's thread.
 
-    ``SummaryWriter`` starts a writer thread for each event file, and ``add_scalars`` opens
-    one event file per tag (``<log_dir>/<main_tag>_<tag>``): a training logging five metrics
-    per epoch runs a dozen threads, each with its own stack and allocator arena (about 1 MiB
-    of resident memory in all, measured in ``docs/performance.md``). For a writer called once
-    per epoch, as the bundle's is, each call writes and flushes its event records at once
-    instead (a few small writes). The files are the same: names of TensorBoard's form
-    (``events.out.tfevents.<time>.<host>.<pid>.<n>``), a ``file_version`` event first, then
-    the TFRecord-framed events, written with TensorBoard's own ``RecordWriter``.
+    See :class:`ScalarEventFiles`.
 
     Args:
-        log_dir: The run's directory (a local path or a URL TensorBoard's file layer opens).
+        log_dir: The run's directory (a local path).
         purge_step: When set, each event file starts with TensorBoard's purge marker at this
             step (see :func:`resumed_summary_writer`).
 
     Returns:
-        The writer (a ``torch.utils.tensorboard.SummaryWriter``).
+        The writer.
+
+    Raises:
+        ImportError: The ``tensorboard`` package is not installed (its protocol buffers
+            define the events).
+    """
+    return ScalarEventFiles(log_dir, purge_step=purge_step)
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def masked_crc32c(data: bytes) -> int:
+    """The masked CRC-32C of ``data``, as TFRecord framing stores it.
+
+    CRC-32C is the CRC with the Castagnoli polynomial (0x1EDC6F41, reflected 0x82F63B78;
+    RFC 3720, section B.4); the mask is TensorFlow's (``lib/hash/crc32c.h``): rotate right by
+    15 bits and add 0xA282EAD8, modulo 2**32.
+
+    Args:
+        data: The bytes.
+
+    Returns:
+        An unsigned 32-bit integer.
+    """
+    crc = 0xFFFFFFFF
+    table = _CRC32C_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+class ScalarEventFiles:
+    """TensorBoard event files of scalars, written on the caller's thread.
+
+    The files are those ``torch.utils.tensorboard.SummaryWriter`` writes for ``add_scalar``
+    and ``add_scalars``: one event file in ``log_dir`` and one in each per-tag folder
+    ``<log_dir>/<main_tag>_<tag>`` that ``add_scalars`` uses, named as TensorBoard names them
+    (``events.out.tfevents.<seconds>.<host>.<pid>.<n>``), each starting with a
+    ``file_version`` event, the events framed as TFRecords (length, masked CRC-32C of the
+    length, the serialized ``Event``, masked CRC-32C of it), a scalar as a
+    ``Summary.Value(simple_value=...)``.
+
+    Why not ``SummaryWriter``: it starts a writer thread for each event file, and importing
+    it imports TensorBoard's file layer (with boto3 when installed, 13 MiB of resident
+    memory here). A writer called once per epoch, as the bundle's is, needs neither: each
+    call writes its events and flushes them, so they are in the file when it returns. Only
+    local directories (the bundle writes TensorBoard logs nowhere else).
+
+    Args:
+        log_dir: The run's directory (a local path; created when missing).
+        purge_step: When set, each event file starts with TensorBoard's purge marker at this
+            step: a ``file_version`` event and a ``SessionLog.START`` event at ``purge_step``,
+            after which TensorBoard hides the points an earlier run left at that step and
+            later.
 
     Raises:
         ImportError: The ``tensorboard`` package is not installed.
     """
-    summary_writer_class = _summary_writer_class()
-    from tensorboard.compat import tf  # type: ignore[import-untyped]
-    from tensorboard.compat.proto.event_pb2 import (  # type: ignore[import-untyped]
-        Event,
-        SessionLog,
-    )
-    from tensorboard.summary.writer.record_writer import (  # type: ignore[import-untyped]
-        RecordWriter,
-    )
-    from torch.utils.tensorboard.writer import FileWriter
 
-    class _EventFile:
-        """What ``FileWriter`` asks of TensorBoard's ``EventFileWriter``, without its thread."""
+    def __init__(self, log_dir: str | os.PathLike[str], *, purge_step: int | None = None
+                 ) -> None:
+        try:
+            from tensorboard.compat.proto import (  # type: ignore[import-untyped]
+                event_pb2,
+                summary_pb2,
+            )
+        except ImportError as exc:
+            raise ImportError(
+                "TensorBoard logging needs the 'tensorboard' package: pip install tensorboard "
+                "(or pip install epochal[tensorboard])."
+            ) from exc
+        self._event_pb2 = event_pb2
+        self._summary_pb2 = summary_pb2
+        self.log_dir = os.fspath(log_dir)
+        self.purge_step = purge_step
+        self._files: dict[str, BinaryIO] = {}
+        self._file(self.log_dir)  # as SummaryWriter, the main file exists from the start
 
-        def __init__(self, folder: str, filename_suffix: str) -> None:
-            self._folder = folder
-            tf.io.gfile.makedirs(folder)
+    def _file(self, folder: str) -> BinaryIO:
+        file = self._files.get(folder)
+        if file is None:
+            os.makedirs(folder, exist_ok=True)
             name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-                    f"{os.getpid()}.{next(_EVENT_FILE_IDS)}{filename_suffix}")
-            self._records = RecordWriter(tf.io.gfile.GFile(os.path.join(folder, name), "wb"))
-            self.add_event(Event(wall_time=time.time(), file_version="brain.Event:2"))
+                    f"{os.getpid()}.{next(_EVENT_FILE_IDS)}")
+            file = open(os.path.join(folder, name), "wb")  # noqa: SIM115  # kept open
+            self._files[folder] = file
+            Event = self._event_pb2.Event
+            self._write(file, Event(wall_time=time.time(), file_version="brain.Event:2"))
+            if self.purge_step is not None:
+                self._write(file, Event(step=self.purge_step, file_version="brain.Event:2"))
+                start = self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START)
+                self._write(file, Event(step=self.purge_step, session_log=start))
+            file.flush()
+        return file
 
-        def get_logdir(self) -> str:
-            return self._folder
+    @staticmethod
+    def _write(file: BinaryIO, event: Any) -> None:
+        data = event.SerializeToString()
+        length = struct.pack("<Q", len(data))
+        file.write(length + struct.pack("<I", masked_crc32c(length)) + data
+                   + struct.pack("<I", masked_crc32c(data)))
 
-        def add_event(self, event: Any) -> None:
-            self._records.write(event.SerializeToString())
-            self._records.flush()
+    def _scalar(self, folder: str, tag: str, value: float, step: int | None,
+                walltime: float | None) -> None:
+        summary = self._summary_pb2.Summary(
+            value=[self._summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
+        event = self._event_pb2.Event(
+            wall_time=time.time() if walltime is None else walltime, summary=summary)
+        if step is not None:
+            event.step = int(step)
+        file = self._file(folder)
+        self._write(file, event)
+        file.flush()
 
-        def flush(self) -> None:
-            self._records.flush()
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int | None = None,
+                   walltime: float | None = None) -> None:
+        """Write ``scalar_value`` under ``tag`` in ``log_dir``'s event file."""
+        self._scalar(self.log_dir, tag, scalar_value, global_step, walltime)
 
-        def close(self) -> None:
-            if not self._records.closed:
-                self._records.flush()
-                self._records.close()
+    def add_scalars(self, main_tag: str, tag_scalar_dict: Mapping[str, float],
+                    global_step: int | None = None, walltime: float | None = None) -> None:
+        """Write each value under ``main_tag`` in its folder ``<log_dir>/<main_tag>_<tag>``
+        (one graph, a line per tag), as ``SummaryWriter.add_scalars`` does."""
+        walltime = time.time() if walltime is None else walltime
+        for tag, value in tag_scalar_dict.items():
+            folder = self.log_dir + "/" + main_tag.replace("/", "_") + "_" + tag
+            self._scalar(folder, main_tag, value, global_step, walltime)
 
-    class _SameThreadFileWriter(FileWriter):  # type: ignore[misc]
-        def __init__(self, folder: str, filename_suffix: str) -> None:
-            # Not FileWriter.__init__: it would start EventFileWriter's thread.
-            self.event_writer = _EventFile(str(folder), filename_suffix)
+    def flush(self) -> None:
+        """Flush every open event file (each call already flushed what it wrote)."""
+        for file in self._files.values():
+            file.flush()
 
-    class _SameThreadSummaryWriter(summary_writer_class):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            self._purge_at = purge_step  # before super().__init__, which opens the file
-            super().__init__(log_dir=os.fspath(log_dir))
-
-        def _open(self, folder: str) -> Any:
-            writer = _SameThreadFileWriter(folder, self.filename_suffix)
-            if self._purge_at is not None:
-                writer.add_event(Event(step=self._purge_at, file_version="brain.Event:2"))
-                writer.add_event(Event(step=self._purge_at,
-                                       session_log=SessionLog(status=SessionLog.START)))
-            return writer
-
-        def _get_file_writer(self) -> Any:
-            # SummaryWriter's own, but for the writer it opens (and its purge marker).
-            writers: dict[str, Any] | None = getattr(self, "all_writers", None)
-            if writers is None or getattr(self, "file_writer", None) is None:
-                self.file_writer = self._open(self.log_dir)
-                self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
-            return self.file_writer
-
-        def add_scalars(self, main_tag: str, tag_scalar_dict: Mapping[str, float],
-                        global_step: int | None = None, walltime: float | None = None) -> None:
-            base = self._get_file_writer().get_logdir()
-            for tag in tag_scalar_dict:
-                folder = base + "/" + main_tag.replace("/", "_") + "_" + tag
-                if folder not in self.all_writers:
-                    self.all_writers[folder] = self._open(folder)
-            super().add_scalars(main_tag, tag_scalar_dict, global_step, walltime)
-
-    return _SameThreadSummaryWriter()
+    def close(self) -> None:
+        """Close the event files; a later call opens new ones, as ``SummaryWriter`` does."""
+        files, self._files = self._files, {}
+        for file in files.values():
+            file.close()

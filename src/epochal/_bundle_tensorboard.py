@@ -14,6 +14,10 @@ epochal does the same, with two additions:
   are written for a local directory only. A bundle on another fsspec URL (``s3://``,
   ``memory://``) warns and writes none; one on a store object of your own (such as
   :class:`epochal.testing.MemoryCheckpointStore`) writes none, silently.
+
+The writer is :class:`epochal_adapters.tensorboard.ScalarEventFiles`: the files
+``SummaryWriter`` would write, written on the training thread at each epoch's end, with no
+writer thread per event file.
 """
 
 from __future__ import annotations
@@ -71,7 +75,8 @@ def bundle_tensorboard_logger(
         )
         return None
     try:
-        import torch.utils.tensorboard  # noqa: F401  # the package is there: warn now if not
+        # The package is there (the writer needs its protocol buffers only): warn now if not.
+        import tensorboard.compat.proto.event_pb2  # noqa: F401
     except ImportError:
         warnings.warn(
             "tensorboard does not seem to be installed, so the bundle writes no TensorBoard "

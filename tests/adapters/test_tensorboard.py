@@ -95,3 +95,61 @@ def test_same_thread_writer_purges_from_its_step_in_every_folder(tmp_path):
     resumed.close()
     assert _scalars(tmp_path / "loss_loss", "loss") == [(1, 1.0), (2, 0.5), (3, 9.0)]
     assert [v for _, v in _scalars(tmp_path, "lr")] == pytest.approx([0.1, 0.2, 9.0])
+
+
+def test_masked_crc32c_is_tensorflows():
+    """CRC-32C's check value (RFC 3720: 0xE3069283 for b'123456789'), masked as TensorFlow
+    masks it, and equal to TensorBoard's own implementation on other inputs."""
+    import random
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as theirs
+
+    from epochal_adapters.tensorboard import masked_crc32c
+
+    crc = 0xE3069283
+    assert masked_crc32c(b"123456789") == (((crc >> 15) | (crc << 17)) + 0xA282EAD8) % 2**32
+    generator = random.Random(0)
+    for size in (0, 1, 7, 8, 255, 1000):
+        data = bytes(generator.randrange(256) for _ in range(size))
+        assert masked_crc32c(data) == theirs(data)
+
+
+def test_the_writer_reopens_after_close_as_summary_writer_does(tmp_path):
+    """A value written after close goes to a new event file; TensorBoard reads both."""
+    pytest.importorskip("tensorboard")
+    from epochal_adapters.tensorboard import same_thread_summary_writer
+
+    writer = same_thread_summary_writer(tmp_path)
+    writer.add_scalar("lr", 0.5, 1)
+    writer.close()
+    writer.add_scalar("lr", 0.25, 2)
+    writer.close()
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+    assert sorted(_scalars(tmp_path, "lr")) == [(1, 0.5), (2, 0.25)]
+
+
+def test_a_bundle_training_imports_no_summary_writer(tmp_path):
+    """The bundle's TensorBoard logs need TensorBoard's protocol buffers only: a training
+    that writes them imports neither torch.utils.tensorboard nor TensorBoard's file layer
+    (which imports boto3 when it is installed, 13 MiB resident)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorboard")
+    script = (
+        "import sys, torch\n"
+        "from torch.utils.data import DataLoader, TensorDataset\n"
+        "from epochal import ModelBundle\n"
+        "net = torch.nn.Sequential(torch.nn.Linear(4, 3))\n"
+        "data = TensorDataset(torch.randn(16, 4), torch.randint(0, 3, (16,)))\n"
+        f"ModelBundle.from_network({str(tmp_path)!r}, net, task='classif', optimizer='sgd', monitoring=False)"
+        ".train(DataLoader(data, batch_size=8), epochs=1, verbose=False)\n"
+        "print(sorted(m for m in ('torch.utils.tensorboard', 'boto3', "
+        "'tensorboard.summary.writer.event_file_writer', 'tensorboard.compat.tensorflow_stub')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, env={**__import__("os").environ, "MPLBACKEND": "Agg"})
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert list((tmp_path / "tensorboard" / "loss_loss").glob("events.out.tfevents.*"))

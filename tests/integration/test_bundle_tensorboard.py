@@ -103,12 +103,13 @@ def test_a_store_object_is_silent() -> None:
 
 def test_without_tensorboard_installed_it_warns(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """When torch.utils.tensorboard cannot be imported the bundle warns as Poutyne's does
-    (naming disable_tensorboard) and trains without event files."""
+    """When the tensorboard package cannot be imported (nor torch.utils.tensorboard) the
+    bundle warns as Poutyne's does (naming disable_tensorboard) and trains without event
+    files."""
     real_import = builtins.__import__
 
     def no_tensorboard(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name.startswith("torch.utils.tensorboard"):
+        if name.startswith(("torch.utils.tensorboard", "tensorboard")):
             raise ImportError("No module named 'tensorboard'")
         return real_import(name, *args, **kwargs)
 
