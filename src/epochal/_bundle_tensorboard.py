@@ -76,7 +76,7 @@ def bundle_tensorboard_logger(
         return None
     try:
         # The package is there (the writer needs its protocol buffers only): warn now if not.
-        import tensorboard.compat.proto.event_pb2  # noqa: F401
+        import tensorboard.compat.proto.event_pb2  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         warnings.warn(
             "tensorboard does not seem to be installed, so the bundle writes no TensorBoard "
