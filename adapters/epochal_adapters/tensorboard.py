@@ -153,6 +153,27 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def _as_float(value: Any) -> float:
+    """A scalar value as a float: a number, or a tensor or array of one element (detached),
+    as ``SummaryWriter`` accepts.
+
+    Raises:
+        ValueError: More than one element (the message names the shape).
+    """
+    detach = getattr(value, "detach", None)
+    if detach is not None:
+        value = detach()
+    if getattr(value, "ndim", 0):
+        count = value.numel() if hasattr(value, "numel") else value.size  # tensor, array
+        if count != 1:
+            raise ValueError(
+                f"A TensorBoard scalar must be one number; got a value of shape "
+                f"{tuple(value.shape)}. Expected a number or a one-element tensor or array."
+            )
+        value = value.reshape(())
+    return float(value)
+
+
 class ScalarEventFiles:
     """TensorBoard event files of scalars, written on the caller's thread.
 
@@ -198,23 +219,37 @@ class ScalarEventFiles:
         self.log_dir = os.fspath(log_dir)
         self.purge_step = purge_step
         self._files: dict[str, BinaryIO] = {}
+        self._purged: set[str] = set()
         self._file(self.log_dir)  # as SummaryWriter, the main file exists from the start
 
     def _file(self, folder: str) -> BinaryIO:
         file = self._files.get(folder)
-        if file is None:
-            os.makedirs(folder, exist_ok=True)
+        if file is not None:
+            return file
+        os.makedirs(folder, exist_ok=True)
+        while True:  # "x": never truncate another writer's file that has the same name
+            # The number is zero-padded: TensorBoard reads a folder's files in name order.
             name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-                    f"{os.getpid()}.{next(_EVENT_FILE_IDS)}")
-            file = open(os.path.join(folder, name), "wb")  # noqa: SIM115  # kept open
-            self._files[folder] = file
-            Event = self._event_pb2.Event
-            self._write(file, Event(wall_time=time.time(), file_version="brain.Event:2"))
-            if self.purge_step is not None:
-                self._write(file, Event(step=self.purge_step, file_version="brain.Event:2"))
-                start = self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START)
-                self._write(file, Event(step=self.purge_step, session_log=start))
-            file.flush()
+                    f"{os.getpid()}.{next(_EVENT_FILE_IDS):06d}")
+            try:
+                file = open(os.path.join(folder, name), "xb")  # noqa: SIM115  # kept open
+                break
+            except FileExistsError:
+                continue
+        self._files[folder] = file
+        event_pb2 = self._event_pb2
+        self._write(file, event_pb2.Event(
+            wall_time=time.time(), file_version="brain.Event:2",
+            source_metadata=event_pb2.SourceMetadata(writer="epochal_adapters.tensorboard")))
+        if self.purge_step is not None and folder not in self._purged:
+            # Once per folder: a file opened after close() must not hide this run's points.
+            self._purged.add(folder)
+            self._write(file, event_pb2.Event(wall_time=time.time(), step=self.purge_step,
+                                              file_version="brain.Event:2"))
+            start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+            self._write(file, event_pb2.Event(wall_time=time.time(), step=self.purge_step,
+                                              session_log=start))
+        file.flush()
         return file
 
     @staticmethod
@@ -227,7 +262,7 @@ class ScalarEventFiles:
     def _scalar(self, folder: str, tag: str, value: float, step: int | None,
                 walltime: float | None) -> None:
         summary = self._summary_pb2.Summary(
-            value=[self._summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
+            value=[self._summary_pb2.Summary.Value(tag=tag, simple_value=_as_float(value))])
         event = self._event_pb2.Event(
             wall_time=time.time() if walltime is None else walltime, summary=summary)
         if step is not None:
@@ -249,6 +284,16 @@ class ScalarEventFiles:
         for tag, value in tag_scalar_dict.items():
             folder = self.log_dir + "/" + main_tag.replace("/", "_") + "_" + tag
             self._scalar(folder, main_tag, value, global_step, walltime)
+
+    def get_logdir(self) -> str:
+        """The run's directory (``SummaryWriter.get_logdir``)."""
+        return self.log_dir
+
+    def __enter__(self) -> ScalarEventFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def flush(self) -> None:
         """Flush every open event file (each call already flushed what it wrote)."""

@@ -82,7 +82,8 @@ def test_same_thread_writer_writes_what_summary_writer_writes_without_a_thread(t
 
 def test_same_thread_writer_purges_from_its_step_in_every_folder(tmp_path):
     """With purge_step, TensorBoard hides what an earlier run wrote at that step and later,
-    in the main folder and in each per-tag folder."""
+    in the main folder and in each per-tag folder; files the writer opens after close() do
+    not hide its own points again."""
     pytest.importorskip("tensorboard")
     from epochal_adapters.tensorboard import same_thread_summary_writer
 
@@ -93,8 +94,78 @@ def test_same_thread_writer_purges_from_its_step_in_every_folder(tmp_path):
     resumed.add_scalars("loss", {"loss": 9.0, "val_loss": 9.0}, 3)
     resumed.add_scalar("lr", 9.0, 3)
     resumed.close()
-    assert _scalars(tmp_path / "loss_loss", "loss") == [(1, 1.0), (2, 0.5), (3, 9.0)]
-    assert [v for _, v in _scalars(tmp_path, "lr")] == pytest.approx([0.1, 0.2, 9.0])
+    resumed.add_scalars("loss", {"loss": 8.0, "val_loss": 8.0}, 4)
+    resumed.add_scalar("lr", 8.0, 4)
+    resumed.close()
+    expected = [(1, 1.0), (2, 0.5), (3, 9.0), (4, 8.0)]
+    assert _scalars(tmp_path / "loss_loss", "loss") == expected
+    assert _scalars(tmp_path / "loss_val_loss", "loss") == [(1, 2.0), (2, 1.0), (3, 9.0),
+                                                             (4, 8.0)]
+    assert [v for _, v in _scalars(tmp_path, "lr")] == pytest.approx([0.1, 0.2, 9.0, 8.0])
+
+
+def test_file_names_sort_in_the_order_they_were_opened(tmp_path, monkeypatch):
+    """TensorBoard reads a folder's event files in name order: the file number is
+    zero-padded, so the tenth file of a second sorts after the ninth."""
+    import itertools
+
+    pytest.importorskip("tensorboard")
+    import epochal_adapters.tensorboard as tensorboard
+
+    monkeypatch.setattr(tensorboard, "_EVENT_FILE_IDS", itertools.count(9))
+    writer = tensorboard.same_thread_summary_writer(tmp_path)
+    writer.add_scalar("lr", 1.0, 1)
+    writer.close()
+    writer.add_scalar("lr", 2.0, 2)
+    writer.close()
+    names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
+    assert [name.rsplit(".", 1)[1] for name in names] == ["000009", "000010"]
+    assert _scalars(tmp_path, "lr") == [(1, 1.0), (2, 2.0)]
+
+
+def test_a_file_name_in_use_is_never_truncated(tmp_path, monkeypatch):
+    """Two writers given the same name (same second, same process, same number) keep
+    their own files: the second takes the next number instead of truncating the first's."""
+    import itertools
+
+    pytest.importorskip("tensorboard")
+    import epochal_adapters.tensorboard as tensorboard
+
+    monkeypatch.setattr(tensorboard.time, "time", lambda: 1_700_000_000.0)
+    monkeypatch.setattr(tensorboard, "_EVENT_FILE_IDS", itertools.count())
+    first = tensorboard.same_thread_summary_writer(tmp_path)
+    first.add_scalar("a", 1.0, 1)
+    monkeypatch.setattr(tensorboard, "_EVENT_FILE_IDS", itertools.count())
+    second = tensorboard.same_thread_summary_writer(tmp_path)
+    second.add_scalar("b", 2.0, 1)
+    first.close()
+    second.close()
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+    assert _scalars(tmp_path, "a") == [(1, 1.0)]
+    assert _scalars(tmp_path, "b") == [(1, 2.0)]
+
+
+def test_values_are_what_summary_writer_accepts(tmp_path):
+    """Numbers, numpy scalars, one-element arrays and tensors (a tensor that requires grad
+    too, silently); more than one element is a ValueError naming the shape."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    pytest.importorskip("tensorboard")
+    from epochal_adapters.tensorboard import same_thread_summary_writer
+
+    with same_thread_summary_writer(tmp_path) as writer:
+        assert writer.get_logdir() == str(tmp_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for step, value in enumerate([1, np.float32(2.0), np.array([3.0]),
+                                          torch.tensor(4.0), torch.ones(1, requires_grad=True)]):
+                writer.add_scalar("v", value, step)
+        with pytest.raises(ValueError, match=r"shape \(3,\)"):
+            writer.add_scalar("v", np.ones(3), 9)
+    assert [v for _, v in _scalars(tmp_path, "v")] == [1.0, 2.0, 3.0, 4.0, 1.0]
 
 
 def test_masked_crc32c_is_tensorflows():

@@ -52,6 +52,18 @@ def test_a_resume_purges_the_epochs_after_the_commit(tmp_path: Path) -> None:
     points = _points(directory / "tensorboard" / "loss_loss", "loss")
     assert [step for step, _ in points] == [1, 2, 3]
     assert points[-1][1] == pytest.approx(rows[-1]["loss"], rel=1e-6)
+    # Every graph shows each epoch once. The epoch's time differs from one run to the next,
+    # so time_time shows that epoch 3's point is the resumed run's.
+    folders = sorted(p.parent for p in (directory / "tensorboard").rglob("events.out.*"))
+    assert len(set(folders)) >= 8
+    for folder in set(folders) - {directory / "tensorboard"}:
+        accumulator = event_accumulator.EventAccumulator(str(folder))
+        accumulator.Reload()
+        (main_tag,) = accumulator.Tags()["scalars"]  # a per-tag folder holds one graph
+        steps = [event.step for event in accumulator.Scalars(main_tag)]
+        assert steps == [1, 2, 3], (folder.name, steps)
+    times = _points(directory / "tensorboard" / "time_time", "time")
+    assert times[-1][1] == pytest.approx(rows[-1]["time"], rel=1e-6)
 
 
 def test_the_bundle_writes_its_logs_without_writer_threads(tmp_path: Path) -> None:
