@@ -75,7 +75,8 @@ def _summary_writer_class() -> Any:
 
 def resumed_summary_writer(log_dir: str | os.PathLike[str], purge_step: int
                            ) -> ScalarEventFiles:
-    """A ``SummaryWriter`` for a training resumed at ``purge_step``: the points that an
+    """A scalar writer (:class:`ScalarEventFiles`) for a training resumed at ``purge_step``:
+    the points that an
     earlier run wrote at ``purge_step`` or later (epochs it ran but never committed) are
     hidden by TensorBoard, in ``log_dir`` and in every per-tag folder ``add_scalars`` writes.
 
