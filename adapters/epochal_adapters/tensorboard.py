@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 __all__ = [
     "ScalarEventFiles", "ScalarWriter", "masked_crc32c", "resumed_summary_writer",
-    "same_thread_summary_writer", "summary_writer",
+    "summary_writer",
 ]
 
 #: The last part of the event file names this module opens (unique within the process).
@@ -95,27 +95,6 @@ def resumed_summary_writer(log_dir: str | os.PathLike[str], purge_step: int
 
     Raises:
         ImportError: The ``tensorboard`` package is not installed.
-    """
-    return same_thread_summary_writer(log_dir, purge_step=purge_step)
-
-
-def same_thread_summary_writer(log_dir: str | os.PathLike[str],
-                               purge_step: int | None = None) -> ScalarEventFiles:
-    """A :class:`ScalarWriter` writing TensorBoard event files on the caller's thread.
-
-    See :class:`ScalarEventFiles`.
-
-    Args:
-        log_dir: The run's directory (a local path).
-        purge_step: When set, each event file starts with TensorBoard's purge marker at this
-            step (see :func:`resumed_summary_writer`).
-
-    Returns:
-        The writer.
-
-    Raises:
-        ImportError: The ``tensorboard`` package is not installed (its protocol buffers
-            define the events).
     """
     return ScalarEventFiles(log_dir, purge_step=purge_step)
 

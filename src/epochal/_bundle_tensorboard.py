@@ -106,10 +106,10 @@ class _FirstWriteOpens:
 
     def _open(self) -> Any:
         if self._writer is None:
-            from epochal_adapters.tensorboard import same_thread_summary_writer
+            from epochal_adapters.tensorboard import ScalarEventFiles
 
             # Written once per epoch: on this thread, with no writer thread per event file.
-            self._writer = same_thread_summary_writer(
+            self._writer = ScalarEventFiles(
                 self.directory, purge_step=self.first_epoch if self.first_epoch > 1 else None)
         return self._writer
 

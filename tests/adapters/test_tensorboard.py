@@ -48,7 +48,7 @@ def test_same_thread_writer_writes_what_summary_writer_writes_without_a_thread(t
     import threading
 
     pytest.importorskip("tensorboard")
-    from epochal_adapters.tensorboard import same_thread_summary_writer
+    from epochal_adapters.tensorboard import ScalarEventFiles
 
     before = threading.active_count()
     threaded = summary_writer(tmp_path / "threaded")
@@ -56,7 +56,7 @@ def test_same_thread_writer_writes_what_summary_writer_writes_without_a_thread(t
     assert threading.active_count() == before + 3
     threaded.close()
 
-    writer = same_thread_summary_writer(tmp_path / "same")
+    writer = ScalarEventFiles(tmp_path / "same")
     assert isinstance(writer, ScalarWriter)
     _write_epochs(writer, [1, 2, 3])
     assert threading.active_count() == before
@@ -85,12 +85,12 @@ def test_same_thread_writer_purges_from_its_step_in_every_folder(tmp_path):
     in the main folder and in each per-tag folder; files the writer opens after close() do
     not hide its own points again."""
     pytest.importorskip("tensorboard")
-    from epochal_adapters.tensorboard import same_thread_summary_writer
+    from epochal_adapters.tensorboard import ScalarEventFiles
 
-    first = same_thread_summary_writer(tmp_path)
+    first = ScalarEventFiles(tmp_path)
     _write_epochs(first, [1, 2, 3])
     first.close()
-    resumed = same_thread_summary_writer(tmp_path, purge_step=3)
+    resumed = ScalarEventFiles(tmp_path, purge_step=3)
     resumed.add_scalars("loss", {"loss": 9.0, "val_loss": 9.0}, 3)
     resumed.add_scalar("lr", 9.0, 3)
     resumed.close()
@@ -113,7 +113,7 @@ def test_file_names_sort_in_the_order_they_were_opened(tmp_path, monkeypatch):
     import epochal_adapters.tensorboard as tensorboard
 
     monkeypatch.setattr(tensorboard, "_EVENT_FILE_IDS", itertools.count(9))
-    writer = tensorboard.same_thread_summary_writer(tmp_path)
+    writer = tensorboard.ScalarEventFiles(tmp_path)
     writer.add_scalar("lr", 1.0, 1)
     writer.close()
     writer.add_scalar("lr", 2.0, 2)
@@ -133,10 +133,10 @@ def test_a_file_name_in_use_is_never_truncated(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tensorboard.time, "time", lambda: 1_700_000_000.0)
     monkeypatch.setattr(tensorboard, "_EVENT_FILE_IDS", itertools.count())
-    first = tensorboard.same_thread_summary_writer(tmp_path)
+    first = tensorboard.ScalarEventFiles(tmp_path)
     first.add_scalar("a", 1.0, 1)
     monkeypatch.setattr(tensorboard, "_EVENT_FILE_IDS", itertools.count())
-    second = tensorboard.same_thread_summary_writer(tmp_path)
+    second = tensorboard.ScalarEventFiles(tmp_path)
     second.add_scalar("b", 2.0, 1)
     first.close()
     second.close()
@@ -154,9 +154,9 @@ def test_values_are_what_summary_writer_accepts(tmp_path):
     import torch
 
     pytest.importorskip("tensorboard")
-    from epochal_adapters.tensorboard import same_thread_summary_writer
+    from epochal_adapters.tensorboard import ScalarEventFiles
 
-    with same_thread_summary_writer(tmp_path) as writer:
+    with ScalarEventFiles(tmp_path) as writer:
         assert writer.get_logdir() == str(tmp_path)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -189,9 +189,9 @@ def test_masked_crc32c_is_tensorflows():
 def test_the_writer_reopens_after_close_as_summary_writer_does(tmp_path):
     """A value written after close goes to a new event file; TensorBoard reads both."""
     pytest.importorskip("tensorboard")
-    from epochal_adapters.tensorboard import same_thread_summary_writer
+    from epochal_adapters.tensorboard import ScalarEventFiles
 
-    writer = same_thread_summary_writer(tmp_path)
+    writer = ScalarEventFiles(tmp_path)
     writer.add_scalar("lr", 0.5, 1)
     writer.close()
     writer.add_scalar("lr", 0.25, 2)
