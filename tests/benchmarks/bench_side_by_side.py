@@ -37,7 +37,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
 
+import rss_child  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -483,81 +483,7 @@ def commit_cost(images: int, epochs: int, delay_s: float) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- section 4
 
-
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux 4.0+)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def wide_network() -> nn.Module:
-    """A wide fully-connected network (5,823,498 parameters, 23 MB of weights): its snapshot
-    dwarfs the allocator's noise, so the peak-memory table shows what a commit holds."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 2048), nn.ReLU(),
-                         nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10))
-
-
-RSS_NETWORKS = {"FC": fully_connected_network, "wide FC": wide_network}
-
-
-def _train_kind(kind: str, loader: Any, epochs: int, network_name: str = "FC") -> None:
-    """One training of the given kind on a fresh network of ``RSS_NETWORKS``."""
-    network = RSS_NETWORKS[network_name]()
-    if kind == "hand-written":
-        optimizer = torch.optim.SGD(network.parameters(), lr=LR)
-        for _ in range(epochs):
-            train_one_epoch(network, optimizer, nn.CrossEntropyLoss(), loader)
-    elif kind == "epochal Model":
-        model = Model(network, "sgd", "cross_entropy", batch_metrics=["accuracy"])
-        model.fit_generator(loader, epochs=epochs, verbose=False)
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            bundle = ModelBundle.from_network(
-                folder, network, loss_function="cross_entropy", batch_metrics=["accuracy"],
-                monitoring=False, background_commits=kind.endswith("background"))
-            bundle.train(loader, epochs=epochs, verbose=False)
-
-
-def _rss_child(kind: str, images: int, epochs: int, network_name: str) -> None:
-    """Run one training in this (fresh) process and print its memory as JSON.
-
-    ``peak_kib`` is the process's peak RSS (``VmHWM``: ``ru_maxrss`` would carry the parent's
-    peak over ``exec``), imports included. For ``training_rise_kib`` a
-    warm-up training of the same kind on 64 images runs first (it loads what the code imports
-    lazily: PyTorch's optimizer machinery, the storage adapter), then the kernel's peak mark is
-    reset and the measured training runs: the rise is its peak over the RSS before it."""
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    data = TensorDataset(torch.rand(images, 1, 28, 28), torch.randint(0, 10, (images,)))
-    import epochal_adapters.plots as plots
-
-    plots.plot_history = lambda *a, **k: []  # the curves are not part of the training
-    warm = TensorDataset(data.tensors[0][:64], data.tensors[1][:64])
-    _train_kind(kind, DataLoader(warm, batch_size=BATCH, shuffle=True), 1, network_name)
-    setup_peak = _status_kib("VmHWM") or 0
-    reset = _reset_peak_rss()
-    before = _status_kib("VmRSS") or 0
-    _train_kind(kind, DataLoader(data, batch_size=BATCH, shuffle=True), epochs, network_name)
-    hwm = _status_kib("VmHWM") if reset else None
-    peak = max(setup_peak, hwm or 0) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_kib": peak,
-                      "before_training_kib": before,
-                      "training_rise_kib": (hwm - before) if hwm is not None else None}))
+RSS_CHILD = Path(__file__).with_name("rss_child.py")  # one training per fresh process
 
 
 def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
@@ -565,8 +491,7 @@ def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
     """Each kind's peak RSS, in ``rounds`` interleaved rounds of fresh processes: medians,
     with each kind's per-round rise over the hand-written loop of the same round (the rise of
     a run moves by a few hundred KiB from one process to the next)."""
-    kinds = ["hand-written", "epochal Model", "epochal ModelBundle, synchronous",
-             "epochal ModelBundle, background"]
+    kinds = list(rss_child.KINDS)
     results: dict[str, Any] = {"network": network_name, "images": images, "epochs": epochs,
                                "rounds": rounds, "runs": {}}
     # A fixed mmap threshold: glibc then maps every block over 128 KiB on its own and returns
@@ -577,8 +502,7 @@ def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
     for _ in range(rounds):
         for kind in kinds:
             out = subprocess.run(
-                [sys.executable, __file__, "--rss-child", kind, "--rss-images", str(images),
-                 "--rss-epochs", str(epochs), "--rss-network", network_name],
+                [sys.executable, str(RSS_CHILD), kind, str(images), str(epochs), network_name],
                 capture_output=True, text=True, env=env, check=True,
             )
             measured[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -597,7 +521,7 @@ def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
                        rise_over_hand_kib=statistics.median(over),
                        rise_over_hand_range_kib=[min(over), max(over)])
         results["runs"][kind] = row
-    network = RSS_NETWORKS[network_name]()
+    network = rss_child.RSS_NETWORKS[network_name]()
     weights = sum(t.numel() * t.element_size() for t in network.state_dict().values())
     results["weights_bytes"] = weights
     with tempfile.TemporaryDirectory() as folder:  # one snapshot of this run's kind
@@ -783,14 +707,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="also write pyinstrument profiles of the FC epoch (hand-written, "
                         "epochal with the display off and on)")
-    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--rss-images", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--rss-epochs", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--rss-network", default="FC", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.rss_child:
-        _rss_child(args.rss_child, args.rss_images, args.rss_epochs, args.rss_network)
-        return
     torch.set_num_threads(1)
     rounds = args.rounds or (3 if args.quick else 9)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]

@@ -1,0 +1,120 @@
+"""One training of the peak-memory section of ``bench_side_by_side.py``, in a fresh process.
+
+Run by ``bench_side_by_side.peak_rss``, once per kind and round::
+
+    python tests/benchmarks/rss_child.py KIND IMAGES EPOCHS NETWORK
+
+It imports only what its kind needs: the hand-written loop imports PyTorch and the seed's
+networks, never epochal, so ``peak_kib`` (imports included) compares each kind with a process
+that never loaded epochal. It prints one JSON line:
+
+- ``peak_kib``: the process's peak RSS, in KiB (``VmHWM``; ``ru_maxrss`` would carry the
+  parent's peak over ``exec``), imports included;
+- ``before_training_kib``: the RSS after a warm-up training of the same kind on 64 images (it
+  loads what the code imports lazily: PyTorch's optimizer machinery, the storage adapter);
+- ``training_rise_kib``: the measured training's peak over ``before_training_kib`` (the
+  kernel's peak mark is reset before it), or null where the mark cannot be reset.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from tests.seed_networks import fully_connected_network, train_one_epoch
+
+BATCH = 32
+LR = 0.1
+KINDS = ("hand-written", "epochal Model", "epochal ModelBundle, synchronous",
+         "epochal ModelBundle, background")
+
+
+def wide_network() -> nn.Module:
+    """A wide fully-connected network (5,823,498 parameters, 23 MB of weights): its snapshot
+    dwarfs the allocator's noise, so the peak-memory table shows what a commit holds."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 2048), nn.ReLU(),
+                         nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10))
+
+
+RSS_NETWORKS = {"FC": fully_connected_network, "wide FC": wide_network}
+
+
+def status_kib(field: str) -> int | None:
+    """A field of ``/proc/self/status`` in KiB (``VmRSS``, ``VmHWM``), None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux 4.0+)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def train_kind(kind: str, loader: Any, epochs: int, network_name: str) -> None:
+    """One training of the given kind on a fresh network of ``RSS_NETWORKS``."""
+    network = RSS_NETWORKS[network_name]()
+    if kind == "hand-written":
+        optimizer = torch.optim.SGD(network.parameters(), lr=LR)
+        for _ in range(epochs):
+            train_one_epoch(network, optimizer, nn.CrossEntropyLoss(), loader)
+    elif kind == "epochal Model":
+        from epochal import Model
+
+        model = Model(network, "sgd", "cross_entropy", batch_metrics=["accuracy"])
+        model.fit_generator(loader, epochs=epochs, verbose=False)
+    else:
+        import epochal_adapters.plots as plots
+        from epochal import ModelBundle
+
+        plots.plot_history = lambda *a, **k: []  # the curves are not part of the training
+        with tempfile.TemporaryDirectory() as folder:
+            bundle = ModelBundle.from_network(
+                folder, network, loss_function="cross_entropy", batch_metrics=["accuracy"],
+                monitoring=False, background_commits=kind.endswith("background"))
+            bundle.train(loader, epochs=epochs, verbose=False)
+
+
+def main(kind: str, images: int, epochs: int, network_name: str) -> None:
+    """Warm up, reset the peak mark, train ``epochs`` epochs on ``images`` random images, print
+    the JSON line (see the module docstring)."""
+    if kind not in KINDS or network_name not in RSS_NETWORKS:
+        raise SystemExit(f"unknown kind {kind!r} or network {network_name!r}; kinds: {KINDS}, "
+                         f"networks: {sorted(RSS_NETWORKS)}")
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    data = TensorDataset(torch.rand(images, 1, 28, 28), torch.randint(0, 10, (images,)))
+    warm = TensorDataset(data.tensors[0][:64], data.tensors[1][:64])
+    train_kind(kind, DataLoader(warm, batch_size=BATCH, shuffle=True), 1, network_name)
+    setup_peak = status_kib("VmHWM") or 0
+    reset = reset_peak_rss()
+    before = status_kib("VmRSS") or 0
+    train_kind(kind, DataLoader(data, batch_size=BATCH, shuffle=True), epochs, network_name)
+    hwm = status_kib("VmHWM") if reset else None
+    peak = max(setup_peak, hwm or 0) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_kib": peak, "before_training_kib": before,
+                      "training_rise_kib": (hwm - before) if hwm is not None else None}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
