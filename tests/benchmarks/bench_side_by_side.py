@@ -523,8 +523,8 @@ def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
             over = [r["training_rise_kib"] - h["training_rise_kib"]
                     for r, h in zip(runs, reference)]
             row.update(training_rise_kib=statistics.median(rises),
-                       rise_over_hand_kib=statistics.median(over),
-                       rise_over_hand_range_kib=[min(over), max(over)])
+                       rise_over_reference_kib=statistics.median(over),
+                       rise_over_reference_range_kib=[min(over), max(over)])
         results["runs"][kind] = row
     network = rss_child.RSS_NETWORKS[network_name]()
     weights = sum(t.numel() * t.element_size() for t in network.state_dict().values())
@@ -688,9 +688,9 @@ def markdown(report: dict[str, Any]) -> str:
         snapshot = r.get("snapshot_bytes") or 0
         for name, v in r["runs"].items():
             rise = v.get("training_rise_kib")
-            over = v.get("rise_over_hand_kib")
+            over = v.get("rise_over_reference_kib")
             share = f"{over * 1024 / snapshot:+.2f}" if over is not None and snapshot else "n/a"
-            low, high = v.get("rise_over_hand_range_kib") or (None, None)
+            low, high = v.get("rise_over_reference_range_kib") or (None, None)
             spread = f"{low / 1024:+.1f}..{high / 1024:+.1f}" if low is not None else "n/a"
             lines.append(
                 f"| {name} | {v['peak_kib'] / 1024:.1f} | {v['over_hand_kib'] / 1024:+.1f} | "

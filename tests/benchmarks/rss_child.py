@@ -6,9 +6,10 @@ Run by ``bench_side_by_side.peak_rss``, once per kind and round::
 
 It imports only what its kind needs. The hand-written loop imports PyTorch and the seed's
 networks, never epochal, so ``peak_kib`` (imports included) compares each kind with a process
-that never loaded epochal. "hand-written, epochal imported" imports what the bundle's process
-loads (``epochal``, ``ModelBundle``, the storage and TensorBoard adapters) before training the
-same hand-written loop: the reference for the rise, because the modules a process has loaded
+that never loaded epochal. "hand-written, epochal imported" imports ``epochal``,
+``ModelBundle`` and the storage, plotting and TensorBoard adapters (most of what a bundle's
+process loads; a bundle's training loads a few small modules more, lazily) before training
+the same hand-written loop: the reference for the rise, because the modules a process has loaded
 decide where the allocator puts the training's blocks, which moves the rise by a few hundred
 KiB (on the FC network, more than the difference between ``Model`` and the hand-written
 loop). It prints one JSON line:
