@@ -65,8 +65,8 @@ from tests.seed_networks import (  # noqa: E402
     train_one_epoch,
 )
 
-BATCH = 32
-LR = 0.1
+BATCH = rss_child.BATCH  # one batch size and learning rate for every section
+LR = rss_child.LR
 
 
 def one_layer_network() -> nn.Module:

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tests.seed_networks import fully_connected_network, train_one_epoch
 
-BATCH = 32
+BATCH = 32  # also the side-by-side benchmark's (it imports these)
 LR = 0.1
 KINDS = ("hand-written", "hand-written, epochal imported", "epochal Model",
          "epochal ModelBundle, synchronous", "epochal ModelBundle, background")
