@@ -1,6 +1,7 @@
 """A bundle snapshot's capture (:func:`epochal._commit_writer.capture`) and its commits:
 the state file reads back the same snapshot (old layout included), a capture is a copy that
-keeps shared storages shared, and a commit to a streaming store never holds a whole file."""
+keeps shared storages shared (also into a reused :class:`CaptureBuffer`), and a commit to a
+streaming store never holds a whole file."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from typing import Any
 import attrs
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from epochal._commit_writer import capture
+from epochal._commit_writer import CaptureBuffer, capture
 from epochal._io import torch_from_bytes
 from epochal._snapshots import Snapshot, SnapshotStore
 from epochal.testing import MemoryCheckpointStore
@@ -53,9 +56,10 @@ def _sync(snapshot: Snapshot, is_best: bool = True) -> Any:
                                               save_every_epoch=False)
 
 
-def _captured(snapshot: Snapshot, is_best: bool = True) -> Any:
+def _captured(snapshot: Snapshot, is_best: bool = True,
+              into: CaptureBuffer | None = None) -> Any:
     """A commit of ``capture(snapshot)``, the copy a background commit writes."""
-    return _sync(capture(snapshot), is_best=is_best)
+    return _sync(capture(snapshot, into), is_best=is_best)
 
 
 class TestPrepareCommit:
@@ -99,15 +103,16 @@ class TestPrepareCommit:
         assert len(blobs["checkpoint.ckpt"]) > 256 * 256 * 4
         assert len(blobs["state/epoch_0001.state"]) < len(blobs["checkpoint.ckpt"]) + 16_384
 
-    def test_capture_is_a_copy(self) -> None:
+    @pytest.mark.parametrize("into", [None, CaptureBuffer()], ids=["fresh", "buffer"])
+    def test_capture_is_a_copy(self, into: CaptureBuffer | None) -> None:
         """Changing the weights, the optimizer state, the log rows and the callbacks' states
-        after the capture changes no file the commit writes."""
+        after the capture changes no file the commit writes (fresh copies or a buffer)."""
         snapshot = attrs.evolve(
             _snapshot(), optimizer={"state": {0: {"momentum_buffer": torch.ones(3)}},
                                     "param_groups": [{"lr": 0.1, "params": [0]}]},
             callbacks={"0:Keep": {"history": [1.0]}})
         expected = _written(_sync(snapshot))
-        commit = _captured(snapshot)  # captures now
+        commit = _captured(snapshot, into=into)  # captures now
         snapshot.network["w"].add_(1.0)
         snapshot.optimizer["state"][0]["momentum_buffer"].mul_(3.0)  # type: ignore[index]
         snapshot.log_rows.append({"epoch": 3, "loss": 0.125})  # type: ignore[attr-defined]
@@ -176,6 +181,95 @@ class TestPrepareCommit:
         torch.save(payload, buffer)
         back = Snapshot.from_payload(torch_from_bytes(buffer.getvalue()), source="old")
         assert torch.equal(back.network["w"], snapshot.network["w"])
+
+
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.int64, torch.uint8, torch.bool)
+
+
+@st.composite
+def _networks(draw: Any) -> dict[str, torch.Tensor]:
+    """State dicts with the layouts a capture must keep: several dtypes, empty tensors, and
+    entries that view an earlier entry's storage (a row, a transpose, an offset slice)."""
+    network: dict[str, torch.Tensor] = {}
+    for index in range(draw(st.integers(1, 6))):
+        earlier = [t for t in network.values() if t.dim() == 2 and t.shape[0] > 1]
+        if earlier and draw(st.booleans()):
+            base = draw(st.sampled_from(earlier))
+            view = draw(st.sampled_from(["row", "transpose", "tail"]))
+            network[f"v{index}"] = {"row": base[1], "transpose": base.t(),
+                                    "tail": base[1:]}[view]
+            continue
+        shape = (draw(st.integers(0, 5)), draw(st.integers(1, 7)))
+        dtype = draw(st.sampled_from(_DTYPES))
+        values = torch.arange(shape[0] * shape[1], dtype=torch.float64).reshape(shape)
+        network[f"t{index}"] = (values * draw(st.floats(-3, 3))).to(dtype)
+    return network
+
+
+def _with_optimizer(network: dict[str, torch.Tensor]) -> Snapshot:
+    """A snapshot whose optimizer state aliases the first weight and holds a ``Parameter``
+    (``deepcopy`` clones those rather than copying their storage)."""
+    first = next(iter(network.values()))
+    return Snapshot(epoch=1, global_step=3, network=network, random_states=None,
+                    optimizer={"state": {0: {"alias": first,
+                                             "param": torch.nn.Parameter(torch.ones(2))}},
+                               "param_groups": [{"lr": 0.1, "params": [0]}]})
+
+
+class TestCaptureBuffer:
+    @given(_networks(), _networks())
+    def test_reused_buffer_writes_what_a_synchronous_commit_writes(
+            self, first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
+        """Two snapshots captured one after the other into one buffer, each committed before
+        the next capture (as a background commit does): every file is byte-identical to a
+        synchronous commit of the same snapshot."""
+        buffer = CaptureBuffer()
+        for network in (first, second):
+            snapshot = _with_optimizer(network)
+            assert _written(_captured(snapshot, into=buffer)) == _written(_sync(snapshot))
+
+    def test_captures_reuse_one_mapping(self) -> None:
+        """The storages of the next capture of the same layout land at the same addresses:
+        one mapping, no new memory; shared storages stay shared inside it."""
+        torch.manual_seed(0)
+        shared = torch.randn(4, 3)
+        snapshot = Snapshot(epoch=1, global_step=1, random_states=None,
+                            network={"w": shared, "tied": shared, "b": torch.zeros(5)})
+        buffer = CaptureBuffer()
+        one = capture(snapshot, buffer)
+        addresses = {k: t.data_ptr() for k, t in one.network.items()}
+        shared.add_(1.0)
+        two = capture(snapshot, buffer)
+        assert {k: t.data_ptr() for k, t in two.network.items()} == addresses
+        assert addresses["w"] == addresses["tied"] != shared.data_ptr()
+        assert torch.equal(two.network["w"], shared)
+        assert buffer.mappings == 1
+        assert buffer.nbytes == 128  # 48 bytes and 20 bytes, each at a 64-byte boundary
+
+    def test_a_bigger_snapshot_gets_a_bigger_mapping_and_the_earlier_capture_survives(
+            self) -> None:
+        """A snapshot that needs more bytes than the mapping holds gets a new mapping; a
+        capture still in the old one keeps it alive and its values."""
+        buffer = CaptureBuffer()
+        small = capture(Snapshot(epoch=1, global_step=1, random_states=None,
+                                 network={"w": torch.full((2,), 7.0)}), buffer)
+        big = torch.arange(100, dtype=torch.float32)
+        large = capture(Snapshot(epoch=2, global_step=2, random_states=None,
+                                 network={"w": big}), buffer)
+        assert buffer.mappings == 2 and buffer.nbytes == 448
+        assert torch.equal(small.network["w"], torch.full((2,), 7.0))
+        assert torch.equal(large.network["w"], big)
+        capture(Snapshot(epoch=3, global_step=3, random_states=None,
+                         network={"w": torch.ones(3)}), buffer)
+        assert buffer.mappings == 2  # a smaller snapshot reuses the larger mapping
+
+    def test_empty_and_device_free_snapshot_makes_no_mapping(self) -> None:
+        """A snapshot whose tensors are all empty needs no mapping."""
+        buffer = CaptureBuffer()
+        captured = capture(Snapshot(epoch=1, global_step=1, random_states=None,
+                                    network={"w": torch.zeros(0, 3)}), buffer)
+        assert buffer.mappings == 0 and buffer.nbytes == 0
+        assert captured.network["w"].shape == (0, 3)
 
 
 class TestSynchronousCommit:
