@@ -5,8 +5,7 @@ another thread while the next epoch trains.
 ``ModelBundle.train`` call. Its ``commit`` first waits for the previous commit's write (so at
 most one commit is in flight, and commits reach the store in epoch order), then captures the
 snapshot with :func:`capture` (one copy of its tensors and containers, on the host: the
-training may change the weights right after; the tensors' bytes go into a
-:class:`CaptureBuffer` that every commit of the training reuses), then hands the copy to a writer thread, which
+training may change the weights right after), then hands the copy to a writer thread, which
 commits it with :meth:`epochal._snapshots.SnapshotStore.commit` (best checkpoint, state,
 manifest, derived files, pruning: the synchronous commit's operations, in the same order).
 :meth:`BackgroundCommits.close` waits for the last write at the end of training.
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import mmap
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -35,7 +33,7 @@ from epochal.exceptions import ConfigurationError
 from epochal.ports import CheckpointStore
 
 __all__ = [
-    "BackgroundCommits", "CaptureBuffer", "capture", "committing", "open_commits", "wants_background_commits",
+    "BackgroundCommits", "capture", "committing", "open_commits", "wants_background_commits",
 ]
 
 _IN_PROCESS_SCHEMES = frozenset({"file", "local", "memory", "fake-memory"})
@@ -73,129 +71,41 @@ def wants_background_commits(store: CheckpointStore, requested: bool | None) -> 
     return scheme not in _IN_PROCESS_SCHEMES
 
 
-def _tensors(value: Any, seen: set[int]) -> Iterator[torch.Tensor]:
-    """Every tensor in ``value``'s mappings, lists and tuples (``seen`` guards against
-    containers that hold themselves)."""
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (Mapping, list, tuple)):
-        if id(value) in seen:
-            return
-        seen.add(id(value))
-        for item in value.values() if isinstance(value, Mapping) else value:
-            yield from _tensors(item, seen)
-
-
-def _prepare_memo(tensors: list[torch.Tensor], memo: dict[Any, Any]) -> None:
+def _prepare_memo(value: Any, memo: dict[int, Any], seen: set[int]) -> None:
     """Put into ``memo`` (for ``copy.deepcopy``) the copies ``deepcopy`` would get wrong:
     a host copy of each tensor on a device (the capture then holds no device memory), and a
     copy of each tensor computed by an operation (``deepcopy`` refuses those; a callback's
     state may hold one): its values, detached, through the same memo (so a view of it stays
-    a view), with its ``requires_grad``."""
-    for value in tensors:
+    a view), with its ``requires_grad``. ``seen`` guards against containers holding
+    themselves."""
+    if isinstance(value, torch.Tensor):
         if id(value) in memo:
-            continue
+            return
         if value.device.type != "cpu":
             memo[id(value)] = value.detach().to("cpu", copy=True)
         elif value.grad_fn is not None:
             copied = copy.deepcopy(value.detach(), memo)
             memo[id(value)] = copied.requires_grad_(value.requires_grad)
-
-
-_ALIGNMENT = 64  # bytes: each storage in a CaptureBuffer starts on a cache line
-
-
-def _host_storage(tensor: torch.Tensor) -> torch.UntypedStorage | None:
-    """The storage ``copy.deepcopy`` copies for ``tensor`` (a dense tensor on the host, of
-    ``torch.Tensor`` itself), None for tensors it clones otherwise (``Parameter``, sparse
-    tensors, subclasses, device tensors) and for empty storages."""
-    if type(tensor) is not torch.Tensor or tensor.device.type != "cpu":  # Parameter: cloned
-        return None
-    if tensor.layout != torch.strided or not torch._C._has_storage(tensor):
-        return None
-    storage = tensor.untyped_storage()
-    return storage if storage.nbytes() else None
-
-
-class CaptureBuffer:
-    """Host memory that every capture of one training reuses: one anonymous memory mapping
-    (``mmap``, outside the allocator's heap), with one storage per captured storage at a
-    64-byte-aligned offset.
-
-    A fresh copy per commit would leave the allocator with freed blocks of the snapshot's
-    size that the training's own allocations then scatter over (measured in
-    ``docs/performance.md``); the mapping is touched once and reused. The mapping grows when
-    a snapshot needs more (the old one is unmapped when the last capture in it is gone) and
-    never shrinks. A capture into it is valid until the next capture into it: the caller
-    (:class:`BackgroundCommits`) waits for the write of one capture before making the next.
-
-    Attributes:
-        nbytes: The mapping's size in bytes (0 before the first capture).
-        mappings: How many mappings it has made so far.
-    """
-
-    def __init__(self) -> None:
-        self._mapping: mmap.mmap | None = None
-        self.mappings = 0
-
-    @property
-    def nbytes(self) -> int:
-        return 0 if self._mapping is None else len(self._mapping)
-
-    def copy_storages(self, tensors: list[torch.Tensor], memo: dict[Any, Any]) -> None:
-        """Copy the host storages of ``tensors`` (each once, however many tensors view it)
-        into the mapping, and put each copy into ``memo`` where ``copy.deepcopy`` looks for
-        an already-copied storage (``memo['torch'][storage._cdata]``, as
-        ``torch.UntypedStorage.__deepcopy__`` does): the deep copy then builds its tensors
-        over the mapping, with the original sizes, strides and offsets.
-
-        Args:
-            tensors: The snapshot's tensors; device tensors, sparse tensors, tensor
-                subclasses and empty storages are left to ``copy.deepcopy``.
-            memo: The memo the capture's ``copy.deepcopy`` will use.
-        """
-        storages: dict[int, torch.UntypedStorage] = {}
-        for tensor in tensors:
-            storage = _host_storage(tensor)
-            if storage is not None:
-                storages.setdefault(storage._cdata, storage)
-        offsets, end = [], 0
-        for storage in storages.values():
-            offsets.append(end)
-            end += -(-storage.nbytes() // _ALIGNMENT) * _ALIGNMENT
-        if not end:
+    elif isinstance(value, (Mapping, list, tuple)):
+        if id(value) in seen:
             return
-        if self._mapping is None or len(self._mapping) < end:
-            self._mapping = mmap.mmap(-1, end)
-            self.mappings += 1
-        copies = memo.setdefault("torch", {})
-        for (key, storage), offset in zip(storages.items(), offsets):
-            copied = torch.frombuffer(self._mapping, dtype=torch.uint8,
-                                      count=storage.nbytes(), offset=offset).untyped_storage()
-            copied.copy_(storage)
-            copies[key] = copied
+        seen.add(id(value))
+        for item in value.values() if isinstance(value, Mapping) else value:
+            _prepare_memo(item, memo, seen)
 
 
-def capture(snapshot: Snapshot, into: CaptureBuffer | None = None) -> Snapshot:
+def capture(snapshot: Snapshot) -> Snapshot:
     """One copy of ``snapshot`` that training cannot change: ``copy.deepcopy`` of every field
     (tensors that share a storage still share one; device tensors are copied to the host,
     where ``torch.load(map_location='cpu')`` puts them back anyway, each on its own: tied
     weights on a GPU are stored twice in a background commit's files). Committed, the copy
     gives the same files, byte for byte, as the snapshot would on the CPU (a complex tensor's
     lazy conjugation is resolved: same values, other bytes). Memory: one snapshot.
-
-    Args:
-        snapshot: The epoch's snapshot.
-        into: Where the host storages' copies go; None allocates them afresh. With a
-            buffer, the copy is valid until the next capture into the same buffer.
     """
-    memo: dict[Any, Any] = {}
+    memo: dict[int, Any] = {}
     fields = {f.name: getattr(snapshot, f.name) for f in attrs.fields(Snapshot)}
     fields["network"] = dict(fields["network"])
-    tensors = list(_tensors(list(fields.values()), set()))
-    if into is not None:
-        into.copy_storages(tensors, memo)
-    _prepare_memo(tensors, memo)
+    _prepare_memo(list(fields.values()), memo, set())
     return Snapshot(**copy.deepcopy(fields, memo))
 
 
@@ -209,7 +119,6 @@ class BackgroundCommits(SnapshotStore):
 
     Attributes:
         writes: Commits handed to the writer thread so far.
-        buffer: The host memory every capture of this training reuses.
     """
 
     def __init__(self, snapshots: SnapshotStore) -> None:  # no super().__init__: a view
@@ -217,7 +126,6 @@ class BackgroundCommits(SnapshotStore):
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.writes = 0
-        self.buffer = CaptureBuffer()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._snapshots, name)
@@ -244,7 +152,7 @@ class BackgroundCommits(SnapshotStore):
             BaseException: Whatever the previous background write raised (not committed).
         """
         self.wait()
-        captured = capture(snapshot, self.buffer)
+        captured = capture(snapshot)
         options = {"is_best": is_best, "monitor": monitor,
                    "keep_only_last_best": keep_only_last_best,
                    "save_every_epoch": save_every_epoch}

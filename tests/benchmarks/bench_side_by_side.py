@@ -487,14 +487,16 @@ def commit_cost(images: int, epochs: int, delay_s: float) -> dict[str, Any]:
 RSS_CHILD = Path(__file__).with_name("rss_child.py")  # one training per fresh process
 
 
-def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
-             ) -> dict[str, Any]:
+def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5,
+             kinds: tuple[str, ...] = rss_child.KINDS) -> dict[str, Any]:
     """Each kind's peak RSS, in ``rounds`` interleaved rounds of fresh processes: medians,
-    with each kind's per-round peak over the hand-written loop's (no epochal imported) and
-    rise over the rise of the hand-written loop with epochal imported, of the same round (the
-    rise of a run moves by a few hundred KiB from one process to the next, and with the
-    modules loaded: see ``rss_child``)."""
-    kinds = list(rss_child.KINDS)
+    with each kind's per-round peak over the hand-written loop's (no epochal imported; the
+    section's first kind when it has no plain loop) and rise over the rise of the
+    hand-written loop with epochal imported, of the same round (the rise of a run moves by a
+    few hundred KiB from one process to the next, and with the modules loaded: see
+    ``rss_child``). Each kind named "..., background" or "... background commits" also gets
+    its rise over its synchronous counterpart's of the same round (``rise_over_synchronous``).
+    """
     results: dict[str, Any] = {"network": network_name, "images": images, "epochs": epochs,
                                "rounds": rounds, "runs": {}}
     # A fixed mmap threshold: glibc then maps every block over 128 KiB on its own and returns
@@ -509,7 +511,7 @@ def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
                 capture_output=True, text=True, env=env, check=True,
             )
             measured[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    hand = measured["hand-written"]
+    hand = measured.get("hand-written", measured[kinds[0]])
     reference = measured["hand-written, epochal imported"]  # for the rise
     for kind, runs in measured.items():
         rises = [r["training_rise_kib"] for r in runs]
@@ -525,6 +527,12 @@ def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
             row.update(training_rise_kib=statistics.median(rises),
                        rise_over_reference_kib=statistics.median(over),
                        rise_over_reference_range_kib=[min(over), max(over)])
+        synchronous = _synchronous_counterpart(kind)
+        if synchronous in measured and row["training_rise_kib"] is not None:
+            over = [r["training_rise_kib"] - s["training_rise_kib"]
+                    for r, s in zip(runs, measured[synchronous])]
+            row.update(rise_over_synchronous_kib=statistics.median(over),
+                       rise_over_synchronous_range_kib=[min(over), max(over)])
         results["runs"][kind] = row
     network = rss_child.RSS_NETWORKS[network_name]()
     weights = sum(t.numel() * t.element_size() for t in network.state_dict().values())
@@ -545,6 +553,16 @@ def peak_rss(images: int, epochs: int, network_name: str = "FC", rounds: int = 5
     _progress(f"peak RSS ({network_name}): " + ", ".join(
         f"{k} {v['peak_kib'] / 1024:.0f} MiB" for k, v in results["runs"].items()))
     return results
+
+
+def _synchronous_counterpart(kind: str) -> str | None:
+    """The kind that commits the same way but synchronously ("..., background torch.save":
+    the same loop committing nothing), None for kinds that commit nothing in the background."""
+    if kind.endswith("background torch.save"):
+        return "hand-written, epochal imported"
+    if "background" in kind:
+        return kind.replace("background", "synchronous")
+    return None
 
 
 # ---------------------------------------------------------------------------- profile
@@ -697,6 +715,30 @@ def markdown(report: dict[str, Any]) -> str:
                 + (f"{rise / 1024:.1f} | {over / 1024:+.1f} | {spread} | {share} |"
                    if over is not None else "n/a | n/a | n/a | n/a |"))
         lines.append("")
+    for r in report.get("rss_commits", []):
+        snapshot = r.get("snapshot_bytes") or 0
+        lines += [
+            f"## What a background commit costs ({r['network']} network, {r['images']} images, "
+            f"{r['epochs']} epochs, a fresh process each, medians of {r.get('rounds', 1)} "
+            "interleaved rounds)", "",
+            f"One snapshot (state file): {snapshot} bytes. Rise as in the peak-memory "
+            "section; each background kind also against its synchronous counterpart of the "
+            "same round (for \"background torch.save\": the same loop committing nothing).", "",
+            "| run | rise during training (MiB) | rise over hand-written, epochal imported "
+            "(MiB) | background over synchronous (MiB) | lowest..highest round (MiB) | "
+            "in snapshots |", "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, v in r["runs"].items():
+            over = v.get("rise_over_synchronous_kib")
+            low, high = v.get("rise_over_synchronous_range_kib") or (None, None)
+            reference = v.get("rise_over_reference_kib")
+            lines.append(
+                f"| {name} | {v['training_rise_kib'] / 1024:.1f} | "
+                f"{reference / 1024:+.1f} | "
+                + (f"{over / 1024:+.2f} | {low / 1024:+.2f}..{high / 1024:+.2f} | "
+                   f"{over * 1024 / snapshot:.2f} |" if over is not None and snapshot
+                   else "| | |"))
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -719,10 +761,11 @@ def main() -> None:
     torch.set_num_threads(1)
     rounds = args.rounds or (3 if args.quick else 9)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - {"overhead", "pipeline", "commit", "rss"}
+    unknown = set(sections) - {"overhead", "pipeline", "commit", "rss", "rss-commits"}
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose among overhead, pipeline, "
-                     "commit, rss")
+                     "commit, rss, rss-commits (not in the default: what a background commit "
+                     "costs without a bundle, FC network, about 11 minutes)")
     report: dict[str, Any] = {
         "command": " ".join(["python", "tests/benchmarks/bench_side_by_side.py", *sys.argv[1:]]),
         "mode": "quick" if args.quick else "full", "machine": machine(),
@@ -741,6 +784,9 @@ def main() -> None:
         rss_rounds = 1 if args.quick else 5
         report["rss"] = [peak_rss(12_000 if args.quick else 60_000, 2, "FC", rss_rounds),
                          peak_rss(3_000 if args.quick else 6_000, 2, "wide FC", rss_rounds)]
+    if "rss-commits" in sections:
+        report["rss_commits"] = [peak_rss(12_000 if args.quick else 60_000, 2, "FC",
+                                          1 if args.quick else 5, rss_child.COMMIT_KINDS)]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if args.profile:

@@ -4,6 +4,9 @@ Run by ``bench_side_by_side.peak_rss``, once per kind and round::
 
     python tests/benchmarks/rss_child.py KIND IMAGES EPOCHS NETWORK
 
+(``KINDS``; the commit-memory section runs ``COMMIT_KINDS``, which commit each epoch from a
+hand-written loop or a ``Model`` callback, without a bundle.)
+
 It imports only what its kind needs. The hand-written loop imports PyTorch and the seed's
 networks, never epochal, so ``peak_kib`` (imports included) compares each kind with a process
 that never loaded epochal. "hand-written, epochal imported" imports ``epochal``,
@@ -24,10 +27,12 @@ loop). It prints one JSON line:
 
 from __future__ import annotations
 
+import copy
 import json
 import resource
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,14 @@ BATCH = 32  # also the side-by-side benchmark's (it imports these)
 LR = 0.1
 KINDS = ("hand-written", "hand-written, epochal imported", "epochal Model",
          "epochal ModelBundle, synchronous", "epochal ModelBundle, background")
+# The commit-memory section: each epoch committed by something other than a bundle, so that
+# a background commit's cost can be told from the bundle's (pairs: background over synchronous
+# of the same round).
+COMMIT_KINDS = ("hand-written, epochal imported", "hand-written, background torch.save",
+                "hand-written, epochal synchronous commits",
+                "hand-written, epochal background commits", "epochal Model",
+                "epochal Model, synchronous commits", "epochal Model, background commits",
+                "epochal ModelBundle, synchronous", "epochal ModelBundle, background")
 
 
 def wide_network() -> nn.Module:
@@ -77,18 +90,82 @@ def reset_peak_rss() -> bool:
         return False
 
 
+class _Commits:
+    """Each epoch's weights and optimizer state written to ``folder`` at the epoch's end: by
+    ``torch.save`` in a thread of its own (the previous one joined first), or by epochal's
+    snapshot store, synchronously or in the background (``BackgroundCommits``)."""
+
+    def __init__(self, kind: str, folder: str) -> None:
+        self.kind, self.folder = kind, folder
+        self.thread: threading.Thread | None = None
+        self.rows: list[dict[str, Any]] = []
+        self.snapshots: Any = None
+        if "epochal" in kind:
+            from epochal._commit_writer import open_commits
+            from epochal._snapshots import SnapshotStore
+            from epochal_adapters.storage import FsspecCheckpointStore
+
+            store = SnapshotStore(FsspecCheckpointStore(folder), describe=folder)
+            self.snapshots = open_commits(store, background="background" in kind)
+
+    def commit(self, epoch: int, network: nn.Module, optimizer: Any) -> None:
+        if "epochal" not in self.kind:
+            self.finish()
+            state = copy.deepcopy({"network": network.state_dict(),
+                                   "optimizer": optimizer.state_dict()})
+            path = Path(self.folder) / f"epoch_{epoch}.pt"
+            self.thread = threading.Thread(target=torch.save, args=(state, path))
+            self.thread.start()
+            return
+        from epochal._snapshots import Snapshot
+
+        self.rows.append({"epoch": epoch, "loss": 0.5, "acc": 50.0})
+        snapshot = Snapshot(epoch=epoch, global_step=epoch, network=network.state_dict(),
+                            optimizer=optimizer.state_dict(), random_states=None,
+                            log_rows=list(self.rows))
+        self.snapshots.commit(snapshot, is_best=True, monitor="loss",
+                              keep_only_last_best=False, save_every_epoch=False)
+
+    def finish(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        wait = getattr(self.snapshots, "wait", None)  # BackgroundCommits only
+        if wait is not None:
+            wait()
+
+
 def train_kind(kind: str, loader: Any, epochs: int, network_name: str) -> None:
     """One training of the given kind on a fresh network of ``RSS_NETWORKS``."""
     network = RSS_NETWORKS[network_name]()
+    commits = kind.endswith(("commits", "torch.save"))
     if kind.startswith("hand-written"):
         optimizer = torch.optim.SGD(network.parameters(), lr=LR)
-        for _ in range(epochs):
-            train_one_epoch(network, optimizer, nn.CrossEntropyLoss(), loader)
-    elif kind == "epochal Model":
-        from epochal import Model
+        with tempfile.TemporaryDirectory() as folder:
+            committer = _Commits(kind, folder) if commits else None
+            for epoch in range(1, epochs + 1):
+                train_one_epoch(network, optimizer, nn.CrossEntropyLoss(), loader)
+                if committer is not None:
+                    committer.commit(epoch, network, optimizer)
+            if committer is not None:
+                committer.finish()
+    elif kind.startswith("epochal Model"):
+        from epochal import Callback, Model
 
         model = Model(network, "sgd", "cross_entropy", batch_metrics=["accuracy"])
-        model.fit_generator(loader, epochs=epochs, verbose=False)
+        with tempfile.TemporaryDirectory() as folder:
+            callbacks = []
+            if commits:
+                committer = _Commits(kind, folder)
+
+                class Commit(Callback):
+                    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+                        committer.commit(epoch, network, model.optimizer)
+
+                callbacks.append(Commit())
+            model.fit_generator(loader, epochs=epochs, verbose=False, callbacks=callbacks)
+            if commits:
+                committer.finish()
     else:
         import epochal_adapters.plots as plots
         from epochal import ModelBundle
@@ -104,10 +181,11 @@ def train_kind(kind: str, loader: Any, epochs: int, network_name: str) -> None:
 def main(kind: str, images: int, epochs: int, network_name: str) -> None:
     """Warm up, reset the peak mark, train ``epochs`` epochs on ``images`` random images, print
     the JSON line (see the module docstring)."""
-    if kind not in KINDS or network_name not in RSS_NETWORKS:
-        raise SystemExit(f"unknown kind {kind!r} or network {network_name!r}; kinds: {KINDS}, "
+    kinds = sorted(set(KINDS) | set(COMMIT_KINDS))
+    if kind not in kinds or network_name not in RSS_NETWORKS:
+        raise SystemExit(f"unknown kind {kind!r} or network {network_name!r}; kinds: {kinds}, "
                          f"networks: {sorted(RSS_NETWORKS)}")
-    if kind == "hand-written, epochal imported":
+    if kind.startswith("hand-written,"):  # every hand-written kind but the plain loop
         import tensorboard.compat.proto.event_pb2  # noqa: F401
 
         import epochal_adapters.plots
