@@ -149,7 +149,7 @@ def train_kind(kind: str, loader: Any, epochs: int, network_name: str) -> None:
                     committer.commit(epoch, network, optimizer)
             if committer is not None:
                 committer.finish()
-    elif kind.startswith("epochal Model"):
+    elif kind == "epochal Model" or kind.startswith("epochal Model,"):  # not ModelBundle
         from epochal import Callback, Model
 
         model = Model(network, "sgd", "cross_entropy", batch_metrics=["accuracy"])
