@@ -96,11 +96,12 @@ class _Commits:
     snapshot store, synchronously or in the background (``BackgroundCommits``)."""
 
     def __init__(self, kind: str, folder: str) -> None:
-        self.kind, self.folder = kind, folder
+        self.folder = folder
+        self.epochal = "epochal" in kind  # else the loop's own torch.save
         self.thread: threading.Thread | None = None
         self.rows: list[dict[str, Any]] = []
         self.snapshots: Any = None
-        if "epochal" in kind:
+        if self.epochal:
             from epochal._commit_writer import open_commits
             from epochal._snapshots import SnapshotStore
             from epochal_adapters.storage import FsspecCheckpointStore
@@ -109,7 +110,7 @@ class _Commits:
             self.snapshots = open_commits(store, background="background" in kind)
 
     def commit(self, epoch: int, network: nn.Module, optimizer: Any) -> None:
-        if "epochal" not in self.kind:
+        if not self.epochal:
             self.finish()
             state = copy.deepcopy({"network": network.state_dict(),
                                    "optimizer": optimizer.state_dict()})
