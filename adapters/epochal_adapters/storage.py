@@ -56,7 +56,99 @@ from epochal_adapters._storage_paths import (
     with_url,
 )
 
-__all__ = ["FsspecCheckpointStore", "open_store", "split_url"]
+__all__ = ["FsspecCheckpointStore", "StagedWrite", "open_store", "split_url"]
+
+class StagedWrite:
+    """A local write in two steps: bytes written now (:meth:`write`, a binary file's method),
+    made durable and renamed onto the final path by :meth:`publish` later (from another thread,
+    if need be).
+
+    ``file`` is a hidden temporary file beside the final path (``.<name>.<id>.tmp``, which
+    :meth:`FsspecCheckpointStore.remove_temp_files` sweeps after a crash and which ``names()``
+    never lists). Until :meth:`publish` returns, the final path holds its previous bytes, or
+    nothing.
+
+    Args:
+        path: The final path (its directory is made if missing).
+        url: The final URL, for error messages (the path when omitted).
+
+    Raises:
+        OSError: The directory or the temporary file cannot be made.
+    """
+
+    def __init__(self, path: str, *, url: str | None = None) -> None:
+        directory, basename = os.path.split(path)
+        os.makedirs(directory, exist_ok=True)
+        self.path = path
+        self.url = url or path
+        self.temp_path = os.path.join(
+            directory, f"{TEMP_PREFIX}{basename}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        )
+        # O_EXCL: never reuse a file; 0o666 lets the umask decide the final permissions.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        self.file: BinaryIO = os.fdopen(os.open(self.temp_path, flags, 0o666), "wb")
+        self.state = "staged"  # then "published" or "discarded"
+
+    def write(self, data: Any) -> int:
+        """Write ``data`` (bytes-like) to the temporary file.
+
+        Raises:
+            OSError: The write failed (a full disk); the message contains the URL.
+        """
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            raise with_url(exc, "write", self.url) from exc
+
+    def flush(self) -> None:
+        """Flush Python's buffer to the temporary file (not ``fsync``: that is ``publish``'s)."""
+        try:
+            self.file.flush()
+        except OSError as exc:
+            raise with_url(exc, "write", self.url) from exc
+
+    def publish(self) -> None:
+        """Flush and ``fsync`` the temporary file, ``os.replace`` it onto the final path, then
+        ``fsync`` the directory. On failure the temporary file is removed and the final path
+        keeps its previous bytes.
+
+        Raises:
+            OSError: The flush, ``fsync`` or rename failed (a full disk, a permission); the
+                message contains the URL.
+            ValueError: Already published or discarded.
+        """
+        try:
+            self._finish()
+        except OSError as exc:
+            raise with_url(exc, "write", self.url) from exc
+
+    def _finish(self) -> None:
+        """:meth:`publish`, raising the filesystem's own errors (no URL added)."""
+        if self.state != "staged":
+            raise ValueError(f"the staged write of {self.url} was already {self.state}; "
+                             "stage it again")
+        try:
+            with self.file:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            os.replace(self.temp_path, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        self.state = "published"
+        fsync_directory(os.path.dirname(self.path))
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (nothing happens to the final path). Safe to
+        call more than once, and a no-op after :meth:`publish`."""
+        if self.state != "staged":
+            return
+        self.state = "discarded"
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(OSError):
+            os.remove(self.temp_path)
+
 
 class FsspecCheckpointStore:
     """A ``CheckpointStore`` under one fsspec URL: a local directory, ``memory://``, ``s3://``.
@@ -209,25 +301,39 @@ class FsspecCheckpointStore:
         """The temporary file beside ``path`` to write; at a normal exit it is flushed,
         fsynced and renamed onto ``path`` (then the directory is fsynced); at an exception it
         is removed."""
-        directory, basename = os.path.split(path)
-        os.makedirs(directory, exist_ok=True)
-        temp_path = os.path.join(
-            directory, f"{TEMP_PREFIX}{basename}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
-        )
-        # O_EXCL: never reuse a file; 0o666 lets the umask decide the final permissions.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        fd = os.open(temp_path, flags, 0o666)
+        staged = StagedWrite(path)
         try:
-            with os.fdopen(fd, "wb") as file:
-                yield file
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp_path, path)
+            yield staged.file
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(temp_path)
+            staged.discard()
             raise
-        fsync_directory(directory)
+        staged._finish()
+
+    def open_staged(self, name: str) -> StagedWrite | None:
+        """Write the bytes of ``name`` now and make them ``name`` later: a
+        :class:`StagedWrite`, a binary file whose bytes go to the temporary file beside
+        ``name`` (to the page cache: not this process's memory) and whose ``publish`` makes
+        them durable and renames them onto ``name``, as :meth:`write` would store them.
+
+        Args:
+            name: A store name, as for :meth:`write`.
+
+        Returns:
+            The staged write, or None for a remote store (its writes are single uploads of
+            bytes held in memory: there is nothing to gain by staging them).
+
+        Raises:
+            ValueError: ``name`` is not a valid store name.
+            OSError: The temporary file cannot be made; the message contains the URL.
+        """
+        validate_name(name)
+        if not self._local:
+            return None
+        url = self.url(name)
+        try:
+            return StagedWrite(self._path(name), url=url)
+        except OSError as exc:
+            raise with_url(exc, "write", url) from exc
 
     def _write_remote(self, path: str, data: bytes) -> None:
         """One upload (``pipe_file``): the object appears whole or not at all."""

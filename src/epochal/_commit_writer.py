@@ -1,13 +1,22 @@
-"""Background commits: a bundle's snapshot is captured on the training thread and written by
+"""Background commits: a bundle's snapshot is taken on the training thread and written by
 another thread while the next epoch trains.
 
 :class:`BackgroundCommits` stands in for a :class:`epochal._snapshots.SnapshotStore` during one
 ``ModelBundle.train`` call. Its ``commit`` first waits for the previous commit's write (so at
-most one commit is in flight, and commits reach the store in epoch order), then captures the
-snapshot with :func:`capture` (one copy of its tensors and containers, on the host: the
-training may change the weights right after), then hands the copy to a writer thread, which
-commits it with :meth:`epochal._snapshots.SnapshotStore.commit` (best checkpoint, state,
-manifest, derived files, pruning: the synchronous commit's operations, in the same order).
+most one commit is in flight, and commits reach the store in epoch order), then takes the
+snapshot in one of two ways (the training may change the weights right after):
+
+* *staged*, where the store can stage (a local directory, see ``open_staged`` in
+  :class:`epochal.ports.CheckpointStore`): the files are serialized on the training thread
+  into the store's temporary files (:meth:`epochal._snapshots.SnapshotStore.stage`), so the
+  process holds no copy of the snapshot; the writer thread makes them durable (``fsync``),
+  renames them and writes the manifest (:meth:`epochal._snapshots.StagedCommit.publish`);
+* *captured*, elsewhere (``s3://``, in-memory stores): :func:`capture` makes one copy of the
+  snapshot's tensors and containers, on the host, and the writer thread commits the copy with
+  :meth:`epochal._snapshots.SnapshotStore.commit`.
+
+Either way the files, their bytes and the order in which they become visible (best checkpoint,
+state, manifest, derived files, pruning) are the synchronous commit's.
 :meth:`BackgroundCommits.close` waits for the last write at the end of training.
 
 An exception raised by a background write is re-raised on the training thread, by the next
@@ -119,6 +128,8 @@ class BackgroundCommits(SnapshotStore):
 
     Attributes:
         writes: Commits handed to the writer thread so far.
+        staged: How many of them were staged (serialized on the training thread into the
+            store's temporary files) rather than captured.
     """
 
     def __init__(self, snapshots: SnapshotStore) -> None:  # no super().__init__: a view
@@ -126,6 +137,7 @@ class BackgroundCommits(SnapshotStore):
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.writes = 0
+        self.staged = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._snapshots, name)
@@ -139,10 +151,16 @@ class BackgroundCommits(SnapshotStore):
         keep_only_last_best: bool,
         save_every_epoch: bool,
     ) -> None:
-        """Wait for the previous write, capture ``snapshot`` (a copy), start writing it.
+        """Wait for the previous write, stage or capture ``snapshot``, start publishing it.
+
+        Where the store can stage (a local directory), the snapshot's files are serialized
+        into the store's temporary files here (:meth:`SnapshotStore.stage`: no copy in this
+        process's memory), and the writer thread makes them durable and publishes them.
+        Elsewhere (``s3://``, in-memory stores) the snapshot is captured (:func:`capture`: one
+        copy of its tensors) and the writer thread commits the copy.
 
         Args:
-            snapshot: The epoch's snapshot (its tensors are copied before this returns).
+            snapshot: The epoch's snapshot (serialized or copied before this returns).
             is_best: Also write the epoch's best checkpoint.
             monitor: The monitored key, for the manifest.
             keep_only_last_best: Pruning option (see ``SnapshotStore.commit``).
@@ -152,14 +170,22 @@ class BackgroundCommits(SnapshotStore):
             BaseException: Whatever the previous background write raised (not committed).
         """
         self.wait()
-        captured = capture(snapshot)
         options = {"is_best": is_best, "monitor": monitor,
                    "keep_only_last_best": keep_only_last_best,
                    "save_every_epoch": save_every_epoch}
+        staged = self._snapshots.stage(snapshot, **options)  # type: ignore[arg-type]
+        if staged is not None:
+            self.staged += 1
+            publish = staged.publish
+        else:
+            captured = capture(snapshot)
+
+            def publish() -> None:
+                self._snapshots.commit(captured, **options)  # type: ignore[arg-type]
 
         def write() -> None:
             try:
-                self._snapshots.commit(captured, **options)  # type: ignore[arg-type]
+                publish()
             except BaseException as exc:  # re-raised on the training thread
                 self._error = exc
 

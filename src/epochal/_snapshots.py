@@ -28,12 +28,12 @@ from typing import Any
 import attrs
 import torch
 
-from epochal._io import save_torch_to_store, torch_from_bytes
+from epochal._io import save_torch_into, save_torch_to_store, torch_from_bytes
 from epochal.core import resume
 from epochal.exceptions import CheckpointError, ResumeError, StorageError
 from epochal.ports import CheckpointStore
 
-__all__ = ["Latest", "Manifest", "Snapshot", "SnapshotStore", "log_columns"]
+__all__ = ["Latest", "Manifest", "Snapshot", "SnapshotStore", "StagedCommit", "log_columns"]
 
 
 def _is_lr_key(key: str) -> bool:
@@ -238,6 +238,72 @@ class Latest:
     manifest: Manifest | None = None
     manifest_name: str | None = None
     snapshot: Snapshot | None = None
+
+
+@attrs.define(kw_only=True)
+class StagedCommit:
+    """A commit whose files are serialized (:meth:`SnapshotStore.stage`) and not yet published.
+
+    :meth:`publish` completes it in :meth:`SnapshotStore.commit`'s order: the best checkpoint,
+    the state file, the manifest (the commit point), ``log.tsv``, ``checkpoint.ckpt``, then
+    the clean-up. Each staged file is made durable and renamed by its ``publish``. Before the
+    manifest is written the previous commit is the trusted one, so a crash at any point
+    resumes exactly from one of the two.
+
+    Attributes:
+        snapshots: The store the commit belongs to.
+        epoch: The committed epoch.
+        best, state, last: The staged files (``best`` is None when no best checkpoint is
+            written), each with ``publish`` and ``discard``.
+        manifest: The manifest's bytes (it names the state file's size and SHA-256).
+        log: ``log.tsv``'s bytes.
+        best_epoch: The best epoch so far, for pruning.
+        keep_only_last_best, save_every_epoch: Pruning options (see
+            :meth:`SnapshotStore.commit`).
+    """
+
+    snapshots: SnapshotStore
+    epoch: int
+    best: Any
+    state: Any
+    last: Any
+    manifest: builtins.bytes
+    log: builtins.bytes
+    best_epoch: int | None
+    keep_only_last_best: bool
+    save_every_epoch: bool
+
+    def publish(self) -> None:
+        """Make the commit durable and visible (any thread; once).
+
+        Raises:
+            OSError: A file could not be published; the files not yet published are
+                removed, and the store's trusted commit is the previous one unless the
+                manifest was already written.
+        """
+        store = self.snapshots.store
+        try:
+            if self.best is not None:
+                self.best.publish()
+            self.state.publish()
+            store.write(resume.manifest_name(self.epoch), self.manifest)
+            store.write(resume.LOG, self.log)
+            self.last.publish()
+        except BaseException:
+            self.discard()
+            raise
+        self.snapshots.prune(
+            last_epoch=self.epoch,
+            best_epoch=self.best_epoch,
+            keep_only_last_best=self.keep_only_last_best,
+            save_every_epoch=self.save_every_epoch,
+        )
+
+    def discard(self) -> None:
+        """Remove the staged files not yet published (no-op for published ones)."""
+        for staged in (self.best, self.state, self.last):
+            if staged is not None:
+                staged.discard()
 
 
 class SnapshotStore:
@@ -467,6 +533,77 @@ class SnapshotStore:
         self.save_torch(resume.LAST, weights)
         self.prune(
             last_epoch=epoch,
+            best_epoch=snapshot.best.get("best_epoch"),
+            keep_only_last_best=keep_only_last_best,
+            save_every_epoch=save_every_epoch,
+        )
+
+    def stage(
+        self,
+        snapshot: Snapshot,
+        *,
+        is_best: bool,
+        monitor: str | None,
+        keep_only_last_best: bool,
+        save_every_epoch: bool,
+    ) -> StagedCommit | None:
+        """Serialize ``snapshot``'s files now into the store's unpublished temporary files, and
+        leave the rest of :meth:`commit` (durability, renames, manifest, derived files,
+        clean-up, in :meth:`commit`'s order) to :meth:`StagedCommit.publish`.
+
+        When this returns, the commit no longer reads ``snapshot``'s tensors: training may
+        change them. The serialized bytes are in the temporary files (on local disk: the
+        page cache), not in this process's memory.
+
+        Args:
+            snapshot: The epoch's snapshot.
+            is_best: Also stage the epoch's best checkpoint.
+            monitor: The monitored key, for the manifest.
+            keep_only_last_best: Pruning option (see :meth:`commit`).
+            save_every_epoch: Pruning option (see :meth:`commit`).
+
+        Returns:
+            The staged commit, or None when the store cannot stage (it has no
+            ``open_staged``, or its ``open_staged`` returns None: a remote store); nothing was
+            written then.
+
+        Raises:
+            OSError: A temporary file could not be written (what was staged is removed).
+        """
+        open_staged: Callable[[str], Any] | None = getattr(self.store, "open_staged", None)
+        if open_staged is None:
+            return None
+        epoch = snapshot.epoch
+        weights = dict(snapshot.network)
+        best_name = resume.best_name(epoch) if is_best or save_every_epoch else None
+        state = resume.state_name(epoch)
+        files: dict[str, Any] = {}
+        try:
+            for name, obj in ((best_name, weights), (state, snapshot.to_payload()),
+                              (resume.LAST, weights)):
+                if name is None:
+                    continue
+                staged = open_staged(name)
+                if staged is None:  # this store cannot stage: commit another way
+                    for other in files.values():
+                        other.discard()
+                    return None
+                files[name] = staged
+                size, sha256 = save_torch_into(staged, obj, hashed=name == state)
+                if name == state:
+                    manifest = _manifest(snapshot, state, size, sha256, monitor)
+        except BaseException:
+            for staged in files.values():
+                staged.discard()
+            raise
+        return StagedCommit(
+            snapshots=self,
+            epoch=epoch,
+            best=files.get(best_name) if best_name is not None else None,
+            state=files[state],
+            last=files[resume.LAST],
+            manifest=manifest.to_json(),
+            log=_log_bytes(snapshot.log_rows),
             best_epoch=snapshot.best.get("best_epoch"),
             keep_only_last_best=keep_only_last_best,
             save_every_epoch=save_every_epoch,

@@ -149,6 +149,75 @@ class TestFsspecCheckpointStoreLocal:
         assert FsspecCheckpointStore(tmp_path.as_uri()).read("a/b.ckpt") == b"shared"
 
 
+class TestStagedWrites:
+    """``open_staged`` on the local filesystem: the bytes wait in the temporary file."""
+
+    def test_staged_bytes_are_on_disk_before_publish(self, tmp_path: Path) -> None:
+        """After a staged write the bytes are in the hidden temporary file beside the name
+        (on disk, not held in memory) and the name still holds its old bytes; ``publish``
+        renames the temporary file onto the name and leaves nothing else."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        store.write("d/last.ckpt", b"old")
+        staged = store.open_staged("d/last.ckpt")
+        assert staged is not None
+        staged.write(b"new bytes")
+        staged.flush()
+        temp = Path(staged.temp_path)
+        assert temp.parent == tmp_path / "d" and temp.name.startswith(".last.ckpt.")
+        assert temp.read_bytes() == b"new bytes"
+        assert (tmp_path / "d/last.ckpt").read_bytes() == b"old"
+        staged.publish()
+        assert _files_under(tmp_path) == ["d/last.ckpt"]
+        assert (tmp_path / "d/last.ckpt").read_bytes() == b"new bytes"
+
+    def test_fsync_happens_at_publish(self, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        """Staging writes without ``fsync``; ``publish`` fsyncs the file, then the directory
+        after the rename (durability is the publisher's work, off the training thread)."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        events: list[str] = []
+        real_fsync, real_replace = os.fsync, os.replace
+        monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd)))
+        monkeypatch.setattr(os, "replace",
+                            lambda a, b: (events.append("rename"), real_replace(a, b)))
+        staged = store.open_staged("last.ckpt")
+        assert staged is not None
+        staged.write(b"w" * 100_000)
+        assert events == []
+        staged.publish()
+        assert events == ["fsync", "rename", "fsync"]
+
+    def test_disk_error_while_staging_names_the_url(self, tmp_path: Path) -> None:
+        """A disk error raised by a staged write (a full disk) is an OSError naming the URL,
+        with its errno."""
+        store = FsspecCheckpointStore(str(tmp_path))
+        staged = store.open_staged("last.ckpt")
+        assert staged is not None
+
+        class _FullDisk:
+            closed = False
+
+            def write(self, data: object) -> int:
+                raise OSError(28, "No space left on device")
+
+            def close(self) -> None:
+                pass
+
+        real_file, staged.file = staged.file, _FullDisk()  # type: ignore[assignment]
+        with pytest.raises(OSError) as caught:
+            staged.write(b"x")
+        assert caught.value.errno == 28 and store.url("last.ckpt") in str(caught.value)
+        staged.file = real_file
+        staged.discard()
+        assert _files_under(tmp_path) == []
+
+    @pytest.mark.parametrize("url", ["memory://staging-remote"])
+    def test_remote_store_does_not_stage(self, url: str) -> None:
+        """A store that is not a local directory returns None: its writes are single uploads,
+        and a background commit captures the snapshot instead."""
+        assert FsspecCheckpointStore(url).open_staged("last.ckpt") is None
+
+
 class TestFsspecCheckpointStoreMemory:
     """``FsspecCheckpointStore`` on ``memory://``."""
 

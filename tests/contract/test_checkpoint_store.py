@@ -318,6 +318,81 @@ class TestCheckpointStoreContract:
         assert store.url("last.ckpt") in str(caught.value)
         assert state(store) == {"last.ckpt": b"old"}
 
+    def _staged(self, store: CheckpointStore, name: str) -> Any:
+        """``store.open_staged(name)``, or a skip for a store that cannot stage."""
+        open_staged = getattr(store, "open_staged", None)
+        staged = open_staged(name) if open_staged is not None else None
+        if staged is None:
+            pytest.skip("this store does not stage its writes (optional)")
+        return staged
+
+    def test_open_staged_publishes_the_staged_bytes(self, store: CheckpointStore) -> None:
+        """What is written to a staged write is invisible (neither the name nor a listed
+        temporary file) until ``publish``, then it is the name's bytes, as ``write`` would
+        store them."""
+        store.write("state/e.state", b"old")
+        staged = self._staged(store, "state/e.state")
+        staged.write(b"new ")
+        staged.write(memoryview(b"bytes"))
+        staged.flush()
+        assert state(store) == {"state/e.state": b"old"}
+        staged.publish()
+        assert state(store) == {"state/e.state": b"new bytes"}
+        staged.discard()  # after publish: nothing happens
+        assert state(store) == {"state/e.state": b"new bytes"}
+        with pytest.raises(ValueError, match="already published"):
+            staged.publish()
+
+    def test_open_staged_publish_from_another_thread(self, store: CheckpointStore) -> None:
+        """A write staged on one thread can be published by another (the background commit's
+        writer thread)."""
+        import threading
+
+        staged = self._staged(store, "d/new.ckpt")
+        staged.write(b"staged here")
+        thread = threading.Thread(target=staged.publish)
+        thread.start()
+        thread.join(10)
+        assert state(store) == {"d/new.ckpt": b"staged here"}
+
+    def test_open_staged_discard_keeps_old_bytes(self, store: CheckpointStore) -> None:
+        """``discard`` removes the staged bytes and leaves the old bytes (or no object);
+        publishing afterwards is refused."""
+        store.write("last.ckpt", b"old bytes")
+        for name in ("last.ckpt", "d/new.ckpt"):
+            staged = self._staged(store, name)
+            staged.write(b"half of the new")
+            staged.discard()
+            staged.discard()
+            with pytest.raises(ValueError, match="already discarded"):
+                staged.publish()
+        assert state(store) == {"last.ckpt": b"old bytes"}
+        if isinstance(store, FsspecCheckpointStore) and isinstance(store.fs, LocalFileSystem):
+            assert store.remove_temp_files() == []  # nothing left behind
+
+    def test_open_staged_failed_publish_raises_os_error_and_keeps_old_bytes(
+        self, store: CheckpointStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A publish the store fails to complete raises OSError naming the URL, leaves the
+        old bytes and removes the staged bytes."""
+        store.write("last.ckpt", b"old bytes")
+        staged = self._staged(store, "last.ckpt")
+        staged.write(b"new bytes that must not appear")
+        with failing_writes(store, "last.ckpt", monkeypatch), pytest.raises(OSError) as caught:
+            staged.publish()
+        assert store.url("last.ckpt") in str(caught.value)
+        assert state(store) == {"last.ckpt": b"old bytes"}
+        if isinstance(store, FsspecCheckpointStore) and isinstance(store.fs, LocalFileSystem):
+            assert store.remove_temp_files() == []
+
+    def test_open_staged_refuses_an_invalid_name(self, store: CheckpointStore) -> None:
+        """An invalid name raises ValueError before anything is written."""
+        if getattr(store, "open_staged", None) is None:
+            pytest.skip("this store does not stage its writes (optional)")
+        with pytest.raises(ValueError, match="name"):
+            store.open_staged("../x.ckpt")  # type: ignore[attr-defined]
+        assert store.names() == []
+
     def test_open_write_refuses_an_invalid_name_before_writing(
         self, store: CheckpointStore
     ) -> None:

@@ -13,6 +13,7 @@ import torch
 from epochal import ModelBundle
 from epochal.exceptions import ConfigurationError
 from epochal.testing import MemoryCheckpointStore
+from epochal_adapters.storage import FsspecCheckpointStore
 from tests.integration.bundle_helpers import loaders, network
 
 
@@ -56,6 +57,33 @@ class TestBackgroundCommits:
         assert background_store.writers["manifests/epoch_0003.json"].startswith(
             "epochal-commit-")
         assert background_store.writers["bundle.json"] == threading.main_thread().name
+
+    def test_local_directory_stages_and_resumes(self, tmp_path, monkeypatch) -> None:
+        """On a local directory the background commits are staged (never captured: no copy of
+        the snapshot in memory), the files and rows are the synchronous run's, the weights
+        files are identical byte for byte, and a resume from epoch 2 ends bit-identical."""
+        import epochal._commit_writer as commit_writer
+
+        def no_capture(snapshot):
+            raise AssertionError("a local directory's background commit captured a snapshot")
+
+        monkeypatch.setattr(commit_writer, "capture", no_capture)
+        sync = str(tmp_path / "sync")
+        background = str(tmp_path / "background")
+        resumed = str(tmp_path / "resumed")
+        sync_bundle, _ = _train(sync, 3, background=False)
+        _train(background, 3, background=True)
+        _train(resumed, 2, background=True)
+        resumed_bundle, _ = _train(resumed, 3, background=True)
+        stores = [FsspecCheckpointStore(d) for d in (sync, background, resumed)]
+        training = [sorted(n for n in s.names() if not n.startswith(("plots/", "tensorboard/"))) for s in stores]
+        assert training[1] == training[0] == training[2]
+        assert _rows(stores[1]) == _rows(stores[0]) == _rows(stores[2])
+        for name in training[0]:  # the weights files, byte for byte (state files hold times)
+            if name.endswith(".ckpt"):
+                assert stores[1].read(name) == stores[0].read(name) == stores[2].read(name)
+        for key, value in sync_bundle.model.network.state_dict().items():
+            assert torch.equal(resumed_bundle.model.network.state_dict()[key], value)
 
     def test_resume_after_background_commits(self) -> None:
         """A directory trained to epoch 2 with background commits resumes to epoch 3 and ends

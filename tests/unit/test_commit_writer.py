@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -181,3 +182,111 @@ class TestCommitting:
             _commit(writer, 1, torch.ones(2))
             raise KeyError("training")
         assert isinstance(writer, BackgroundCommits) and not writer.pending
+
+
+def _files(root) -> dict[str, bytes]:
+    """Every file under ``root`` (hidden temporary files included), name to bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class TestStagedCommits:
+    """Background commits to a local directory: staged into the store's temporary files on the
+    training thread (no copy of the snapshot in memory), published by the writer thread."""
+
+    def test_local_store_stages_and_writes_the_synchronous_bytes(
+        self, tmp_path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two background commits to a local directory stage (they never capture), survive
+        the weights changing in place right after ``commit``, and leave exactly the files a
+        synchronous run leaves, byte for byte."""
+        import epochal._commit_writer as commit_writer
+        from epochal_adapters.storage import FsspecCheckpointStore
+
+        def no_capture(snapshot: Snapshot) -> Snapshot:
+            raise AssertionError("a local store's background commit captured the snapshot")
+
+        monkeypatch.setattr(commit_writer, "capture", no_capture)
+        sync = SnapshotStore(FsspecCheckpointStore(str(tmp_path / "sync")), describe="sync")
+        writer = BackgroundCommits(
+            SnapshotStore(FsspecCheckpointStore(str(tmp_path / "bg")), describe="bg"))
+        for epoch in (1, 2):
+            _commit(sync, epoch, torch.full((5,), float(epoch)))
+            weight = torch.full((5,), float(epoch))
+            _commit(writer, epoch, weight)
+            weight.add_(100.0)  # the next epoch trains on while the write is in flight
+        writer.close()
+        assert writer.staged == writer.writes == 2
+        assert _files(tmp_path / "bg") == _files(tmp_path / "sync")
+
+    def test_staged_commit_is_invisible_until_published(self, tmp_path) -> None:
+        """After ``stage`` the trusted commit is still the previous one and no new name is
+        listed; ``publish`` makes the staged epoch the trusted commit, with the values the
+        tensors had when it was staged."""
+        from epochal_adapters.storage import FsspecCheckpointStore
+
+        snapshots = SnapshotStore(FsspecCheckpointStore(str(tmp_path)), describe="local")
+        _commit(snapshots, 1, torch.ones(3))
+        names = snapshots.store.names()
+        weight = torch.full((3,), 2.0)
+        staged = snapshots.stage(_snapshot(2, weight), is_best=True, monitor="loss",
+                                 keep_only_last_best=True, save_every_epoch=False)
+        assert staged is not None
+        weight.zero_()
+        assert snapshots.store.names() == names
+        assert snapshots.read_latest().snapshot.epoch == 1
+        staged.publish()
+        latest = snapshots.read_latest().snapshot
+        assert latest.epoch == 2 and torch.equal(latest.network["w"], torch.full((3,), 2.0))
+        assert not any(name.endswith(".tmp") for name in _files(tmp_path))
+
+    def test_failed_publish_keeps_the_previous_commit(
+        self, tmp_path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A publish that fails at the state file's rename raises OSError naming it, writes
+        no manifest, removes every staged file, and the previous commit stays trusted."""
+        from epochal_adapters.storage import FsspecCheckpointStore
+
+        snapshots = SnapshotStore(FsspecCheckpointStore(str(tmp_path)), describe="local")
+        _commit(snapshots, 1, torch.ones(3))
+        staged = snapshots.stage(_snapshot(2, torch.zeros(3)), is_best=True, monitor="loss",
+                                 keep_only_last_best=True, save_every_epoch=False)
+        assert staged is not None
+        real_replace = os.replace
+
+        def replace(source, destination):
+            if "epoch_0002.state" in str(destination):
+                raise OSError("simulated rename failure")
+            real_replace(source, destination)
+
+        monkeypatch.setattr(os, "replace", replace)
+        with pytest.raises(OSError, match=r"epoch_0002\.state"):
+            staged.publish()
+        monkeypatch.undo()
+        files = _files(tmp_path)
+        assert "manifests/epoch_0002.json" not in files
+        assert not any(name.endswith(".tmp") for name in files)
+        assert snapshots.read_latest().snapshot.epoch == 1
+
+    def test_failed_staging_leaves_nothing(self, tmp_path) -> None:
+        """A snapshot that ``torch.save`` cannot serialize raises from ``stage`` and leaves
+        no temporary file (the best checkpoint, staged first, is removed too)."""
+        from epochal_adapters.storage import FsspecCheckpointStore
+
+        snapshots = SnapshotStore(FsspecCheckpointStore(str(tmp_path)), describe="local")
+        _commit(snapshots, 1, torch.ones(3))
+        before = _files(tmp_path)
+        bad = Snapshot(epoch=2, global_step=20, network={"w": torch.ones(3)},
+                       log_rows=[{"epoch": 1, "loss": 1.0}],
+                       callbacks={"cb": lambda: None})  # not picklable
+        with pytest.raises(Exception, match=r"(?i)pickle|lambda"):
+            snapshots.stage(bad, is_best=True, monitor="loss", keep_only_last_best=True,
+                            save_every_epoch=False)
+        assert _files(tmp_path) == before
+
+    def test_memory_store_captures(self) -> None:
+        """A store without ``open_staged`` (the in-memory fake) is committed from a capture."""
+        writer = BackgroundCommits(SnapshotStore(MemoryCheckpointStore(), describe="mem"))
+        _commit(writer, 1, torch.ones(2))
+        writer.close()
+        assert (writer.writes, writer.staged) == (1, 0)
