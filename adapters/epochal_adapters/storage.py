@@ -34,8 +34,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 import fsspec
@@ -56,9 +57,55 @@ from epochal_adapters._storage_paths import (
     with_url,
 )
 
-__all__ = ["FsspecCheckpointStore", "StagedWrite", "open_store", "split_url"]
+__all__ = ["FsspecCheckpointStore", "StagedUpload", "StagedWrite", "open_store", "split_url"]
 
-class StagedWrite:
+class _Staged:
+    """What both staged writes share: ``write``/``flush`` to a local file (errors named with
+    the URL), ``discard``, and the state (``"staged"``, then ``"published"`` or
+    ``"discarded"``)."""
+
+    file: BinaryIO
+    url: str
+    state: str
+
+    def write(self, data: Any) -> int:
+        """Write ``data`` (bytes-like) to the staging file.
+
+        Raises:
+            OSError: The write failed (a full disk); the message contains the URL.
+        """
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            raise with_url(exc, "write", self.url) from exc
+
+    def flush(self) -> None:
+        """Flush Python's buffer to the staging file (no ``fsync``: that is ``publish``'s)."""
+        try:
+            self.file.flush()
+        except OSError as exc:
+            raise with_url(exc, "write", self.url) from exc
+
+    def _check_staged(self) -> None:
+        if self.state != "staged":
+            raise ValueError(f"the staged write of {self.url} was already {self.state}; "
+                             "stage it again")
+
+    def discard(self) -> None:
+        """Close and remove the staged bytes (nothing happens to the final name). Safe to
+        call more than once, and a no-op after ``publish``."""
+        if self.state != "staged":
+            return
+        self.state = "discarded"
+        with contextlib.suppress(OSError):
+            self.file.close()
+        self._remove()
+
+    def _remove(self) -> None:
+        """Remove the staging file once closed (nothing to do for an anonymous one)."""
+
+
+class StagedWrite(_Staged):
     """A local write in two steps: bytes written now (:meth:`write`, a binary file's method),
     made durable and renamed onto the final path by :meth:`publish` later (from another thread,
     if need be).
@@ -86,26 +133,8 @@ class StagedWrite:
         )
         # O_EXCL: never reuse a file; 0o666 lets the umask decide the final permissions.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        self.file: BinaryIO = os.fdopen(os.open(self.temp_path, flags, 0o666), "wb")
-        self.state = "staged"  # then "published" or "discarded"
-
-    def write(self, data: Any) -> int:
-        """Write ``data`` (bytes-like) to the temporary file.
-
-        Raises:
-            OSError: The write failed (a full disk); the message contains the URL.
-        """
-        try:
-            return self.file.write(data)
-        except OSError as exc:
-            raise with_url(exc, "write", self.url) from exc
-
-    def flush(self) -> None:
-        """Flush Python's buffer to the temporary file (not ``fsync``: that is ``publish``'s)."""
-        try:
-            self.file.flush()
-        except OSError as exc:
-            raise with_url(exc, "write", self.url) from exc
+        self.file = os.fdopen(os.open(self.temp_path, flags, 0o666), "wb")
+        self.state = "staged"
 
     def publish(self) -> None:
         """Flush and ``fsync`` the temporary file, ``os.replace`` it onto the final path, then
@@ -124,9 +153,7 @@ class StagedWrite:
 
     def _finish(self) -> None:
         """:meth:`publish`, raising the filesystem's own errors (no URL added)."""
-        if self.state != "staged":
-            raise ValueError(f"the staged write of {self.url} was already {self.state}; "
-                             "stage it again")
+        self._check_staged()
         try:
             with self.file:
                 self.file.flush()
@@ -138,16 +165,60 @@ class StagedWrite:
         self.state = "published"
         fsync_directory(os.path.dirname(self.path))
 
-    def discard(self) -> None:
-        """Close and remove the temporary file (nothing happens to the final path). Safe to
-        call more than once, and a no-op after :meth:`publish`."""
-        if self.state != "staged":
-            return
-        self.state = "discarded"
-        with contextlib.suppress(OSError):
-            self.file.close()
+    def _remove(self) -> None:
         with contextlib.suppress(OSError):
             os.remove(self.temp_path)
+
+
+class StagedUpload(_Staged):
+    """A remote write in two steps: bytes written now to an anonymous local spool file
+    (``tempfile.TemporaryFile`` in the temporary directory, ``TMPDIR``: on disk, outside
+    this process's memory unless that directory is a ``tmpfs``; the operating system removes
+    it when it is closed or the process dies), uploaded in one upload by :meth:`publish`
+    later (from another thread, if need be).
+
+    The upload reads the spool file back whole (as ``s3fs``'s own ``put_file`` does below
+    100 MiB), so a publish holds one file in memory while it uploads, as a synchronous
+    remote write does.
+
+    Args:
+        upload: Uploads bytes as the final object; raises ``OSError`` naming the URL.
+        url: The final URL, for error messages.
+
+    Raises:
+        OSError: The spool file cannot be made.
+    """
+
+    def __init__(self, upload: Callable[[bytes], None], *, url: str) -> None:
+        self.url = url
+        self._upload = upload
+        self.file = tempfile.TemporaryFile(prefix="epochal-staged-")  # noqa: SIM115
+        self.state = "staged"
+
+    def publish(self) -> None:
+        """Upload the spooled bytes as the final object (one upload: it appears whole or
+        not at all) and remove the spool file, which is removed on failure too.
+
+        Raises:
+            OSError: Reading the spool file or the upload failed; the message contains the
+                URL. The object keeps its previous bytes (or stays absent).
+            ValueError: Already published or discarded.
+        """
+        self._check_staged()
+        try:
+            try:
+                self.file.flush()
+                self.file.seek(0)
+                data = self.file.read()
+            except OSError as exc:
+                raise with_url(exc, "write", self.url) from exc
+            self._upload(data)
+        except BaseException:
+            self.discard()
+            raise
+        self.state = "published"
+        with contextlib.suppress(OSError):
+            self.file.close()
 
 
 class FsspecCheckpointStore:
@@ -309,29 +380,41 @@ class FsspecCheckpointStore:
             raise
         staged._finish()
 
-    def open_staged(self, name: str) -> StagedWrite | None:
-        """Write the bytes of ``name`` now and make them ``name`` later: a
-        :class:`StagedWrite`, a binary file whose bytes go to the temporary file beside
-        ``name`` (to the page cache: not this process's memory) and whose ``publish`` makes
+    def open_staged(self, name: str) -> StagedWrite | StagedUpload:
+        """Write the bytes of ``name`` now and make them ``name`` later (the optional
+        ``open_staged`` of :class:`epochal.ports.CheckpointStore`).
+
+        On the local filesystem a :class:`StagedWrite`: the bytes go to the temporary file
+        beside ``name`` (the page cache: not this process's memory), and ``publish`` makes
         them durable and renames them onto ``name``, as :meth:`write` would store them.
+        Elsewhere a :class:`StagedUpload`: the bytes go to an anonymous local spool file, and
+        ``publish`` uploads them in one upload, as :meth:`write` would.
 
         Args:
             name: A store name, as for :meth:`write`.
 
         Returns:
-            The staged write, or None for a remote store (its writes are single uploads of
-            bytes held in memory: there is nothing to gain by staging them).
+            The staged write, with ``write``, ``flush``, ``publish`` and ``discard``.
 
         Raises:
             ValueError: ``name`` is not a valid store name.
-            OSError: The temporary file cannot be made; the message contains the URL.
+            OSError: The temporary or spool file cannot be made; the message contains the
+                URL.
         """
         validate_name(name)
-        if not self._local:
-            return None
         url = self.url(name)
         try:
-            return StagedWrite(self._path(name), url=url)
+            if self._local:
+                return StagedWrite(self._path(name), url=url)
+            path = self._path(name)
+
+            def upload(data: bytes) -> None:
+                try:
+                    self._write_remote(path, data)
+                except Exception as exc:  # as write(): e.g. botocore's connection errors
+                    raise with_url(exc, "write", url) from exc
+
+            return StagedUpload(upload, url=url)
         except OSError as exc:
             raise with_url(exc, "write", url) from exc
 

@@ -6,13 +6,16 @@ another thread while the next epoch trains.
 most one commit is in flight, and commits reach the store in epoch order), then takes the
 snapshot in one of two ways (the training may change the weights right after):
 
-* *staged*, where the store can stage (a local directory, see ``open_staged`` in
-  :class:`epochal.ports.CheckpointStore`): the files are serialized on the training thread
-  into the store's temporary files (:meth:`epochal._snapshots.SnapshotStore.stage`), so the
-  process holds no copy of the snapshot; the writer thread makes them durable (``fsync``),
-  renames them and writes the manifest (:meth:`epochal._snapshots.StagedCommit.publish`);
-* *captured*, elsewhere (``s3://``, in-memory stores): :func:`capture` makes one copy of the
-  snapshot's tensors and containers, on the host, and the writer thread commits the copy with
+* *staged*, where the store can stage (``open_staged`` in
+  :class:`epochal.ports.CheckpointStore`; ``epochal_adapters``' store: a local directory's
+  temporary files, or local spool files for a remote store such as ``s3://``): the files are
+  serialized on the training thread into them
+  (:meth:`epochal._snapshots.SnapshotStore.stage`), so the process holds no copy of the
+  snapshot; the writer thread makes them durable and visible (``fsync`` and rename, or one
+  upload each) and writes the manifest (:meth:`epochal._snapshots.StagedCommit.publish`);
+* *captured*, for a store without ``open_staged`` (such as :mod:`epochal.testing`'s
+  in-memory fake): :func:`capture` makes one copy of the snapshot's tensors and containers,
+  on the host, and the writer thread commits the copy with
   :meth:`epochal._snapshots.SnapshotStore.commit`.
 
 Either way the files, their bytes and the order in which they become visible (best checkpoint,
@@ -153,11 +156,11 @@ class BackgroundCommits(SnapshotStore):
     ) -> None:
         """Wait for the previous write, stage or capture ``snapshot``, start publishing it.
 
-        Where the store can stage (a local directory), the snapshot's files are serialized
-        into the store's temporary files here (:meth:`SnapshotStore.stage`: no copy in this
-        process's memory), and the writer thread makes them durable and publishes them.
-        Elsewhere (``s3://``, in-memory stores) the snapshot is captured (:func:`capture`: one
-        copy of its tensors) and the writer thread commits the copy.
+        Where the store can stage (``open_staged``: a local directory, or a remote store's
+        local spool files), the snapshot's files are serialized into the staging files here
+        (:meth:`SnapshotStore.stage`: no copy in this process's memory), and the writer
+        thread publishes them. For a store without ``open_staged`` the snapshot is captured
+        (:func:`capture`: one copy of its tensors) and the writer thread commits the copy.
 
         Args:
             snapshot: The epoch's snapshot (serialized or copied before this returns).

@@ -8,9 +8,12 @@ hashed on the way), so no whole file is held in memory; other stores receive eac
 bytes whole, one file at a time.
 
 A synchronous commit (:meth:`SnapshotStore.commit`) serializes the live state. A background
-commit (:mod:`epochal._commit_writer`) first *captures* it (one copy of the snapshot's tensors
-and containers, on the host, that training cannot change) and commits the copy from a writer
-thread; it writes the same bytes.
+commit (:mod:`epochal._commit_writer`) either *stages* it where the store can
+(:meth:`SnapshotStore.stage`: the files are serialized now into the store's temporary files,
+and :meth:`StagedCommit.publish` later makes them durable and visible, in the synchronous
+commit's order), or *captures* it (one copy of the snapshot's tensors and containers, on the
+host, that training cannot change) and commits the copy from a writer thread; both write the
+same bytes as a synchronous commit.
 
 Which manifest to trust, where to start and what to delete are decided by the pure
 :mod:`epochal.core.resume`; this module does the I/O.

@@ -54,6 +54,18 @@ class CheckpointStore(Protocol):
     held in memory (``epochal_adapters``' store streams local files to disk). Stores without it
     receive each file's bytes whole through ``write``.
 
+    Optional: ``open_staged(name)``, for a background commit: None when the store cannot
+    stage (the bundle then copies the snapshot in memory and commits the copy from its writer
+    thread), or a staged write: a binary file object (``write``, ``flush``, with
+    ``open_write``'s memoryview rule) whose bytes are kept outside the process's memory, with
+    ``publish()`` (make the bytes ``name``, durably and atomically, with ``write``'s
+    contract; callable from another thread; an ``OSError`` naming the URL leaves the old bytes
+    and removes the staged ones) and ``discard()`` (remove the staged bytes; a no-op once
+    published or discarded). ``publish`` after ``discard`` or a second ``publish`` raises
+    ``ValueError``. Until ``publish``, ``names`` does not list the staged bytes.
+    ``epochal_adapters``' store stages a local file in its temporary file beside ``name``, and
+    a remote object in an anonymous local spool file.
+
     Run ``tests/contract/test_checkpoint_store.py`` against a new adapter.
     """
 

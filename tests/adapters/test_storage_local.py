@@ -211,11 +211,48 @@ class TestStagedWrites:
         staged.discard()
         assert _files_under(tmp_path) == []
 
-    @pytest.mark.parametrize("url", ["memory://staging-remote"])
-    def test_remote_store_does_not_stage(self, url: str) -> None:
-        """A store that is not a local directory returns None: its writes are single uploads,
-        and a background commit captures the snapshot instead."""
-        assert FsspecCheckpointStore(url).open_staged("last.ckpt") is None
+    def test_remote_store_spools_to_an_anonymous_local_file(self) -> None:
+        """A remote store (``memory://`` here) stages into an anonymous local spool file: the
+        object does not exist before ``publish``, which uploads the bytes once and closes
+        (and so removes) the spool file."""
+        store = FsspecCheckpointStore("memory://staging-remote")
+        staged = store.open_staged("d/last.ckpt")
+        staged.write(b"spooled bytes")
+        assert not hasattr(staged, "temp_path")  # no name: nothing to sweep after a crash
+        assert store.names() == []
+        uploads: list[bytes] = []
+        real = store._write_remote
+
+        def counted(path: str, data: bytes) -> None:
+            uploads.append(data)
+            real(path, data)
+
+        store._write_remote = counted  # type: ignore[method-assign]
+        staged.publish()
+        assert uploads == [b"spooled bytes"]
+        assert store.read("d/last.ckpt") == b"spooled bytes"
+        assert staged.file.closed
+
+    def test_remote_upload_failure_names_the_url(self) -> None:
+        """An upload that fails with a non-OSError (botocore's connection errors) is an
+        OSError naming the URL; the object keeps its old bytes and the spool file is
+        closed."""
+        store = FsspecCheckpointStore("memory://staging-remote-fail")
+        store.write("last.ckpt", b"old")
+        staged = store.open_staged("last.ckpt")
+        staged.write(b"new")
+
+        def unreachable(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("endpoint unreachable")
+
+        store.fs.pipe_file, real = unreachable, store.fs.pipe_file
+        try:
+            with pytest.raises(OSError, match=r"memory://staging-remote-fail/last\.ckpt"):
+                staged.publish()
+        finally:
+            store.fs.pipe_file = real
+        assert store.read("last.ckpt") == b"old"
+        assert staged.file.closed and staged.state == "discarded"
 
 
 class TestFsspecCheckpointStoreMemory:

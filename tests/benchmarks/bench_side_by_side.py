@@ -404,6 +404,13 @@ class _DelayedStore:
     # the local store's ``open_write``, which would skip the delay).
     open_write = None
 
+    def open_staged(self, name: str) -> Any:
+        """Staged as ``FsspecCheckpointStore`` stages a remote object: a local spool file,
+        published by one delayed ``write``."""
+        from epochal_adapters.storage import StagedUpload
+
+        return StagedUpload(lambda data: self.write(name, data), url=self.url(name))
+
     def delete(self, name: str) -> None:
         time.sleep(self.delay_s)
         self.inner.delete(name)
@@ -561,7 +568,7 @@ def _synchronous_counterpart(kind: str) -> str | None:
     if kind.endswith("background torch.save"):
         return "hand-written, epochal imported"
     if "background" in kind:
-        return kind.replace("background", "synchronous")
+        return kind.removesuffix(", captured").replace("background", "synchronous")
     return None
 
 
@@ -785,8 +792,13 @@ def main() -> None:
         report["rss"] = [peak_rss(12_000 if args.quick else 60_000, 2, "FC", rss_rounds),
                          peak_rss(3_000 if args.quick else 6_000, 2, "wide FC", rss_rounds)]
     if "rss-commits" in sections:
-        report["rss_commits"] = [peak_rss(12_000 if args.quick else 60_000, 2, "FC",
-                                          1 if args.quick else 5, rss_child.COMMIT_KINDS)]
+        commit_rounds = 1 if args.quick else 5
+        report["rss_commits"] = [
+            peak_rss(12_000 if args.quick else 60_000, 2, "FC", commit_rounds,
+                     rss_child.COMMIT_KINDS),
+            peak_rss(3_000 if args.quick else 6_000, 2, "wide FC", commit_rounds,
+                     rss_child.WIDE_COMMIT_KINDS),
+        ]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if args.profile:

@@ -167,18 +167,21 @@ def test_sigkill_at_any_storage_operation_resumes_bit_identically_property(tmp_p
 
 
 @pytest.mark.s3
+@pytest.mark.parametrize("background", [False, True], ids=["sync", "background"])
 def test_kill_after_every_s3_operation_resumes_bit_identically(_moto_s3_server, moto_s3,
-                                                               tmp_path):
+                                                               tmp_path, background):
     """On S3 (a moto server over HTTP), a run SIGKILLed right after each upload and delete
     of epochs 1 and 2 in turn (probe, identity record, best and last checkpoints, state,
     manifest, log.tsv, pruning, plots), then resumed, ends with the uninterrupted run's
     weights (bit-identical), one log.tsv row per epoch with the same values, and the same
-    objects."""
+    objects; with background commits (S3's default: the snapshot captured, the uploads in
+    the writer thread while the next epoch trains) too."""
     import json
 
     base = f"s3://{_moto_s3_server.create_bucket()}/runs"
     reference, points, failures = _matrix(
-        base, 2, "--storage-options", json.dumps(moto_s3), "--scratch", tmp_path, timeout=600)
+        base, 2, "--storage-options", json.dumps(moto_s3), "--scratch", tmp_path, timeout=600,
+        background=background)
     events = reference["operations"]
     assert [r["epoch"] for r in reference["reference"]["rows"]] == ["1", "2"]
     for kind in ("upload ._probe", "delete ._probe", "upload bundle.json",
