@@ -67,24 +67,27 @@ class _Staged:
     file: BinaryIO
     url: str
     state: str
+    #: What a staging error says could not be done, before the URL.
+    action = "write"
 
     def write(self, data: Any) -> int:
         """Write ``data`` (bytes-like) to the staging file.
 
         Raises:
-            OSError: The write failed (a full disk); the message contains the URL.
+            OSError: The write failed (a full disk); the message contains the URL (and, for
+                a spool file, the local directory it is in).
         """
         try:
             return self.file.write(data)
         except OSError as exc:
-            raise with_url(exc, "write", self.url) from exc
+            raise with_url(exc, self.action, self.url) from exc
 
     def flush(self) -> None:
         """Flush Python's buffer to the staging file (no ``fsync``: that is ``publish``'s)."""
         try:
             self.file.flush()
         except OSError as exc:
-            raise with_url(exc, "write", self.url) from exc
+            raise with_url(exc, self.action, self.url) from exc
 
     def _check_staged(self) -> None:
         if self.state != "staged":
@@ -186,13 +189,19 @@ class StagedUpload(_Staged):
         url: The final URL, for error messages.
 
     Raises:
-        OSError: The spool file cannot be made.
+        OSError: The spool file cannot be made; the message names the URL and the local
+            directory.
     """
 
     def __init__(self, upload: Callable[[bytes], None], *, url: str) -> None:
         self.url = url
         self._upload = upload
-        self.file = tempfile.TemporaryFile(prefix="epochal-staged-")  # noqa: SIM115
+        self.action = (f"spool into the local temporary directory {tempfile.gettempdir()} "
+                       "(TMPDIR) the upload of")
+        try:
+            self.file = tempfile.TemporaryFile(prefix="epochal-staged-")  # noqa: SIM115
+        except OSError as exc:
+            raise with_url(exc, self.action, url) from exc
         self.state = "staged"
 
     def publish(self) -> None:
@@ -211,7 +220,7 @@ class StagedUpload(_Staged):
                 self.file.seek(0)
                 data = self.file.read()
             except OSError as exc:
-                raise with_url(exc, "write", self.url) from exc
+                raise with_url(exc, self.action, self.url) from exc
             self._upload(data)
         except BaseException:
             self.discard()
@@ -403,20 +412,20 @@ class FsspecCheckpointStore:
         """
         validate_name(name)
         url = self.url(name)
-        try:
-            if self._local:
-                return StagedWrite(self._path(name), url=url)
-            path = self._path(name)
+        path = self._path(name)
+        if self._local:
+            try:
+                return StagedWrite(path, url=url)
+            except OSError as exc:
+                raise with_url(exc, "write", url) from exc
 
-            def upload(data: bytes) -> None:
-                try:
-                    self._write_remote(path, data)
-                except Exception as exc:  # as write(): e.g. botocore's connection errors
-                    raise with_url(exc, "write", url) from exc
+        def upload(data: bytes) -> None:
+            try:
+                self._write_remote(path, data)
+            except Exception as exc:  # as write(): e.g. botocore's connection errors
+                raise with_url(exc, "write", url) from exc
 
-            return StagedUpload(upload, url=url)
-        except OSError as exc:
-            raise with_url(exc, "write", url) from exc
+        return StagedUpload(upload, url=url)
 
     def _write_remote(self, path: str, data: bytes) -> None:
         """One upload (``pipe_file``): the object appears whole or not at all."""

@@ -18,22 +18,27 @@ snapshot in one of two ways (the training may change the weights right after):
   on the host, and the writer thread commits the copy with
   :meth:`epochal._snapshots.SnapshotStore.commit`.
 
-Either way the files, their bytes and the order in which they become visible (best checkpoint,
-state, manifest, derived files, pruning) are the synchronous commit's.
+Either way the files and the order in which they become visible (best checkpoint, state,
+manifest, derived files, pruning) are the synchronous commit's; a staged commit's bytes are
+too, and a captured one's differ only where :func:`capture` says. If staging fails with an
+``OSError`` (no room for the staging files), the commit is captured instead, with a warning.
 :meth:`BackgroundCommits.close` waits for the last write at the end of training.
 
 An exception raised by a background write is re-raised on the training thread, by the next
-``commit`` or by ``close``: the epoch whose write failed is not committed, so a resume starts
-after the previous commit, as after a crash. The write protocol (state, then manifest last) is
-unchanged, so a process killed during a background write resumes exactly from the previous
-commit.
+``commit`` or by ``close``, with a note that says whether the epoch was committed: a write that
+failed before the manifest leaves the previous commit as the one a resume starts after, as
+after a crash; one that failed after it (a derived file, the pruning) leaves the epoch
+committed. The write protocol (state, then manifest last) is unchanged, so a process killed
+during a background write resumes exactly from the previous commit or from that epoch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import tempfile
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -41,6 +46,7 @@ import attrs
 import torch
 
 from epochal._snapshots import Snapshot, SnapshotStore
+from epochal.core import resume
 from epochal.exceptions import ConfigurationError
 from epochal.ports import CheckpointStore
 
@@ -141,6 +147,8 @@ class BackgroundCommits(SnapshotStore):
         self._error: BaseException | None = None
         self.writes = 0
         self.staged = 0
+        self._epoch: int | None = None
+        self._warned = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._snapshots, name)
@@ -170,21 +178,46 @@ class BackgroundCommits(SnapshotStore):
             save_every_epoch: Pruning option (see ``SnapshotStore.commit``).
 
         Raises:
-            BaseException: Whatever the previous background write raised (not committed).
+            BaseException: Whatever the previous background write raised (its note says
+                whether that epoch was committed).
+
+        Warns:
+            RuntimeWarning: Staging failed with an ``OSError`` (no room for the staging
+                files): this commit, and any later one that cannot be staged, is captured
+                instead (once per training).
         """
         self.wait()
         options = {"is_best": is_best, "monitor": monitor,
                    "keep_only_last_best": keep_only_last_best,
                    "save_every_epoch": save_every_epoch}
-        staged = self._snapshots.stage(snapshot, **options)  # type: ignore[arg-type]
+        try:
+            staged = self._snapshots.stage(snapshot, **options)  # type: ignore[arg-type]
+        except OSError as exc:  # e.g. no room for a remote store's spool files
+            staged = None
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"Could not stage the commit of epoch {snapshot.epoch} to "
+                    f"{self._snapshots.describe} ({exc}); committing a copy of the snapshot "
+                    "held in memory instead (one snapshot's tensors), for this commit and any "
+                    "later one that cannot be staged. For a remote store, the staging files "
+                    f"go to the local temporary directory {tempfile.gettempdir()} (set "
+                    "TMPDIR to move them).",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         if staged is not None:
             self.staged += 1
             publish = staged.publish
+            discard = staged.discard
         else:
             captured = capture(snapshot)
 
             def publish() -> None:
                 self._snapshots.commit(captured, **options)  # type: ignore[arg-type]
+
+            def discard() -> None:
+                pass
 
         def write() -> None:
             try:
@@ -195,9 +228,14 @@ class BackgroundCommits(SnapshotStore):
         thread = threading.Thread(
             target=write, name=f"epochal-commit-{snapshot.epoch}", daemon=False
         )
+        try:
+            thread.start()
+        except BaseException:  # no thread: nothing will publish the staged files
+            discard()
+            raise
         self._thread = thread
+        self._epoch = snapshot.epoch
         self.writes += 1
-        thread.start()
 
     @property
     def pending(self) -> bool:
@@ -216,14 +254,29 @@ class BackgroundCommits(SnapshotStore):
             self._thread = None
         error, self._error = self._error, None
         if error is not None:
-            note = (
-                f"Raised by the background write of a commit to {self._snapshots.describe} "
-                f"({thread.name if thread else 'commit'}); that epoch is not committed and a "
-                "resume starts after the previous commit."
-            )
+            where = (f"Raised by the background write of a commit to "
+                     f"{self._snapshots.describe} ({thread.name if thread else 'commit'})")
+            if self._manifest_written():
+                note = (f"{where}, after its manifest was written: epoch {self._epoch} is "
+                        "committed and a resume starts after it; what failed is a derived "
+                        "file (log.tsv, checkpoint.ckpt), which a resume rewrites, or the "
+                        "removal of superseded files, which the next commit retries.")
+            else:
+                note = (f"{where}; that epoch is not committed and a resume starts after the "
+                        "previous commit.")
             if hasattr(error, "add_note"):
                 error.add_note(note)
             raise error
+
+    def _manifest_written(self) -> bool:
+        """Whether the failed write's epoch has its manifest (its commit point) in the store;
+        False when the store cannot tell."""
+        if self._epoch is None:
+            return False
+        try:
+            return bool(self._snapshots.store.exists(resume.manifest_name(self._epoch)))
+        except Exception:  # the store is failing: say what is sure
+            return False
 
     def close(self, *, raise_error: bool = True) -> None:
         """Wait for the last write (end of training).

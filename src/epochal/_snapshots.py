@@ -249,7 +249,8 @@ class StagedCommit:
 
     :meth:`publish` completes it in :meth:`SnapshotStore.commit`'s order: the best checkpoint,
     the state file, the manifest (the commit point), ``log.tsv``, ``checkpoint.ckpt``, then
-    the clean-up. Each staged file is made durable and renamed by its ``publish``. Before the
+    the clean-up. Each staged file is made durable and visible by its ``publish`` (``fsync``
+    and rename, or one upload). Before the
     manifest is written the previous commit is the trusted one, so a crash at any point
     resumes exactly from one of the two.
 
@@ -521,8 +522,9 @@ class SnapshotStore:
         is repaired on resume), ``log.tsv``, ``checkpoint.ckpt``, then the clean-up.
 
         The tensors are serialized straight into the store (streamed where the store has
-        ``open_write``): they must not change until this returns (a background commit passes
-        a copy, :func:`epochal._commit_writer.capture`).
+        ``open_write``): they must not change until this returns (a background commit
+        stages them first, :meth:`stage`, or passes a copy,
+        :func:`epochal._commit_writer.capture`).
         """
         epoch = snapshot.epoch
         weights = dict(snapshot.network)
@@ -567,7 +569,7 @@ class SnapshotStore:
 
         Returns:
             The staged commit, or None when the store cannot stage (it has no
-            ``open_staged``, or its ``open_staged`` returns None: a remote store); nothing was
+            ``open_staged``, or its ``open_staged`` returns None); nothing was
             written then.
 
         Raises:

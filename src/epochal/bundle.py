@@ -133,8 +133,10 @@ class ModelBundle(BundlePaths, BundleRecords, BundleEvaluation, BundleResume, Bu
         monitor_mode: ``'min'`` or ``'max'`` (default ``'min'``, or the task's).
         storage_options: fsspec options for a URL directory (e.g. S3 endpoint and keys).
         background_commits: Write each epoch's commit in a background thread while the next
-            epoch trains (the snapshot is captured first; the next commit and the end of
-            ``train`` wait for the write and re-raise its error). None: on for remote stores
+            epoch trains (the snapshot's files are first serialized into staging files
+            outside memory, or, for a store without ``open_staged``, the snapshot is copied;
+            the next commit and the end of ``train`` wait for the write and re-raise its
+            error). None: on for remote stores
             (``s3://``...), off for local directories and memory.
 
     Raises:

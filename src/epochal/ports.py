@@ -59,8 +59,9 @@ class CheckpointStore(Protocol):
     thread), or a staged write: a binary file object (``write``, ``flush``, with
     ``open_write``'s memoryview rule) whose bytes are kept outside the process's memory, with
     ``publish()`` (make the bytes ``name``, durably and atomically, with ``write``'s
-    contract; callable from another thread; an ``OSError`` naming the URL leaves the old bytes
-    and removes the staged ones) and ``discard()`` (remove the staged bytes; a no-op once
+    contract; callable from another thread; an ``OSError`` naming the URL leaves the old bytes,
+    unless only the durability of the rename itself failed, as for ``write``, and removes the
+    staged ones) and ``discard()`` (remove the staged bytes; a no-op once
     published or discarded). ``publish`` after ``discard`` or a second ``publish`` raises
     ``ValueError``. Until ``publish``, ``names`` does not list the staged bytes.
     ``epochal_adapters``' store stages a local file in its temporary file beside ``name``, and

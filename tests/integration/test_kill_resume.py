@@ -174,8 +174,8 @@ def test_kill_after_every_s3_operation_resumes_bit_identically(_moto_s3_server, 
     of epochs 1 and 2 in turn (probe, identity record, best and last checkpoints, state,
     manifest, log.tsv, pruning, plots), then resumed, ends with the uninterrupted run's
     weights (bit-identical), one log.tsv row per epoch with the same values, and the same
-    objects; with background commits (S3's default: the snapshot captured, the uploads in
-    the writer thread while the next epoch trains) too."""
+    objects; with background commits (S3's default: the files spooled locally on the
+    training thread, uploaded by the writer thread while the next epoch trains) too."""
     import json
 
     base = f"s3://{_moto_s3_server.create_bucket()}/runs"

@@ -290,3 +290,104 @@ class TestStagedCommits:
         _commit(writer, 1, torch.ones(2))
         writer.close()
         assert (writer.writes, writer.staged) == (1, 0)
+
+    def test_staging_without_room_falls_back_to_a_capture_with_one_warning(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A remote store whose spool files cannot be made (no room in TMPDIR) still gets its
+        commits, from a capture, with one RuntimeWarning that names the temporary
+        directory; the files are the synchronous commits'."""
+        import tempfile
+
+        from epochal_adapters.storage import FsspecCheckpointStore
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        sync = SnapshotStore(FsspecCheckpointStore("memory://fallback-sync"), describe="s")
+        for epoch in (1, 2):
+            _commit(sync, epoch, torch.full((3,), float(epoch)))
+        store = FsspecCheckpointStore("memory://fallback-bg")
+        writer = BackgroundCommits(SnapshotStore(store, describe="bg"))
+        monkeypatch.setattr(tempfile, "TemporaryFile", full)
+        with pytest.warns(RuntimeWarning, match="TMPDIR") as caught:
+            for epoch in (1, 2):
+                _commit(writer, epoch, torch.full((3,), float(epoch)))
+            writer.close()
+        assert len([w for w in caught if "Could not stage" in str(w.message)]) == 1
+        assert (writer.writes, writer.staged) == (2, 0)
+        assert {n: store.read(n) for n in store.names()} == {
+            n: sync.store.read(n) for n in sync.store.names()}
+
+    def test_spool_error_names_the_url_and_the_local_directory(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A spool file that cannot be made raises an OSError naming the object's URL and
+        the local temporary directory, with the errno."""
+        import tempfile
+
+        from epochal_adapters.storage import FsspecCheckpointStore
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", full)
+        store = FsspecCheckpointStore("memory://spool-error")
+        with pytest.raises(OSError) as caught:
+            store.open_staged("last.ckpt")
+        message = str(caught.value)
+        assert caught.value.errno == 28
+        assert "memory://spool-error/last.ckpt" in message
+        assert tempfile.gettempdir() in message and "TMPDIR" in message
+
+    @pytest.mark.parametrize(("failing", "committed"),
+                             [("state/epoch_0002.state", False), ("log.tsv", True)])
+    def test_the_error_note_says_whether_the_epoch_was_committed(
+        self, tmp_path, monkeypatch: pytest.MonkeyPatch, failing: str, committed: bool
+    ) -> None:
+        """A background write that fails before the manifest leaves the epoch uncommitted,
+        one that fails after it (``log.tsv``) leaves it committed: the re-raised error's note
+        says which, and a resume starts where the note says."""
+        from epochal_adapters.storage import FsspecCheckpointStore
+
+        store = FsspecCheckpointStore(str(tmp_path))
+        _commit(SnapshotStore(store, describe="local"), 1, torch.ones(3))
+        writer = BackgroundCommits(SnapshotStore(store, describe="local"))
+        real_replace = os.replace
+
+        def replace(source, destination):
+            if str(destination).endswith(failing):
+                raise OSError("simulated failure")
+            real_replace(source, destination)
+
+        monkeypatch.setattr(os, "replace", replace)
+        _commit(writer, 2, torch.zeros(3))
+        with pytest.raises(OSError, match="simulated failure") as caught:
+            writer.close()
+        monkeypatch.undo()
+        note = "".join(getattr(caught.value, "__notes__", []))
+        latest = SnapshotStore(store, describe="local").open_for_training().manifest
+        if committed:
+            assert "epoch 2 is committed" in note and latest.epoch == 2
+        else:
+            assert "not committed" in note and latest.epoch == 1
+
+    def test_a_writer_thread_that_cannot_start_leaves_nothing(
+        self, tmp_path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If the writer thread cannot start, ``commit`` raises that error, the staged files
+        are removed, and ``close`` has nothing to wait for."""
+        from epochal_adapters.storage import FsspecCheckpointStore
+
+        writer = BackgroundCommits(
+            SnapshotStore(FsspecCheckpointStore(str(tmp_path)), describe="local"))
+
+        def cannot_start(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(threading.Thread, "start", cannot_start)
+        with pytest.raises(RuntimeError, match="can't start"):
+            _commit(writer, 1, torch.ones(3))
+        monkeypatch.undo()
+        writer.close()
+        assert _files(tmp_path) == {}
