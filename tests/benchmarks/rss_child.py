@@ -76,8 +76,8 @@ class RemoteLikeStore:
     """A local directory written the way ``FsspecCheckpointStore`` writes ``s3://``: each
     file's bytes whole through ``write`` (no streaming ``open_write``), a staged file spooled
     to an anonymous local file and read back whole for its one ``write``
-    (``StagedUpload``), or, with ``staged=False``, no ``open_staged`` at all (a background
-    commit then captures the snapshot). Nothing is held in memory between writes, unlike a
+    (``StagedUpload``), or, with ``staged=False``, an ``open_staged`` that returns None (the
+    store cannot stage: a background commit then captures the snapshot). Nothing is held in memory between writes, unlike a
     ``memory://`` store, so the peak shows what the commits hold."""
 
     open_write = None
