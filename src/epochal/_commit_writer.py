@@ -12,7 +12,7 @@ snapshot in one of two ways (the training may change the weights right after):
   serialized on the training thread into them
   (:meth:`epochal._snapshots.SnapshotStore.stage`), so the process holds no copy of the
   snapshot; the writer thread makes them durable and visible (``fsync`` and rename, or one
-  upload each) and writes the manifest (:meth:`epochal._snapshots.StagedCommit.publish`);
+  upload each) and writes the manifest (:meth:`epochal._staged_commit.StagedCommit.publish`);
 * *captured*, for a store without ``open_staged`` (such as :mod:`epochal.testing`'s
   in-memory fake): :func:`capture` makes one copy of the snapshot's tensors and containers,
   on the host, and the writer thread commits the copy with

@@ -22,6 +22,7 @@ Which manifest to trust, where to start and what to delete are decided by the pu
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import json
 import warnings
@@ -32,6 +33,7 @@ import attrs
 import torch
 
 from epochal._io import save_torch_into, save_torch_to_store, torch_from_bytes
+from epochal._staged_commit import StagedCommit
 from epochal.core import resume
 from epochal.exceptions import CheckpointError, ResumeError, StorageError
 from epochal.ports import CheckpointStore
@@ -241,73 +243,6 @@ class Latest:
     manifest: Manifest | None = None
     manifest_name: str | None = None
     snapshot: Snapshot | None = None
-
-
-@attrs.define(kw_only=True)
-class StagedCommit:
-    """A commit whose files are serialized (:meth:`SnapshotStore.stage`) and not yet published.
-
-    :meth:`publish` completes it in :meth:`SnapshotStore.commit`'s order: the best checkpoint,
-    the state file, the manifest (the commit point), ``log.tsv``, ``checkpoint.ckpt``, then
-    the clean-up. Each staged file is made durable and visible by its ``publish`` (``fsync``
-    and rename, or one upload). Before the
-    manifest is written the previous commit is the trusted one, so a crash at any point
-    resumes exactly from one of the two.
-
-    Attributes:
-        snapshots: The store the commit belongs to.
-        epoch: The committed epoch.
-        best, state, last: The staged files (``best`` is None when no best checkpoint is
-            written), each with ``publish`` and ``discard``.
-        manifest: The manifest's bytes (it names the state file's size and SHA-256).
-        log: ``log.tsv``'s bytes.
-        best_epoch: The best epoch so far, for pruning.
-        keep_only_last_best, save_every_epoch: Pruning options (see
-            :meth:`SnapshotStore.commit`).
-    """
-
-    snapshots: SnapshotStore
-    epoch: int
-    best: Any
-    state: Any
-    last: Any
-    manifest: builtins.bytes
-    log: builtins.bytes
-    best_epoch: int | None
-    keep_only_last_best: bool
-    save_every_epoch: bool
-
-    def publish(self) -> None:
-        """Make the commit durable and visible (any thread; once).
-
-        Raises:
-            OSError: A file could not be published; the files not yet published are
-                removed, and the store's trusted commit is the previous one unless the
-                manifest was already written.
-        """
-        store = self.snapshots.store
-        try:
-            if self.best is not None:
-                self.best.publish()
-            self.state.publish()
-            store.write(resume.manifest_name(self.epoch), self.manifest)
-            store.write(resume.LOG, self.log)
-            self.last.publish()
-        except BaseException:
-            self.discard()
-            raise
-        self.snapshots.prune(
-            last_epoch=self.epoch,
-            best_epoch=self.best_epoch,
-            keep_only_last_best=self.keep_only_last_best,
-            save_every_epoch=self.save_every_epoch,
-        )
-
-    def discard(self) -> None:
-        """Remove the staged files not yet published (no-op for published ones)."""
-        for staged in (self.best, self.state, self.last):
-            if staged is not None:
-                staged.discard()
 
 
 class SnapshotStore:
@@ -602,16 +537,20 @@ class SnapshotStore:
                 staged.discard()
             raise
         return StagedCommit(
-            snapshots=self,
+            store=self.store,
             epoch=epoch,
             best=files.get(best_name) if best_name is not None else None,
             state=files[state],
             last=files[resume.LAST],
             manifest=manifest.to_json(),
             log=_log_bytes(snapshot.log_rows),
-            best_epoch=snapshot.best.get("best_epoch"),
-            keep_only_last_best=keep_only_last_best,
-            save_every_epoch=save_every_epoch,
+            prune=functools.partial(
+                self.prune,
+                last_epoch=epoch,
+                best_epoch=snapshot.best.get("best_epoch"),
+                keep_only_last_best=keep_only_last_best,
+                save_every_epoch=save_every_epoch,
+            ),
         )
 
     def save_torch(self, name: str, obj: Any) -> tuple[int, str]:
